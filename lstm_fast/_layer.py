@@ -1,0 +1,439 @@
+"""``lstm_fast.LSTM``: PyTorch's ``nn.LSTM`` on NumPy arrays, run by the Cython engine."""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._checks import as_float_array, check_dtype, check_finite, check_int
+from ._lstm import backward_layer, forward_layer
+from ._packing import Packing
+
+__all__ = ["LSTM"]
+
+# Inference computes the input projection for this many packed rows at a time (at least one step),
+# so its workspace stays O(B*H) whatever the sequence length.
+_INFERENCE_CHUNK_ROWS = 1024
+
+
+class LSTM:
+    """A multi-layer LSTM with the semantics and weight layout of ``torch.nn.LSTM``.
+
+    For each step, with gate blocks in PyTorch's order ``[i, f, g, o]``::
+
+        i, f, o = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)
+        g = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)            (then h_t = W_hr h_t when proj_size > 0)
+
+    Parameters
+    ----------
+    input_size : int
+        Features per step of the input.
+    hidden_size : int
+        Size H of the cell state (and of the hidden state without projection).
+    num_layers : int, default=1
+        Stacked layers; layer ``l + 1`` reads layer ``l``'s output sequence.
+    bias : bool, default=True
+        Whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default=False
+        Batched input and output are ``(B, T, F)`` instead of ``(T, B, F)``.
+    dropout : float, default=0.0
+        Dropout probability on each layer's output except the last, in training only.
+    bidirectional : bool, default=False
+        Run a reverse direction too and concatenate both outputs (D = 2).
+    proj_size : int, default=0
+        If > 0, the hidden state is projected to this size P (must be < hidden_size).
+    dtype : {np.float32, np.float64}, default=np.float32
+        Precision of the parameters and of all the math.
+    forget_bias : float, default=1.0
+        Initial value of the forget-gate block of ``bias_ih`` (``bias_hh`` starts at 0).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights and the dropout masks.
+
+    Notes
+    -----
+    Initialisation: each ``[i, f, g, o]`` block of ``weight_hh`` is (semi-)orthogonal, ``weight_ih`` and
+    ``weight_hr`` are Glorot-uniform, biases are 0 except the forget block of ``bias_ih``. The same
+    ``random_state`` gives the same weights.
+
+    Inputs must be finite: NaN or infinity in ``x`` or ``hx`` raises a ValueError instead of
+    propagating silently through every later step.
+
+    ``forward`` and ``backward`` run their time loops with the GIL released; several threads may call
+    ``forward(..., training=False)`` on one layer at once. A ``training=True`` forward keeps its
+    activations for exactly one ``backward``.
+
+    Examples
+    --------
+    >>> import numpy as np, lstm_fast
+    >>> lstm = lstm_fast.LSTM(input_size=3, hidden_size=8, random_state=0)
+    >>> x = np.zeros((5, 2, 3), dtype=np.float32)  # (T, B, input_size)
+    >>> output, (h_n, c_n) = lstm.forward(x)
+    >>> output.shape, h_n.shape
+    ((5, 2, 8), (1, 2, 8))
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32,
+                 forget_bias=1.0, random_state=None):
+        self.input_size = check_int(input_size, "input_size", 1)
+        self.hidden_size = check_int(hidden_size, "hidden_size", 1)
+        self.num_layers = check_int(num_layers, "num_layers", 1)
+        self.proj_size = check_int(proj_size, "proj_size", 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size, got proj_size="
+                             f"{proj_size} and hidden_size={hidden_size}")
+        if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if not isinstance(forget_bias, numbers.Real) or not np.isfinite(forget_bias):
+            raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = check_dtype(dtype)
+        self.forget_bias = float(forget_bias)
+        self._rng = check_random_state(random_state)
+        self._params = self._init_params()
+        self.grads = {k: np.zeros_like(v) for k, v in self._params.items()}
+        self.grad_hx = None
+        self._cache = None
+
+    # ----------------------------------------------------------------------------- parameters
+
+    @property
+    def num_directions(self):
+        """D: 2 if bidirectional else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """H_out: proj_size if > 0 else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    def _layer_input_size(self, layer):
+        return self.input_size if layer == 0 else self.num_directions * self.output_size
+
+    def _param_shapes(self):
+        H, P = self.hidden_size, self.output_size
+        shapes = {}
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes["weight_ih" + sfx] = (4 * H, self._layer_input_size(layer))
+                shapes["weight_hh" + sfx] = (4 * H, P)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (4 * H,)
+                    shapes["bias_hh" + sfx] = (4 * H,)
+                if self.proj_size:
+                    shapes["weight_hr" + sfx] = (P, H)
+        return shapes
+
+    def _init_params(self):
+        H, rng, params = self.hidden_size, self._rng, {}
+        for name, shape in self._param_shapes().items():
+            if name.startswith("weight_hh"):
+                w = np.concatenate([_orthogonal(H, shape[1], rng) for _ in range(4)])
+            elif name.startswith("weight"):
+                limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+                w = rng.uniform(-limit, limit, size=shape)
+            else:
+                w = np.zeros(shape)
+                if name.startswith("bias_ih"):
+                    w[H:2 * H] = self.forget_bias
+            params[name] = np.ascontiguousarray(w, dtype=self.dtype)
+        return params
+
+    def named_parameters(self):
+        """The live parameter arrays as ``(name, array)`` pairs; updating them in place trains."""
+        return list(self._params.items())
+
+    def state_dict(self):
+        """Return a copy of the parameters as a dict named and shaped as PyTorch's ``nn.LSTM``."""
+        return {k: v.copy() for k, v in self._params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters from ``state_dict`` (NumPy arrays or PyTorch CPU tensors).
+
+        Raises
+        ------
+        ValueError
+            If a key is missing, unexpected, or holds an array of the wrong shape.
+        """
+        shapes = self._param_shapes()
+        missing = sorted(set(shapes) - set(state_dict))
+        extra = sorted(set(state_dict) - set(shapes))
+        if missing or extra:
+            raise ValueError(f"state_dict does not match this LSTM: missing keys {missing}, "
+                             f"unexpected keys {extra}")
+        new = {}
+        for name, shape in shapes.items():
+            arr = as_float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
+            if arr.shape != shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
+            check_finite(arr, f"state_dict[{name!r}]")
+            new[name] = np.array(arr, dtype=self.dtype, order="C", copy=True)
+        for name, arr in new.items():
+            self._params[name][...] = arr
+
+    def zero_grad(self):
+        """Set every accumulated parameter gradient in ``grads`` to zero."""
+        for g in self.grads.values():
+            g.fill(0)
+        self.grad_hx = None
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("_params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self):
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k, default in
+                        [("num_layers", 1), ("bias", True), ("batch_first", False),
+                         ("dropout", 0.0), ("bidirectional", False), ("proj_size", 0)]
+                        if getattr(self, k) != default)
+        return (f"LSTM({self.input_size}, {self.hidden_size}{extra}, "
+                f"dtype={np.dtype(self.dtype).name})")
+
+    # ----------------------------------------------------------------------------- forward
+
+    def forward(self, x, hx=None, lengths=None, training=False):
+        """Run the LSTM over a batch of sequences.
+
+        Parameters
+        ----------
+        x : array-like of shape (T, B, input_size), (B, T, input_size) or (T, input_size)
+            Time-major input, batch-first when ``batch_first``, or one unbatched sequence.
+        hx : tuple (h_0, c_0) or None
+            Initial states of shapes ``(D*num_layers, B, H_out)`` and ``(D*num_layers, B, hidden_size)``
+            (no B axis for unbatched input); zeros when None.
+        lengths : array-like of int, shape (B,), optional
+            Valid steps of each sequence, in ``[1, T]``. Later steps are padding: they do not influence
+            anything and their output rows are 0 (PyTorch's packed-sequence semantics).
+        training : bool, default=False
+            Keep what ``backward`` needs and apply ``dropout`` between layers.
+
+        Returns
+        -------
+        output : ndarray of shape (T, B, D*H_out) (batch-first or unbatched like ``x``)
+        (h_n, c_n) : tuple of ndarray
+            Each sequence's states after its last valid step, shaped like ``h_0`` and ``c_0``.
+        """
+        x, batched = self._check_input(x)
+        T, B, _ = x.shape
+        lengths = self._check_lengths(lengths, T, B, batched)
+        h0, c0 = self._check_hx(hx, B, batched)
+        packing = Packing(lengths, T, B)
+        h_n, c_n = packing.sort_state(h0), packing.sort_state(c0)
+        layer_in = packing.pack(x)
+        cache = [] if training else None
+        for layer in range(self.num_layers):
+            if training and layer > 0 and self.dropout > 0:
+                keep = self._rng.random_sample(layer_in.shape) >= self.dropout
+                mask = (keep / (1.0 - self.dropout) if self.dropout < 1 else keep * 0.0)
+                layer_in = layer_in * mask.astype(self.dtype)
+            else:
+                mask = None
+            out = np.empty((packing.n_rows, self.num_directions * self.output_size), self.dtype)
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                stored = self._run_forward(layer, direction, layer_in, packing, h_n[k], c_n[k],
+                                           out, training)
+                if training:
+                    cache.append(stored)
+            if training:
+                cache.append((layer_in, mask))
+            layer_in = out
+        if training:
+            self._cache = dict(cache=cache, packing=packing, batched=batched,
+                               out_shape=(T, B, layer_in.shape[1]))
+        output = self._to_user_layout(packing.unpack(layer_in), batched)
+        h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
+        if not batched:
+            h_n, c_n = h_n[:, 0], c_n[:, 0]
+        return output, (h_n, c_n)
+
+    __call__ = forward
+
+    def _weights(self, layer, direction):
+        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+        p, H = self._params, self.hidden_size
+        w_hr = p["weight_hr" + sfx] if self.proj_size else np.empty((0, H), self.dtype)
+        if self.bias:
+            bias = p["bias_ih" + sfx] + p["bias_hh" + sfx]
+        else:
+            bias = np.zeros(4 * H, self.dtype)
+        return sfx, p["weight_ih" + sfx], p["weight_hh" + sfx], bias, w_hr
+
+    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training):
+        """One layer-direction through the engine; returns what backward needs (or None)."""
+        _, w_ih, w_hh, bias, w_hr = self._weights(layer, direction)
+        H, P, B, N = self.hidden_size, self.output_size, packing.B, packing.n_rows
+        dt = self.dtype
+        if training:
+            gates = np.empty((N, 4 * H), dt)
+            tanh_cell, cell_prev, hidden_prev = (np.empty((N, H), dt), np.empty((N, H), dt),
+                                                 np.empty((N, P), dt))
+        else:
+            gates = np.empty((min(N, max(B, _INFERENCE_CHUNK_ROWS // B * B)), 4 * H), dt)
+            tanh_cell = cell_prev = np.empty((0, H), dt)
+            hidden_prev = np.empty((0, P), dt)
+        hidden_raw = np.empty((B if self.proj_size else 0, H), dt)
+        forward_layer(layer_in, w_ih, w_hh, bias, w_hr, packing.batch_sizes, packing.offsets,
+                      h, c, out, direction * P, bool(direction), gates, hidden_raw,
+                      tanh_cell, cell_prev, hidden_prev)
+        return (gates, tanh_cell, cell_prev, hidden_prev) if training else None
+
+    # ----------------------------------------------------------------------------- backward
+
+    def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
+        """Backpropagate through the latest ``training=True`` forward (once).
+
+        Parameters
+        ----------
+        grad_output : array-like shaped like that forward's ``output``
+            dL/doutput. Entries at padded steps are ignored (those outputs are constant 0).
+        grad_h_n, grad_c_n : array-like shaped like ``h_n`` and ``c_n``, optional
+            dL/dh_n and dL/dc_n; zeros when None.
+
+        Returns
+        -------
+        grad_x : ndarray shaped like that forward's ``x``
+            dL/dx. Parameter gradients are ADDED into ``grads``; dL/dh_0 and dL/dc_0 are stored in
+            ``grad_hx``.
+
+        Raises
+        ------
+        RuntimeError
+            If no ``training=True`` forward precedes, or it was already backpropagated.
+        """
+        if self._cache is None:
+            raise RuntimeError("backward needs a preceding forward(..., training=True); the latest "
+                               "training forward, if any, was already backpropagated")
+        state = self._cache
+        packing, batched = state["packing"], state["batched"]
+        T, B, _ = state["out_shape"]
+        L, D, H, P = self.num_layers, self.num_directions, self.hidden_size, self.output_size
+        g = as_float_array(grad_output, "grad_output", self.dtype)
+        expected = self._user_shape(state["out_shape"], batched)
+        if g.shape != expected:
+            raise ValueError(f"grad_output must have shape {expected} like the output, got {g.shape}")
+        check_finite(g, "grad_output")
+        d_h = self._state_or_zeros(grad_h_n, "grad_h_n", (D * L, B, P), batched, packing)
+        d_c = self._state_or_zeros(grad_c_n, "grad_c_n", (D * L, B, H), batched, packing)
+        self._cache = None
+        d_out = packing.pack(self._from_user_layout(g, batched))
+        N, dt = packing.n_rows, self.dtype
+        d_bias = np.empty(4 * H, dt)
+        for layer in range(L - 1, -1, -1):
+            layer_in, mask = state["cache"][layer * (D + 1) + D]
+            d_in = np.zeros_like(layer_in)
+            for direction in range(D):
+                k = layer * D + direction
+                gates, tanh_cell, cell_prev, hidden_prev = state["cache"][layer * (D + 1) + direction]
+                sfx, w_ih, w_hh, _, w_hr = self._weights(layer, direction)
+                d_w_hr = self.grads["weight_hr" + sfx] if self.proj_size else np.empty((0, H), dt)
+                d_bias.fill(0)
+                backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
+                               d_out, direction * P, bool(direction), d_h[k], d_c[k],
+                               gates, tanh_cell, cell_prev, hidden_prev, d_in,
+                               self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], d_bias,
+                               d_w_hr, np.empty((B if self.proj_size else 0, H), dt),
+                               np.empty((N if self.proj_size else 0, P), dt))
+                if self.bias:
+                    self.grads["bias_ih" + sfx] += d_bias
+                    self.grads["bias_hh" + sfx] += d_bias
+            if mask is not None:
+                d_in *= mask
+            d_out = d_in
+        d_h, d_c = packing.unsort_state(d_h), packing.unsort_state(d_c)
+        self.grad_hx = (d_h, d_c) if batched else (d_h[:, 0], d_c[:, 0])
+        return self._to_user_layout(packing.unpack(d_out), batched)
+
+    # ----------------------------------------------------------------------------- input checks
+
+    def _user_shape(self, time_major_shape, batched):
+        T, B, F = time_major_shape
+        if not batched:
+            return (T, F)
+        return (B, T, F) if self.batch_first else (T, B, F)
+
+    def _from_user_layout(self, a, batched):
+        """User layout to (T, B, F), C-contiguous."""
+        if not batched:
+            a = a[:, None, :]
+        elif self.batch_first:
+            a = a.transpose(1, 0, 2)
+        return np.ascontiguousarray(a)
+
+    def _to_user_layout(self, a, batched):
+        if not batched:
+            return a[:, 0, :]
+        return a.transpose(1, 0, 2) if self.batch_first else a
+
+    def _check_input(self, x):
+        x = as_float_array(x, "x", self.dtype)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must be 3-D (batched) or 2-D (unbatched), got {x.ndim}-D "
+                             f"with shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x must have input_size={self.input_size} features in its last axis, "
+                             f"got shape {x.shape}")
+        batched = x.ndim == 3
+        x = self._from_user_layout(x, batched)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have at least one step and one sequence, got shape {x.shape}")
+        check_finite(x, "x")
+        return x, batched
+
+    def _check_lengths(self, lengths, T, B, batched):
+        if lengths is None:
+            return None
+        lengths = np.asarray(lengths)
+        if lengths.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+        expected = (B,) if batched else ((), (1,))
+        if (batched and lengths.shape != (B,)) or (not batched and lengths.shape not in expected):
+            raise ValueError(f"lengths must have shape {(B,)}, one per sequence, got {lengths.shape}")
+        lengths = lengths.reshape(B).astype(np.intp)
+        if lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths must be in [1, T={T}], got values in "
+                             f"[{lengths.min()}, {lengths.max()}]")
+        return lengths
+
+    def _check_hx(self, hx, B, batched):
+        shapes = ((self.num_directions * self.num_layers, B, self.output_size),
+                  (self.num_directions * self.num_layers, B, self.hidden_size))
+        if hx is None:
+            return tuple(np.zeros(s, self.dtype) for s in shapes)
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise ValueError("hx must be a tuple (h_0, c_0)")
+        states = []
+        for name, a, shape in zip(("h_0", "c_0"), hx, shapes):
+            a = as_float_array(a, f"hx {name}", self.dtype)
+            want = shape if batched else (shape[0], shape[2])
+            if a.shape != want:
+                raise ValueError(f"hx {name} must have shape {want}, got {a.shape}")
+            check_finite(a, f"hx {name}")
+            states.append(a if batched else a[:, None, :])
+        return tuple(states)
+
+    def _state_or_zeros(self, a, name, shape, batched, packing):
+        if a is None:
+            return np.zeros(shape, self.dtype)
+        a = as_float_array(a, name, self.dtype)
+        want = shape if batched else (shape[0], shape[2])
+        if a.shape != want:
+            raise ValueError(f"{name} must have shape {want} like the forward's state, got {a.shape}")
+        check_finite(a, name)
+        return packing.sort_state(a if batched else a[:, None, :])
+
+
+def _orthogonal(rows, cols, rng):
+    """A (rows x cols) matrix with orthonormal rows or columns (whichever are fewer)."""
+    a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    return q if rows >= cols else q.T

@@ -1,0 +1,67 @@
+"""Packed-sequence bookkeeping: the layout the engine runs on.
+
+Sequences are sorted by length (longest first, stable) and laid out time-major with the padding
+dropped, as cuDNN and PyTorch's ``PackedSequence`` do: step ``t`` is ``batch_sizes[t]`` consecutive rows
+starting at ``offsets[t]``. With no ``lengths`` the packed array is the padded one, reshaped, no copy.
+"""
+
+import numpy as np
+
+__all__ = ["Packing"]
+
+
+class Packing:
+    """Sort order, per-step batch sizes and row offsets of one batch of sequences.
+
+    Parameters
+    ----------
+    lengths : ndarray of shape (B,) or None
+        Valid steps of each sequence, all in ``[1, T]``; None means every sequence has ``T`` steps.
+    T, B : int
+        Padded sequence length and batch size.
+    """
+
+    def __init__(self, lengths, T, B):
+        self.T, self.B = T, B
+        if lengths is None or np.all(lengths == T):
+            self.order = None
+            self.batch_sizes = np.full(T, B, dtype=np.intp)
+        else:
+            self.order = np.argsort(-lengths, kind="stable")
+            sorted_lengths = lengths[self.order]
+            steps = np.arange(sorted_lengths[0])
+            self.batch_sizes = (sorted_lengths[None, :] > steps[:, None]).sum(axis=1).astype(np.intp)
+            self.mask = np.arange(T)[:, None] < sorted_lengths[None, :]
+        self.offsets = np.zeros(len(self.batch_sizes), dtype=np.intp)
+        np.cumsum(self.batch_sizes[:-1], out=self.offsets[1:])
+        self.n_rows = int(self.batch_sizes.sum())
+
+    def pack(self, padded):
+        """(T, B, F) padded time-major array to (N, F) packed rows (C-contiguous)."""
+        if self.order is None:
+            return np.ascontiguousarray(padded.reshape(self.T * self.B, -1))
+        return np.ascontiguousarray(padded[:, self.order][self.mask])
+
+    def unpack(self, packed):
+        """(N, F) packed rows to a (T, B, F) padded array, zero at padded steps, original order."""
+        if self.order is None:
+            return packed.reshape(self.T, self.B, -1)
+        sorted_padded = np.zeros((self.T, self.B, packed.shape[1]), dtype=packed.dtype)
+        sorted_padded[self.mask] = packed
+        padded = np.empty_like(sorted_padded)
+        padded[:, self.order] = sorted_padded
+        return padded
+
+    def sort_state(self, state):
+        """(K, B, F) per-sequence state, original order, to sorted order (contiguous copy)."""
+        if self.order is None:
+            return np.array(state, order="C", copy=True)
+        return np.ascontiguousarray(state[:, self.order])
+
+    def unsort_state(self, state):
+        """(K, B, F) per-sequence state, sorted order, back to the original order."""
+        if self.order is None:
+            return state
+        out = np.empty_like(state)
+        out[:, self.order] = state
+        return out

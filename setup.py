@@ -1,0 +1,31 @@
+"""Build the Cython engine into the lstm_fast package.
+
+Set LSTM_FAST_DEBUG=1 to compile with bounds and wraparound checks (for hunting a crash).
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("LSTM_FAST_DEBUG", "0") not in ("", "0")
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+}
+
+extensions = [
+    Extension(
+        "lstm_fast._lstm",
+        ["src/_lstm.pyx"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    ),
+]
+
+setup(
+    ext_modules=cythonize(extensions, include_path=["src"], compiler_directives=DIRECTIVES),
+)

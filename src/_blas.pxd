@@ -1,0 +1,44 @@
+# BLAS shim: row-major GEMM over scipy's Fortran BLAS, written once for float and double.
+#
+# A row-major matrix handed to column-major BLAS is seen transposed, so the row-major product
+# C = op(A) op(B) is computed as the column-major product C^T = op(B)^T op(A)^T: the operands swap.
+# A single-row product (m == 1) goes to gemv: OpenBLAS gemm is slow with one row (BASELINE.md).
+
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating *a, int lda,
+                      const floating *b, int ldb,
+                      floating beta, floating *c, int ldc) noexcept nogil:
+    """C (m x n) = alpha op(A) op(B) + beta C, row-major; op(A) is (m x k), op(B) is (k x n)."""
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if m == 1:
+        gemv_row(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c)
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *> b, &ldb, <float *> a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *> b, &ldb, <double *> a, &lda,
+              &beta, c, &ldc)
+
+
+cdef inline void gemv_row(bint trans_a, bint trans_b, int n, int k,
+                          floating alpha, const floating *a, int lda,
+                          const floating *b, int ldb,
+                          floating beta, floating *c) noexcept nogil:
+    """c (1 x n) = alpha a op(B) + beta c, row-major; a is a row of k (a column if trans_a)."""
+    # Row-major B (k x n) is column-major B^T (n x k): c^T = B^T a^T is gemv 'N' on it.
+    # Row-major B (n x k) (trans_b) is column-major B^T (k x n): c^T = B a^T is gemv 'T' on it.
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef int rows = k if trans_b else n
+    cdef int cols = n if trans_b else k
+    cdef int inc_a = lda if trans_a else 1
+    cdef int inc_c = 1
+    if floating is float:
+        sgemv(&tb, &rows, &cols, &alpha, <float *> b, &ldb, <float *> a, &inc_a, &beta, c, &inc_c)
+    else:
+        dgemv(&tb, &rows, &cols, &alpha, <double *> b, &ldb, <double *> a, &inc_a, &beta, c, &inc_c)

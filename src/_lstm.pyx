@@ -1,0 +1,160 @@
+# The LSTM time loops for one layer and one direction, forward and backward (BPTT).
+#
+# Sequences arrive packed (as cuDNN and PyTorch's PackedSequence lay them out): sorted by length,
+# longest first, time-major, step t holding rows offsets[t] .. offsets[t] + batch_sizes[t] - 1 of a
+# (N x features) array.  At step t only the first batch_sizes[t] sequences are active, so every GEMM
+# and the fused pass run on those rows alone: padded steps cost nothing and touch nothing.  Rows of
+# the state buffers that are not active keep their value, which is how each sequence ends with its own
+# final state (forward direction) and starts from h_0 at its own last step (reverse direction).
+#
+# Dimensions: T steps, B sequences, N packed rows, I input, H hidden, P = proj_size or H.
+# Weights in PyTorch's layout: W_ih (4H x I), W_hh (4H x P), W_hr (P x H).
+
+from cython cimport floating
+from libc.string cimport memcpy
+
+from _blas cimport gemm
+from _gates cimport gates_forward, gates_backward
+
+
+def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
+                  const floating[:, ::1] w_hh, const floating[::1] bias,
+                  const floating[:, ::1] w_hr,
+                  const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
+                  floating[:, ::1] hidden, floating[:, ::1] cell,
+                  floating[:, ::1] out, Py_ssize_t out_col, bint reverse,
+                  floating[:, ::1] gates, floating[:, ::1] hidden_raw,
+                  floating[:, ::1] tanh_cell, floating[:, ::1] cell_prev,
+                  floating[:, ::1] hidden_prev):
+    """Run one layer-direction over packed sequences.
+
+    x (N x I): packed input.  bias (4H): b_ih + b_hh.  w_hr: (P x H), or (0 x H) without projection.
+    hidden (B x P), cell (B x H): h_0, c_0 in; h_n, c_n out.
+    out (N x D*P): h_t written into columns out_col .. out_col + P - 1.
+    gates: workspace of at least one step (R x 4H, R >= B); when R >= N, every step's activated gates
+    stay in it for backward, otherwise the input projection is computed R // B steps at a time.
+    hidden_raw (B x H): workspace for o * tanh(c) when projecting, else (0 x H).
+    tanh_cell, cell_prev (N x H) and hidden_prev (N x P): stored for backward, or (0 x _) to skip.
+    """
+    cdef Py_ssize_t T = batch_sizes.shape[0]
+    cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = cell.shape[1], P = hidden.shape[1]
+    cdef Py_ssize_t B = hidden.shape[0], G = 4 * H, ld_out = out.shape[1]
+    cdef Py_ssize_t chunk = gates.shape[0] // B if gates.shape[0] < N else T
+    cdef bint training = tanh_cell.shape[0] > 0
+    cdef bint project = w_hr.shape[0] > 0
+    cdef Py_ssize_t ci, start, stop, step, k, t, rows, row, first_row, b
+    cdef floating *g_t
+    cdef floating *r_t
+    cdef int ld_r
+
+    if chunk < 1 or gates.shape[1] != G or x.shape[1] != w_ih.shape[1] or offsets.shape[0] != T:
+        raise ValueError("forward_layer: inconsistent workspace or weight shapes")
+    with nogil:
+        for ci in range((T + chunk - 1) // chunk):
+            step = ci * chunk
+            # Chunks of steps [start, stop), taken from the end for the reverse direction.
+            if reverse:
+                start = max(0, T - step - chunk)
+                stop = T - step
+            else:
+                start = step
+                stop = min(T, step + chunk)
+            first_row = offsets[start]
+            rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
+            # G_x = X W_ih^T for every row of the chunk      (rows x I) (I x 4H)
+            gemm(False, True, rows, G, I, 1, &x[first_row, 0], I, &w_ih[0, 0], I,
+                 0, &gates[0, 0], G)
+            for k in range(stop - start):
+                t = stop - 1 - k if reverse else start + k
+                rows = batch_sizes[t]
+                row = offsets[t]
+                g_t = &gates[row - first_row, 0]
+                if training:
+                    memcpy(&hidden_prev[row, 0], &hidden[0, 0], rows * P * sizeof(floating))
+                # G_t += h_{t-1} W_hh^T                       (b_t x P) (P x 4H)
+                gemm(False, True, rows, G, P, 1, &hidden[0, 0], P, &w_hh[0, 0], P,
+                     1, g_t, G)
+                if project:
+                    r_t = &hidden_raw[0, 0]
+                    ld_r = H
+                else:
+                    r_t = &hidden[0, 0]
+                    ld_r = P
+                gates_forward(rows, H, &bias[0], g_t, &cell[0, 0], r_t, ld_r,
+                              &tanh_cell[row, 0] if training else NULL,
+                              &cell_prev[row, 0] if training else NULL)
+                if project:
+                    # h_t = r_t W_hr^T                        (b_t x H) (H x P)
+                    gemm(False, True, rows, P, H, 1, r_t, H, &w_hr[0, 0], H,
+                         0, &hidden[0, 0], P)
+                for b in range(rows):
+                    memcpy(&out[row + b, out_col], &hidden[b, 0], P * sizeof(floating))
+
+
+def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
+                   const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
+                   const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
+                   const floating[:, ::1] d_out, Py_ssize_t out_col, bint reverse,
+                   floating[:, ::1] d_hidden, floating[:, ::1] d_cell,
+                   floating[:, ::1] gates, floating[:, ::1] tanh_cell,
+                   const floating[:, ::1] cell_prev, const floating[:, ::1] hidden_prev,
+                   floating[:, ::1] d_x, floating[:, ::1] d_w_ih, floating[:, ::1] d_w_hh,
+                   floating[::1] d_bias, floating[:, ::1] d_w_hr,
+                   floating[:, ::1] d_raw, floating[:, ::1] d_hidden_all):
+    """Backpropagate through one layer-direction after a training forward_layer.
+
+    d_out (N x D*P): dL/doutput, columns out_col .. out_col + P - 1 are this direction's.
+    d_hidden (B x P), d_cell (B x H): dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
+    gates, tanh_cell, cell_prev, hidden_prev: what forward_layer stored; gates and tanh_cell are
+    overwritten (with dL/da and o tanh(c)), so a forward pass is backpropagated once.
+    d_x (N x I), d_w_ih, d_w_hh, d_bias (4H), d_w_hr: gradients, ADDED to.
+    d_raw (B x H) and d_hidden_all (N x P): workspaces when projecting, else (0 x _).
+    """
+    cdef Py_ssize_t T = batch_sizes.shape[0]
+    cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = d_cell.shape[1], P = d_hidden.shape[1]
+    cdef Py_ssize_t G = 4 * H, ld_out = d_out.shape[1]
+    cdef bint project = w_hr.shape[0] > 0
+    cdef Py_ssize_t step, t, rows, row, b, j
+    cdef floating *g_t
+    cdef floating *dr_t
+
+    if gates.shape[0] < N or tanh_cell.shape[0] < N or hidden_prev.shape[0] < N:
+        raise ValueError("backward_layer: the forward pass stored no activations")
+    with nogil:
+        for step in range(T):
+            t = step if reverse else T - 1 - step
+            rows = batch_sizes[t]
+            row = offsets[t]
+            g_t = &gates[row, 0]
+            # dL/dh_t = dL/dout_t + dL/dh_t (from step t+1)
+            for b in range(rows):
+                for j in range(P):
+                    d_hidden[b, j] += d_out[row + b, out_col + j]
+            if project:
+                memcpy(&d_hidden_all[row, 0], &d_hidden[0, 0], rows * P * sizeof(floating))
+                dr_t = &d_raw[0, 0]
+                # dL/dr_t = dL/dh_t W_hr                       (b_t x P) (P x H)
+                gemm(False, False, rows, H, P, 1, &d_hidden[0, 0], P, &w_hr[0, 0], H,
+                     0, dr_t, H)
+            else:
+                dr_t = &d_hidden[0, 0]
+            gates_backward(rows, H, dr_t, g_t, &tanh_cell[row, 0], &cell_prev[row, 0],
+                           &d_cell[0, 0])
+            # dL/dh_{t-1} = dL/da_t W_hh                       (b_t x 4H) (4H x P)
+            gemm(False, False, rows, P, G, 1, g_t, G, &w_hh[0, 0], P, 0, &d_hidden[0, 0], P)
+
+        # dW_ih += dA^T X                                      (4H x N) (N x I)
+        gemm(True, False, G, I, N, 1, &gates[0, 0], G, &x[0, 0], I, 1, &d_w_ih[0, 0], I)
+        # dW_hh += dA^T H_prev                                 (4H x N) (N x P)
+        gemm(True, False, G, P, N, 1, &gates[0, 0], G, &hidden_prev[0, 0], P,
+             1, &d_w_hh[0, 0], P)
+        # dX += dA W_ih                                        (N x 4H) (4H x I)
+        gemm(False, False, N, I, G, 1, &gates[0, 0], G, &w_ih[0, 0], I, 1, &d_x[0, 0], I)
+        # db += sum over rows of dA
+        for row in range(N):
+            for j in range(G):
+                d_bias[j] += gates[row, j]
+        if project:
+            # dW_hr += dH^T R, R = o tanh(c) left in tanh_cell     (P x N) (N x H)
+            gemm(True, False, P, H, N, 1, &d_hidden_all[0, 0], P, &tanh_cell[0, 0], H,
+                 1, &d_w_hr[0, 0], H)
