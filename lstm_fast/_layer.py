@@ -237,14 +237,12 @@ class LSTM:
             else:
                 mask = None
             out = np.empty((packing.n_rows, self.num_directions * self.output_size), self.dtype)
-            for direction in range(self.num_directions):
-                k = layer * self.num_directions + direction
-                stored = self._run_forward(layer, direction, layer_in, packing, h_n[k], c_n[k],
-                                           out, training)
-                if training:
-                    cache.append(stored)
+            stored = [self._run_forward(layer, direction, layer_in, packing,
+                                        h_n[layer * self.num_directions + direction],
+                                        c_n[layer * self.num_directions + direction], out, training)
+                      for direction in range(self.num_directions)]
             if training:
-                cache.append((layer_in, mask))
+                cache.append(dict(layer_in=layer_in, mask=mask, directions=stored))
             layer_in = out
         if training:
             self._cache = dict(cache=cache, packing=packing, batched=batched,
@@ -328,11 +326,11 @@ class LSTM:
         N, dt = packing.n_rows, self.dtype
         d_bias = np.empty(4 * H, dt)
         for layer in range(L - 1, -1, -1):
-            layer_in, mask = state["cache"][layer * (D + 1) + D]
+            layer_in, mask = state["cache"][layer]["layer_in"], state["cache"][layer]["mask"]
             d_in = np.zeros_like(layer_in)
             for direction in range(D):
                 k = layer * D + direction
-                gates, tanh_cell, cell_prev, hidden_prev = state["cache"][layer * (D + 1) + direction]
+                gates, tanh_cell, cell_prev, hidden_prev = state["cache"][layer]["directions"][direction]
                 sfx, w_ih, w_hh, _, w_hr = self._weights(layer, direction)
                 d_w_hr = self.grads["weight_hr" + sfx] if self.proj_size else np.empty((0, H), dt)
                 d_bias.fill(0)

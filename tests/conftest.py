@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+# Relative tolerances per dtype for comparing two implementations of the same maths.
+RTOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def assert_close(actual, expected, dtype, name=""):
+    """|actual - expected| <= rtol * max(1, max|expected|), elementwise over the whole array."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    err = float(np.abs(actual - expected).max(initial=0.0)) / scale
+    assert err <= RTOL[dtype], f"{name}: relative error {err:.3e} > {RTOL[dtype]:.0e}"
+    return err
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def random_state(lstm, B, rng, batched=True):
+    """Random (h_0, c_0) for lstm with batch B."""
+    k = lstm.num_directions * lstm.num_layers
+    shape_h, shape_c = (k, B, lstm.output_size), (k, B, lstm.hidden_size)
+    if not batched:
+        shape_h, shape_c = (k, lstm.output_size), (k, lstm.hidden_size)
+    return rng.standard_normal(shape_h), rng.standard_normal(shape_c)

@@ -1,0 +1,118 @@
+"""Bad input raises a clear Python exception naming the argument (never a crash)."""
+
+import numpy as np
+import pytest
+
+import lstm_fast
+
+
+@pytest.fixture
+def lstm():
+    return lstm_fast.LSTM(3, 4, num_layers=2, random_state=0)
+
+
+X = np.zeros((5, 2, 3))
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(input_size=0, hidden_size=4), ValueError, "input_size"),
+    (dict(input_size=3.5, hidden_size=4), TypeError, "input_size"),
+    (dict(input_size=3, hidden_size=-1), ValueError, "hidden_size"),
+    (dict(input_size=3, hidden_size=4, num_layers=0), ValueError, "num_layers"),
+    (dict(input_size=3, hidden_size=4, proj_size=4), ValueError, "proj_size"),
+    (dict(input_size=3, hidden_size=4, proj_size=-1), ValueError, "proj_size"),
+    (dict(input_size=3, hidden_size=4, dropout=1.5), ValueError, "dropout"),
+    (dict(input_size=3, hidden_size=4, dtype=np.int32), ValueError, "dtype"),
+    (dict(input_size=3, hidden_size=4, dtype="float16"), ValueError, "dtype"),
+    (dict(input_size=3, hidden_size=4, forget_bias=float("nan")), ValueError, "forget_bias"),
+])
+def test_bad_constructor_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        lstm_fast.LSTM(**kwargs)
+
+
+@pytest.mark.parametrize("x,exc,match", [
+    (np.zeros((5, 2, 4)), ValueError, "input_size=3"),
+    (np.zeros(3), ValueError, "3-D"),
+    (np.zeros((1, 5, 2, 3)), ValueError, "3-D"),
+    (np.zeros((5, 2, 3), dtype=np.int64), TypeError, "floating-point"),
+    (np.zeros((5, 2, 3), dtype=bool), TypeError, "floating-point"),
+    (np.zeros((5, 2, 3), dtype=complex), TypeError, "floating-point"),
+    (np.array([["a", "b", "c"]]), TypeError, "floating-point"),
+    (np.zeros((0, 2, 3)), ValueError, "at least one step"),
+    (np.zeros((5, 0, 3)), ValueError, "at least one step"),
+    (np.full((5, 2, 3), np.nan), ValueError, "NaN"),
+    (np.full((5, 2, 3), np.inf), ValueError, "NaN or infinity"),
+])
+def test_bad_x(lstm, x, exc, match):
+    with pytest.raises(exc, match=match):
+        lstm.forward(x)
+
+
+@pytest.mark.parametrize("lengths,exc,match", [
+    ([1, 6], ValueError, r"\[1, T=5\]"),
+    ([0, 3], ValueError, r"\[1, T=5\]"),
+    ([1, 2, 3], ValueError, "shape"),
+    ([[1, 2]], ValueError, "shape"),
+    ([1.0, 2.0], TypeError, "integers"),
+])
+def test_bad_lengths(lstm, lengths, exc, match):
+    with pytest.raises(exc, match=match):
+        lstm.forward(X, lengths=lengths)
+
+
+@pytest.mark.parametrize("hx,match", [
+    ((np.zeros((2, 2, 4)),), "tuple"),
+    (np.zeros((2, 2, 4)), "tuple"),
+    ((np.zeros((1, 2, 4)), np.zeros((2, 2, 4))), "h_0 must have shape"),
+    ((np.zeros((2, 2, 4)), np.zeros((2, 3, 4))), "c_0 must have shape"),
+    ((np.zeros((2, 2, 4)), np.full((2, 2, 4), np.nan)), "c_0 contains NaN"),
+])
+def test_bad_hx(lstm, hx, match):
+    with pytest.raises(ValueError, match=match):
+        lstm.forward(X, hx=hx)
+
+
+def test_bad_backward_arguments(lstm):
+    lstm.forward(X, training=True)
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        lstm.backward(np.zeros((5, 2, 5)))
+    with pytest.raises(ValueError, match="grad_h_n must have shape"):
+        lstm.backward(np.zeros((5, 2, 4)), grad_h_n=np.zeros((2, 2, 5)))
+    with pytest.raises(ValueError, match="grad_output contains NaN"):
+        lstm.backward(np.full((5, 2, 4), np.nan))
+    with pytest.raises(TypeError, match="grad_output"):
+        lstm.backward(np.zeros((5, 2, 4), dtype=int))
+    lstm.backward(np.zeros((5, 2, 4)))  # the cache survives rejected calls
+
+
+def test_bad_state_dict(lstm):
+    sd = lstm.state_dict()
+    del sd["weight_hh_l1"]
+    with pytest.raises(ValueError, match="missing keys.*weight_hh_l1"):
+        lstm.load_state_dict(sd)
+    sd = lstm.state_dict()
+    sd["weight_hr_l0"] = np.zeros((1, 4))
+    with pytest.raises(ValueError, match="unexpected keys.*weight_hr_l0"):
+        lstm.load_state_dict(sd)
+    sd = lstm.state_dict()
+    sd["bias_ih_l1"] = np.zeros(15)
+    with pytest.raises(ValueError, match=r"state_dict\['bias_ih_l1'\] has shape \(15,\)"):
+        lstm.load_state_dict(sd)
+    before = lstm.state_dict()
+    sd = lstm.state_dict()
+    sd["weight_ih_l0"] = np.ones_like(sd["weight_ih_l0"])
+    sd["weight_hh_l1"] = np.full_like(sd["weight_hh_l1"], np.inf)
+    with pytest.raises(ValueError, match="weight_hh_l1"):
+        lstm.load_state_dict(sd)
+    for k, v in lstm.state_dict().items():  # a rejected dict changes nothing
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_unbatched_shapes():
+    lstm = lstm_fast.LSTM(3, 4, bidirectional=True, random_state=0)
+    out, (h, c) = lstm.forward(np.zeros((5, 3)), hx=(np.zeros((2, 4)), np.zeros((2, 4))),
+                               lengths=5)
+    assert out.shape == (5, 8) and h.shape == (2, 4) and c.shape == (2, 4)
+    with pytest.raises(ValueError, match="h_0 must have shape"):
+        lstm.forward(np.zeros((5, 3)), hx=(np.zeros((2, 1, 4)), np.zeros((2, 1, 4))))

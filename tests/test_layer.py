@@ -1,0 +1,152 @@
+"""LSTM layer behaviour: initialisation, state_dict, dropout, streaming, threads, layouts."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import lstm_fast
+from lstm_fast._reference import reference_backward, reference_forward
+
+from conftest import assert_close
+
+
+def test_default_initialisation():
+    H, I = 6, 4
+    lstm = lstm_fast.LSTM(I, H, num_layers=2, bidirectional=True, forget_bias=1.0,
+                          dtype=np.float64, random_state=0)
+    sd = lstm.state_dict()
+    assert list(sd) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                        "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse",
+                        "bias_hh_l0_reverse", "weight_ih_l1", "weight_hh_l1", "bias_ih_l1",
+                        "bias_hh_l1", "weight_ih_l1_reverse", "weight_hh_l1_reverse",
+                        "bias_ih_l1_reverse", "bias_hh_l1_reverse"]
+    assert sd["weight_ih_l1"].shape == (4 * H, 2 * H)
+    for gate in range(4):
+        block = sd["weight_hh_l0"][gate * H:(gate + 1) * H]
+        np.testing.assert_allclose(block @ block.T, np.eye(H), atol=1e-12)
+    bias = sd["bias_ih_l0"]
+    np.testing.assert_array_equal(bias[H:2 * H], 1.0)
+    np.testing.assert_array_equal(np.delete(bias, np.s_[H:2 * H]), 0.0)
+    np.testing.assert_array_equal(sd["bias_hh_l0"], 0.0)
+    limit = np.sqrt(6 / (4 * H + I))
+    assert np.abs(sd["weight_ih_l0"]).max() <= limit
+    assert np.abs(sd["weight_ih_l0"]).max() > 0.5 * limit
+    again = lstm_fast.LSTM(I, H, num_layers=2, bidirectional=True, dtype=np.float64,
+                           random_state=0).state_dict()
+    for k in sd:
+        np.testing.assert_array_equal(sd[k], again[k])
+    other = lstm_fast.LSTM(I, H, num_layers=2, bidirectional=True, dtype=np.float64,
+                           random_state=1).state_dict()
+    assert not np.array_equal(sd["weight_hh_l0"], other["weight_hh_l0"])
+
+
+def test_projection_and_no_bias_shapes():
+    lstm = lstm_fast.LSTM(3, 8, proj_size=2, bias=False, random_state=0)
+    sd = lstm.state_dict()
+    assert set(sd) == {"weight_ih_l0", "weight_hh_l0", "weight_hr_l0"}
+    assert sd["weight_hh_l0"].shape == (32, 2) and sd["weight_hr_l0"].shape == (2, 8)
+    out, (h, c) = lstm.forward(np.ones((4, 2, 3)))
+    assert out.shape == (4, 2, 2) and h.shape == (1, 2, 2) and c.shape == (1, 2, 8)
+    assert out.dtype == np.float32
+
+
+def test_state_dict_round_trip_and_copy_semantics(dtype):
+    a = lstm_fast.LSTM(3, 4, bidirectional=True, dtype=dtype, random_state=0)
+    b = lstm_fast.LSTM(3, 4, bidirectional=True, dtype=dtype, random_state=1)
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    np.testing.assert_array_equal(a.forward(x)[0], b.forward(x)[0])
+    sd = a.state_dict()
+    sd["weight_ih_l0"][...] = 0
+    assert np.abs(a.weight_ih_l0).max() > 0  # state_dict is a copy, attributes are live
+
+
+def test_dropout_between_layers_in_training_only(dtype):
+    rng = np.random.default_rng(0)
+    lstm = lstm_fast.LSTM(3, 5, num_layers=3, dropout=0.5, dtype=dtype, random_state=0)
+    x = rng.standard_normal((6, 4, 3))
+    out_eval1, _ = lstm.forward(x)
+    out_eval2, _ = lstm.forward(x)
+    np.testing.assert_array_equal(out_eval1, out_eval2)
+    out_train, _ = lstm.forward(x, training=True)
+    assert not np.allclose(out_train, out_eval1)
+    masks = [layer["mask"] for layer in lstm._cache["cache"]]
+    assert masks[0] is None
+    assert masks[1] is not None and masks[2] is not None
+    kept = np.mean(masks[1] != 0)
+    assert 0.3 < kept < 0.7
+    np.testing.assert_allclose(masks[1][masks[1] != 0], 2.0)
+    params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
+    dmasks = [None] + [m.reshape(6, 4, -1) for m in masks[1:]]
+    zeros = (np.zeros((3, 4, 5)),) * 2
+    r_out, _, _, cache = reference_forward(params, x, *zeros, np.full(4, 6), 3, False, dmasks)
+    assert_close(out_train, r_out, dtype, "out")
+    g = rng.standard_normal(out_train.shape)
+    r_gx, r_grads, _, _ = reference_backward(params, cache, g)
+    assert_close(lstm.backward(g), r_gx, dtype, "grad_x")
+    for k in r_grads:
+        assert_close(lstm.grads[k], r_grads[k], dtype, k)
+
+
+@pytest.mark.parametrize("k", [1, 4, 7])
+def test_chunked_streaming_equals_one_call(dtype, k):
+    rng = np.random.default_rng(4)
+    lstm = lstm_fast.LSTM(3, 5, num_layers=2, proj_size=2, dtype=dtype, random_state=0)
+    x = rng.standard_normal((8, 3, 3))
+    out, (h, c) = lstm.forward(x)
+    out1, state = lstm.forward(x[:k])
+    out2, (h2, c2) = lstm.forward(x[k:], hx=state)
+    assert_close(np.concatenate([out1, out2]), out, dtype)
+    assert_close(h2, h, dtype)
+    assert_close(c2, c, dtype)
+
+
+def test_threads_share_a_layer(dtype):
+    rng = np.random.default_rng(5)
+    lstm = lstm_fast.LSTM(8, 32, num_layers=2, bidirectional=True, dtype=dtype, random_state=0)
+    inputs = [rng.standard_normal((50, 4, 8)) for _ in range(8)]
+    expected = [lstm.forward(x)[0] for x in inputs]
+    results = [None] * len(inputs)
+
+    def work(i):
+        for _ in range(3):
+            results[i] = lstm.forward(inputs[i])[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_memory_layouts_and_input_dtypes(dtype):
+    rng = np.random.default_rng(6)
+    lstm = lstm_fast.LSTM(3, 4, batch_first=True, dtype=dtype, random_state=0)
+    x = rng.standard_normal((2, 5, 3))
+    expected = lstm.forward(x)[0]
+    fortran = np.asfortranarray(x)
+    strided = np.repeat(x, 2, axis=2)[:, :, ::2]
+    assert not strided.flags.c_contiguous
+    for variant in (fortran, strided, x.tolist()):
+        np.testing.assert_array_equal(lstm.forward(variant)[0], expected)
+    for other in (np.float16, np.float32, np.float64):
+        got = lstm.forward(x.astype(other))[0]
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, lstm.forward(x.astype(other).astype(dtype))[0])
+
+
+def test_backward_only_once_and_needs_training_forward():
+    lstm = lstm_fast.LSTM(2, 3, random_state=0)
+    x = np.ones((3, 1, 2))
+    with pytest.raises(RuntimeError, match="training=True"):
+        lstm.backward(np.ones((3, 1, 3)))
+    lstm.forward(x)
+    with pytest.raises(RuntimeError, match="training=True"):
+        lstm.backward(np.ones((3, 1, 3)))
+    lstm.forward(x, training=True)
+    lstm.backward(np.ones((3, 1, 3)))
+    with pytest.raises(RuntimeError, match="already"):
+        lstm.backward(np.ones((3, 1, 3)))
