@@ -16,6 +16,44 @@ from libc.string cimport memcpy
 from _blas cimport gemm
 from _gates cimport gates_forward, gates_backward
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define LSTM_FAST_OPENMP 1
+    #else
+    #define LSTM_FAST_OPENMP 0
+    #endif
+    #ifdef __OPTIMIZE__
+    #define LSTM_FAST_OPTIMIZE 1
+    #else
+    #define LSTM_FAST_OPTIMIZE 0
+    #endif
+    #ifdef __AVX2__
+    #define LSTM_FAST_AVX2 1
+    #else
+    #define LSTM_FAST_AVX2 0
+    #endif
+    #ifdef __AVX512F__
+    #define LSTM_FAST_AVX512F 1
+    #else
+    #define LSTM_FAST_AVX512F 0
+    #endif
+    #ifdef __VERSION__
+    #define LSTM_FAST_COMPILER __VERSION__
+    #else
+    #define LSTM_FAST_COMPILER "unknown"
+    #endif
+    """
+    const int LSTM_FAST_OPENMP, LSTM_FAST_OPTIMIZE, LSTM_FAST_AVX2, LSTM_FAST_AVX512F
+    const char *LSTM_FAST_COMPILER
+
+
+def build_info():
+    """What the compiler saw when it built this module: OpenMP, optimisation, vector ISA."""
+    return dict(compiler=LSTM_FAST_COMPILER.decode(), openmp=bool(LSTM_FAST_OPENMP),
+                optimized=bool(LSTM_FAST_OPTIMIZE), avx2=bool(LSTM_FAST_AVX2),
+                avx512f=bool(LSTM_FAST_AVX512F))
+
 
 def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] w_hh, const floating[::1] bias,

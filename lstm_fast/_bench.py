@@ -1,0 +1,292 @@
+"""Benchmark harness: lstm_fast against PyTorch and NumPy, measured in one process.
+
+Each case is timed for every implementation with the same thread count, interleaving the
+implementations sample by sample so that drift on a shared machine hits them alike; the figure kept
+is the median per call. GF/s counts forward FLOPs = 2*T*B*4H*(I+P) (+ 2*T*B*H*P with projection) per
+layer and direction, with valid steps only under ``lengths``; training counts three times that.
+"""
+
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from ._layer import LSTM
+from ._reference import reference_backward, reference_forward
+
+__all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "machine_info", "blas_info"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One problem size: batch B, steps T, input I, hidden H, layers, directions, projection, dtype."""
+
+    batch: int
+    seq_len: int
+    input_size: int
+    hidden_size: int
+    layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+    dtype: str = "float32"
+    variable_lengths: bool = False
+    label: str = ""
+
+    @property
+    def name(self):
+        parts = [f"B{self.batch} T{self.seq_len} I{self.input_size} H{self.hidden_size}"]
+        if self.layers > 1:
+            parts.append(f"L{self.layers}")
+        if self.bidirectional:
+            parts.append("bidir")
+        if self.proj_size:
+            parts.append(f"P{self.proj_size}")
+        if self.variable_lengths:
+            parts.append("lengths")
+        if self.dtype != "float32":
+            parts.append(self.dtype)
+        return " ".join(parts)
+
+    def lengths(self):
+        """Per-sequence lengths: uniform in [T/10, T] (fixed seed), or None."""
+        if not self.variable_lengths:
+            return None
+        rng = np.random.default_rng(0)
+        return rng.integers(max(1, self.seq_len // 10), self.seq_len + 1, size=self.batch)
+
+    def forward_flops(self):
+        lengths = self.lengths()
+        steps = self.seq_len * self.batch if lengths is None else int(lengths.sum())
+        H, P, D = self.hidden_size, self.proj_size or self.hidden_size, 1 + self.bidirectional
+        flops = 0
+        for layer in range(self.layers):
+            I = self.input_size if layer == 0 else D * P
+            per_step = 2 * 4 * H * (I + P) + (2 * H * P if self.proj_size else 0)
+            flops += D * steps * per_step
+        return flops
+
+
+STANDARD_SUITE = [
+    Case(1, 100, 32, 64, label="1"),
+    Case(1, 1000, 8, 32, label="2"),
+    Case(16, 100, 32, 128, label="3"),
+    Case(32, 100, 64, 256, label="4"),
+    Case(64, 50, 128, 512, label="5"),
+    Case(32, 100, 64, 256, layers=2, label="6"),
+    Case(32, 100, 64, 256, bidirectional=True, label="7"),
+    Case(256, 20, 16, 64, label="8"),
+    Case(32, 100, 64, 256, dtype="float64", label="9"),
+    Case(32, 100, 64, 256, variable_lengths=True, label="10"),
+    Case(32, 100, 64, 256, proj_size=128, label="11"),
+    Case(1, 1, 8, 8, label="12"),
+]
+
+QUICK_SUITE = [
+    Case(1, 50, 8, 16, label="q1"),
+    Case(8, 30, 16, 32, bidirectional=True, label="q2"),
+    Case(8, 30, 16, 32, variable_lengths=True, proj_size=8, label="q3"),
+]
+
+SUITES = {"standard": STANDARD_SUITE, "quick": QUICK_SUITE}
+
+
+# ----------------------------------------------------------------------------- implementations
+
+class _LstmFast:
+    name = "lstm_fast"
+
+    def __init__(self, case, training, threads):
+        self.lstm = LSTM(case.input_size, case.hidden_size, num_layers=case.layers,
+                         bidirectional=case.bidirectional, proj_size=case.proj_size,
+                         dtype=np.dtype(case.dtype).type, random_state=0)
+        rng = np.random.default_rng(1)
+        self.x = rng.standard_normal((case.seq_len, case.batch, case.input_size)).astype(case.dtype)
+        self.lengths = case.lengths()
+        self.training = training
+        self.grad = None
+
+    def __call__(self):
+        out, _ = self.lstm.forward(self.x, lengths=self.lengths, training=self.training)
+        if self.training:
+            if self.grad is None:
+                self.grad = np.ones_like(out)
+            self.lstm.backward(self.grad)
+
+
+class _Numpy(_LstmFast):
+    name = "numpy"
+
+    def __init__(self, case, training, threads):
+        super().__init__(case, training, threads)
+        self.params = self.lstm.state_dict()
+        k = self.lstm.num_directions * self.lstm.num_layers
+        self.h0 = np.zeros((k, case.batch, self.lstm.output_size), case.dtype)
+        self.c0 = np.zeros((k, case.batch, case.hidden_size), case.dtype)
+        if self.lengths is None:
+            self.lengths = np.full(case.batch, case.seq_len)
+
+    def __call__(self):
+        out, _, _, cache = reference_forward(self.params, self.x, self.h0, self.c0, self.lengths,
+                                             self.lstm.num_layers, self.lstm.bidirectional)
+        if self.training:
+            reference_backward(self.params, cache, np.ones_like(out))
+
+
+class _Torch:
+    name = "torch"
+
+    def __init__(self, case, training, threads):
+        import torch
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        self.torch, self.pack, self.unpack = torch, pack_padded_sequence, pad_packed_sequence
+        torch.set_num_threads(threads)
+        ours = _LstmFast(case, training, threads)
+        dtype = getattr(torch, case.dtype)
+        self.lstm = torch.nn.LSTM(case.input_size, case.hidden_size, num_layers=case.layers,
+                                  bidirectional=case.bidirectional, proj_size=case.proj_size,
+                                  dtype=dtype)
+        self.lstm.load_state_dict({k: torch.from_numpy(v) for k, v in ours.lstm.state_dict().items()})
+        self.x = torch.from_numpy(ours.x).requires_grad_(training)
+        self.lengths = None if ours.lengths is None else torch.as_tensor(ours.lengths)
+        self.training, self.seq_len = training, case.seq_len
+
+    def _forward(self):
+        if self.lengths is None:
+            return self.lstm(self.x)[0]
+        packed = self.pack(self.x, self.lengths, enforce_sorted=False)
+        return self.unpack(self.lstm(packed)[0], total_length=self.seq_len)[0]
+
+    def __call__(self):
+        if self.training:
+            self._forward().sum().backward()
+        else:
+            with self.torch.inference_mode():
+                self._forward()
+
+
+def available_peers(names):
+    """The peer classes among ``names`` ('numpy', 'torch') that can run here."""
+    peers = []
+    for name in names:
+        if name == "numpy":
+            peers.append(_Numpy)
+        elif name == "torch":
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                continue
+            peers.append(_Torch)
+        else:
+            raise ValueError(f"unknown peer {name!r}; choose from numpy, torch")
+    return peers
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _calls_per_sample(fn, target=2e-3):
+    """How many calls make one timed sample last about ``target`` seconds (after a warm-up)."""
+    start = time.perf_counter()
+    fn()
+    fn()
+    per_call = (time.perf_counter() - start) / 2
+    return max(1, int(target / max(per_call, 1e-9)))
+
+
+def _time_interleaved(fns, repeat):
+    """Median seconds per call for each of ``fns``, sampled in turn ``repeat`` times."""
+    counts = [_calls_per_sample(fn) for fn in fns]
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, n, out in zip(fns, counts, samples):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out.append((time.perf_counter() - start) / n)
+    return [statistics.median(s) for s in samples]
+
+
+def gemm_roof(dtype, threads, size=2048, repeat=5):
+    """GF/s of scipy's BLAS gemm on (size x size) matrices: the ceiling an LSTM can approach."""
+    from scipy.linalg import blas
+
+    gemm = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((size, size)).astype(dtype))
+    b = np.asfortranarray(rng.standard_normal((size, size)).astype(dtype))
+    c = np.zeros((size, size), dtype=dtype, order="F")
+    with threadpool_limits(limits=threads):
+        (seconds,) = _time_interleaved([lambda: gemm(1.0, a, b, c=c, overwrite_c=True)], repeat)
+    return 2.0 * size ** 3 / seconds / 1e9
+
+
+def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy", "torch"),
+                  repeat=15, progress=None):
+    """Time every case, mode and thread count; returns a list of result dicts.
+
+    Each result has ``case``, ``label``, ``mode``, ``threads``, ``flops`` and ``impls``: a dict from
+    implementation name to ``{"median_us", "gflops"}``, with ``ratio`` (peer time / lstm_fast time)
+    for the peers, and ``roof_fraction`` for lstm_fast.
+    """
+    peer_classes = available_peers(peers)
+    roofs, results = {}, []
+    total = len(cases) * len(modes) * len(threads)
+    for n_threads in threads:
+        for case in cases:
+            key = (case.dtype, n_threads)
+            if key not in roofs:
+                roofs[key] = gemm_roof(case.dtype, n_threads)
+            for mode in modes:
+                training = mode == "train"
+                with threadpool_limits(limits=n_threads):
+                    impls = [cls(case, training, n_threads) for cls in [_LstmFast] + peer_classes]
+                    medians = _time_interleaved(impls, repeat)
+                flops = case.forward_flops() * (3 if training else 1)
+                entry = dict(case=case.name, label=case.label, mode=mode, threads=n_threads,
+                             flops=flops, impls={})
+                for impl, seconds in zip(impls, medians):
+                    entry["impls"][impl.name] = dict(median_us=seconds * 1e6,
+                                                     gflops=flops / seconds / 1e9,
+                                                     ratio=seconds / medians[0])
+                ours = entry["impls"]["lstm_fast"]
+                ours["roof_fraction"] = ours["gflops"] / roofs[key]
+                results.append(entry)
+                if progress is not None:
+                    progress(len(results), total, case.name)
+    return results, {f"{d} {t} thr": gf for (d, t), gf in roofs.items()}
+
+
+# ----------------------------------------------------------------------------- environment
+
+def machine_info():
+    """CPU model, cores and memory of this machine."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = None
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+    return dict(cpu=model, cores=os.cpu_count(), memory_gib=None if mem is None else round(mem, 1),
+                python=sys.version.split()[0], numpy=np.__version__,
+                env={k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")})
+
+
+def blas_info():
+    """The BLAS and OpenMP libraries loaded in this process, with kernel and thread count."""
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so it is listed)
+
+    return [dict(api=i.get("internal_api"), library=os.path.basename(i.get("filepath", "")),
+                 version=i.get("version"), kernel=i.get("architecture"),
+                 threads=i.get("num_threads"))
+            for i in threadpool_info()]

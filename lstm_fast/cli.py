@@ -1,0 +1,165 @@
+"""The ``lstm-fast`` command line: ``bench`` and ``info``."""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from . import __version__
+from ._bench import SUITES, Case, blas_info, machine_info, run_benchmark
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _positive_int(text):
+    return _int_list(text)[0]
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(prog="lstm-fast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lstm_fast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="time lstm_fast against PyTorch and NumPy")
+    bench.add_argument("--suite", choices=sorted(SUITES),
+                       help="run a grid of cases (standard: the 12 rows of BASELINE.md)")
+    bench.add_argument("--batch", type=_positive_int, default=32)
+    bench.add_argument("--seq-len", type=_positive_int, default=100)
+    bench.add_argument("--input-size", type=_positive_int, default=64)
+    bench.add_argument("--hidden-size", type=_positive_int, default=256)
+    bench.add_argument("--layers", type=_positive_int, default=1)
+    bench.add_argument("--bidirectional", action="store_true")
+    bench.add_argument("--proj-size", type=int, default=0)
+    bench.add_argument("--lengths", action="store_true",
+                       help="variable lengths, uniform in [T/10, T] (torch: packed sequences)")
+    bench.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    bench.add_argument("--mode", choices=["infer", "train", "both"], default="both")
+    bench.add_argument("--threads", type=_int_list, default=None,
+                       help="thread counts, comma-separated (default: 1 and all cores)")
+    bench.add_argument("--repeat", type=_positive_int, default=15,
+                       help="timed samples per implementation (the median is kept)")
+    bench.add_argument("--compare", default="numpy,torch",
+                       help="peers, comma-separated, among numpy,torch ('' for none)")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+    sub.add_parser("info", help="version, build flags, BLAS and threads")
+    return parser
+
+
+def _cases(args):
+    if args.suite:
+        return SUITES[args.suite]
+    if not 0 <= args.proj_size < args.hidden_size:
+        raise SystemExit("lstm-fast bench: --proj-size must be in [0, hidden-size)")
+    return [Case(args.batch, args.seq_len, args.input_size, args.hidden_size, args.layers,
+                 args.bidirectional, args.proj_size, args.dtype, args.lengths, label="-")]
+
+
+def _progress_bar(stream):
+    if not stream.isatty():
+        return None
+
+    def show(done, total, name):
+        width = 30
+        filled = int(width * done / total)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name:<40}")
+        if done == total:
+            stream.write("\r" + " " * (width + 50) + "\r")
+        stream.flush()
+    return show
+
+
+def format_table(results, peers):
+    """The results as a text table: median us, GF/s and peer/lstm_fast ratios."""
+    head = ["#", "case", "mode", "thr", "lstm_fast us", "GF/s", "% roof"]
+    for p in peers:
+        head += [f"{p} us", f"{p}/lf"]
+    rows = [head]
+    for r in results:
+        ours = r["impls"]["lstm_fast"]
+        row = [r["label"], r["case"], r["mode"], str(r["threads"]), f"{ours['median_us']:.1f}",
+               f"{ours['gflops']:.1f}", f"{100 * ours['roof_fraction']:.0f}"]
+        for p in peers:
+            if p in r["impls"]:
+                row += [f"{r['impls'][p]['median_us']:.1f}", f"{r['impls'][p]['ratio']:.2f}"]
+            else:
+                row += ["-", "-"]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if i != 1 else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _describe_environment(out):
+    m = machine_info()
+    out.write(f"lstm_fast {__version__} | {m['cpu']} | {m['cores']} cores | "
+              f"{m['memory_gib']} GiB | Python {m['python']} | NumPy {m['numpy']}\n")
+    for lib in blas_info():
+        out.write(f"  {lib['api']}: {lib['library']} {lib['version']} kernel={lib['kernel']} "
+                  f"threads={lib['threads']}\n")
+    forced = {k: v for k, v in m["env"].items() if v is not None}
+    if forced:
+        out.write(f"  warning: {forced} is set, forcing slower OpenBLAS kernels; unset both for "
+                  "the benchmark command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE lstm-fast ...\n")
+
+
+def bench(args, out=sys.stdout):
+    cases = _cases(args)
+    peers = [p for p in args.compare.split(",") if p]
+    modes = ["infer", "train"] if args.mode == "both" else [args.mode]
+    threads = args.threads or sorted({1, os.cpu_count() or 1})
+    _describe_environment(out)
+    try:
+        import torch
+        out.write(f"  torch {torch.__version__}\n")
+    except ImportError:
+        pass
+    results, roofs = run_benchmark(cases, modes, threads, peers, args.repeat,
+                                   progress=_progress_bar(sys.stderr))
+    shown = [p for p in peers if any(p in r["impls"] for r in results)]
+    out.write("GEMM roof (scipy BLAS, 2048^3): " +
+              ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items()) + "\n")
+    out.write(format_table(results, shown) + "\n")
+    out.write(f"median of {args.repeat} samples per cell; ratio = peer time / lstm_fast time "
+              "(> 1: lstm_fast faster)\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(version=__version__, machine=machine_info(), blas=blas_info(),
+                           roofs_gflops=roofs, repeat=args.repeat, results=results), f, indent=1)
+    return 0
+
+
+def info(out=sys.stdout):
+    from ._lstm import build_info
+
+    _describe_environment(out)
+    flags = build_info()
+    out.write(f"  extension: compiler gcc-compatible {flags['compiler']}, "
+              f"optimized={flags['optimized']}, openmp={flags['openmp']}, "
+              f"avx2={flags['avx2']}, avx512f={flags['avx512f']}\n")
+    out.write(f"  numpy {np.__version__}\n")
+    return 0
+
+
+def main(argv=None):
+    """Entry point of ``lstm-fast`` and ``python -m lstm_fast``."""
+    args = _build_parser().parse_args(argv)
+    if args.command == "bench":
+        return bench(args)
+    return info()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
