@@ -1,93 +1,64 @@
-# Fused element-wise LSTM gate kernels for one time step, written once for float and double.
+# Fused element-wise LSTM gate kernels for one time step (vectorised C in lstm_kernels.h),
+# one entry point over float and double.
 #
-# Gate blocks follow PyTorch's order [i, f, g, o], each H wide, in a row of 4H.
+# Gate blocks follow PyTorch's order [i, f, g, o], each H wide, in a row of 4H:
 #   i, f, o = sigmoid(a),  g = tanh(a),  c' = f c + i g,  r = o tanh(c')
-# Backward from the stored activations (s (1 - s) for sigmoids, 1 - t^2 for tanh).
 
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
 
-
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
-
-
-cdef inline floating _tanh(floating x) noexcept nogil:
-    if floating is float:
-        return tanhf(x)
-    else:
-        return tanh(x)
+cdef extern from "lstm_kernels.h" nogil:
+    const char *lstm_fast_dispatch
+    float lstm_sigmoid_f(float x)
+    double lstm_sigmoid_d(double x)
+    float lstm_tanh_f(float x)
+    double lstm_tanh_d(double x)
+    void lstm_gates_forward_f(Py_ssize_t rows, Py_ssize_t H, const float *bias, float *gates,
+                              float *cell, float *hidden, Py_ssize_t ld_hidden,
+                              float *tanh_cell, float *cell_prev)
+    void lstm_gates_forward_d(Py_ssize_t rows, Py_ssize_t H, const double *bias, double *gates,
+                              double *cell, double *hidden, Py_ssize_t ld_hidden,
+                              double *tanh_cell, double *cell_prev)
+    void lstm_gates_backward_f(Py_ssize_t rows, Py_ssize_t H, const float *d_hidden,
+                               float *gates, float *tanh_cell, const float *cell_prev,
+                               float *d_cell)
+    void lstm_gates_backward_d(Py_ssize_t rows, Py_ssize_t H, const double *d_hidden,
+                               double *gates, double *tanh_cell, const double *cell_prev,
+                               double *d_cell)
 
 
 cdef inline floating sigmoid(floating x) noexcept nogil:
-    """1 / (1 + e^-x), evaluated so that e^|x| never overflows."""
-    cdef floating z
-    if x >= 0:
-        return 1 / (1 + _exp(-x))
-    z = _exp(x)
-    return z / (1 + z)
+    if floating is float:
+        return lstm_sigmoid_f(x)
+    else:
+        return lstm_sigmoid_d(x)
+
+
+cdef inline floating tanh_(floating x) noexcept nogil:
+    if floating is float:
+        return lstm_tanh_f(x)
+    else:
+        return lstm_tanh_d(x)
 
 
 cdef inline void gates_forward(Py_ssize_t rows, Py_ssize_t H, const floating *bias,
-                               floating *gates, floating *cell, floating *hidden, int ld_hidden,
-                               floating *tanh_cell, floating *cell_prev) noexcept nogil:
-    """One step for `rows` sequences.
+                               floating *gates, floating *cell, floating *hidden,
+                               Py_ssize_t ld_hidden, floating *tanh_cell,
+                               floating *cell_prev) noexcept nogil:
+    """gates (rows x 4H) pre-activations -> activated; c_{t-1} -> c_t; hidden = o tanh(c_t).
 
-    gates (rows x 4H): pre-activations without bias in, activated [i, f, g, o] out.
-    cell (rows x H): c_{t-1} in, c_t out.  hidden (rows x H, row stride ld_hidden): r_t = o tanh(c_t).
-    tanh_cell, cell_prev (rows x H): tanh(c_t) and c_{t-1} stored for backward, or NULL.
+    tanh_cell and cell_prev (rows x H) receive tanh(c_t) and c_{t-1} for backward, unless NULL.
     """
-    cdef Py_ssize_t b, j
-    cdef floating *a
-    cdef floating i, f, g, o, c, tc
-    for b in range(rows):
-        a = gates + b * 4 * H
-        for j in range(H):
-            i = sigmoid(a[j] + bias[j])
-            f = sigmoid(a[H + j] + bias[H + j])
-            g = _tanh(a[2 * H + j] + bias[2 * H + j])
-            o = sigmoid(a[3 * H + j] + bias[3 * H + j])
-            if cell_prev != NULL:
-                cell_prev[b * H + j] = cell[b * H + j]
-            c = f * cell[b * H + j] + i * g
-            tc = _tanh(c)
-            cell[b * H + j] = c
-            hidden[b * ld_hidden + j] = o * tc
-            if tanh_cell != NULL:
-                tanh_cell[b * H + j] = tc
-            a[j] = i
-            a[H + j] = f
-            a[2 * H + j] = g
-            a[3 * H + j] = o
+    if floating is float:
+        lstm_gates_forward_f(rows, H, bias, gates, cell, hidden, ld_hidden, tanh_cell, cell_prev)
+    else:
+        lstm_gates_forward_d(rows, H, bias, gates, cell, hidden, ld_hidden, tanh_cell, cell_prev)
 
 
 cdef inline void gates_backward(Py_ssize_t rows, Py_ssize_t H, const floating *d_hidden,
                                 floating *gates, floating *tanh_cell,
                                 const floating *cell_prev, floating *d_cell) noexcept nogil:
-    """Backward of one step for `rows` sequences.
-
-    d_hidden (rows x H): dL/dr_t.  gates (rows x 4H): activated [i, f, g, o] in, dL/da_t out.
-    d_cell (rows x H): dL/dc_t from step t+1 in, dL/dc_{t-1} out.
-    """
-    cdef Py_ssize_t b, j
-    cdef floating *a
-    cdef floating i, f, g, o, tc, dr, dc
-    for b in range(rows):
-        a = gates + b * 4 * H
-        for j in range(H):
-            i = a[j]
-            f = a[H + j]
-            g = a[2 * H + j]
-            o = a[3 * H + j]
-            tc = tanh_cell[b * H + j]
-            dr = d_hidden[b * H + j]
-            dc = d_cell[b * H + j] + dr * o * (1 - tc * tc)
-            a[j] = dc * g * i * (1 - i)
-            a[H + j] = dc * cell_prev[b * H + j] * f * (1 - f)
-            a[2 * H + j] = dc * i * (1 - g * g)
-            a[3 * H + j] = dr * tc * o * (1 - o)
-            d_cell[b * H + j] = dc * f
-            tanh_cell[b * H + j] = o * tc
+    """dL/dr_t and dL/dc_t -> dL/da_t (over gates), dL/dc_{t-1} (over d_cell), r_t (over tanh_cell)."""
+    if floating is float:
+        lstm_gates_backward_f(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell)
+    else:
+        lstm_gates_backward_d(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell)

@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from _blas cimport gemm
-from _gates cimport gates_forward, gates_backward
+from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
 
 cdef extern from *:
     """
@@ -52,7 +52,8 @@ def build_info():
     """What the compiler saw when it built this module: OpenMP, optimisation, vector ISA."""
     return dict(compiler=LSTM_FAST_COMPILER.decode(), openmp=bool(LSTM_FAST_OPENMP),
                 optimized=bool(LSTM_FAST_OPTIMIZE), avx2=bool(LSTM_FAST_AVX2),
-                avx512f=bool(LSTM_FAST_AVX512F))
+                avx512f=bool(LSTM_FAST_AVX512F),
+                kernel_dispatch=lstm_fast_dispatch.decode())
 
 
 def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
@@ -196,3 +197,11 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             # dW_hr += dH^T R, R = o tanh(c) left in tanh_cell     (P x N) (N x H)
             gemm(True, False, P, H, N, 1, &d_hidden_all[0, 0], P, &tanh_cell[0, 0], H,
                  1, &d_w_hr[0, 0], H)
+
+
+def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x):
+    """sig = sigmoid(x), tanh_x = tanh(x) elementwise, by the engine's own kernels (for tests)."""
+    cdef Py_ssize_t k
+    for k in range(x.shape[0]):
+        sig[k] = sigmoid(x[k])
+        tanh_x[k] = tanh_(x[k])
