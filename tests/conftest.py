@@ -1,3 +1,9 @@
+import os
+
+# scikit-learn's array-API check needs this set before SciPy is first imported; without it that
+# check is skipped instead of run.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 

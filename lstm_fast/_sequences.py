@@ -1,0 +1,85 @@
+"""Estimator input: 3-D arrays, 2-D univariate series or ragged lists, to padded arrays + lengths."""
+
+import numpy as np
+from sklearn.utils.validation import check_array, validate_data
+
+__all__ = ["SequenceData", "check_sequences"]
+
+
+class SequenceData:
+    """A batch of sequences, padded batch-first to ``(n, T_max, F)`` with each one's length.
+
+    ``lengths`` is None when every sequence fills the padded length.
+    """
+
+    def __init__(self, X, lengths):
+        self.X, self.lengths = X, lengths
+
+    def __len__(self):
+        return self.X.shape[0]
+
+    def take(self, index):
+        """The sequences at ``index``, padding trimmed to their longest."""
+        if self.lengths is None:
+            return SequenceData(self.X[index], None)
+        lengths = self.lengths[index]
+        return SequenceData(self.X[index, :lengths.max()], lengths)
+
+
+def _is_ragged_list(X):
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(
+        hasattr(x, "ndim") and getattr(x, "ndim") == 2 for x in X)
+
+
+def check_sequences(estimator, X, reset, dtype):
+    """Validate ``X`` for ``estimator`` and return a :class:`SequenceData`.
+
+    Accepts a 3-D array ``(n, T, F)``, a 2-D array ``(n, T)`` of univariate series (then
+    ``n_features_in_`` is ``T``, as scikit-learn requires of 2-D input), or a list of 2-D arrays
+    ``(T_i, F)``. On ``reset`` the kind of input and ``n_features_in_`` are recorded; otherwise they
+    are checked against what ``fit`` saw.
+    """
+    if _is_ragged_list(X):
+        seqs = [check_array(x, dtype=dtype, ensure_all_finite=True,
+                            input_name=f"X[{i}]") for i, x in enumerate(X)]
+        n_features = {s.shape[1] for s in seqs}
+        if len(n_features) != 1:
+            raise ValueError(f"every sequence of X must have the same number of features, "
+                             f"got {sorted(n_features)}")
+        lengths = np.array([len(s) for s in seqs], dtype=np.intp)
+        padded = np.zeros((len(seqs), lengths.max(), n_features.pop()), dtype=seqs[0].dtype)
+        for i, s in enumerate(seqs):
+            padded[i, :len(s)] = s
+        return _record(estimator, SequenceData(padded, lengths), "sequences", reset)
+    arr = X if hasattr(X, "ndim") else None
+    if arr is not None and arr.ndim == 3:
+        X = check_array(X, dtype=dtype, allow_nd=True, ensure_all_finite=True)
+        if X.shape[1] == 0 or X.shape[2] == 0:
+            raise ValueError(f"X must have at least one step and one feature, got shape {X.shape}")
+        return _record(estimator, SequenceData(X, None), "sequences", reset)
+    if not reset and getattr(estimator, "_input_kind", None) == "sequences":
+        shape = getattr(X, "shape", None)
+        raise ValueError(f"X must be 3-D (n_samples, n_timesteps, {estimator.n_features_in_}) or a "
+                         f"list of 2-D arrays, like the data fit saw; got shape {shape}")
+    X = validate_data(estimator, X, reset=reset, dtype=dtype, ensure_all_finite=True)
+    if reset:
+        estimator._input_kind = "series"
+    return SequenceData(X[:, :, None], None)
+
+
+def _record(estimator, data, kind, reset):
+    n_features = data.X.shape[2]
+    if reset:
+        estimator._input_kind = kind
+        estimator.n_features_in_ = n_features
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    elif getattr(estimator, "_input_kind", None) != kind:
+        raise ValueError("X is a 3-D array or list of sequences, but fit saw 2-D univariate "
+                         f"series of {estimator.n_features_in_} steps")
+    elif n_features != estimator.n_features_in_:
+        raise ValueError(f"X has {n_features} features per step, but {type(estimator).__name__} "
+                         f"is expecting {estimator.n_features_in_} features as input")
+    if len(data) == 0:
+        raise ValueError("Found array with 0 sample(s) while a minimum of 1 is required.")
+    return data
