@@ -22,7 +22,7 @@ extensions = [
         "lstm_fast._lstm",
         ["src/_lstm.pyx"],
         include_dirs=["src"],
-        depends=["src/lstm_kernels.h", "src/_blas.pxd", "src/_gates.pxd"],
+        depends=["src/lstm_kernels.h", "src/lstm_gemm.h", "src/_blas.pxd", "src/_gates.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     ),

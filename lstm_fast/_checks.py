@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from ._lstm import all_finite
+
 __all__ = ["as_float_array", "check_dtype", "check_int", "check_finite"]
 
 
@@ -33,6 +35,8 @@ def as_float_array(a, name, dtype):
 
     Integer, boolean, complex and object arrays are refused with a TypeError.
     """
+    if type(a) is np.ndarray and a.dtype == dtype:
+        return a
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         a = a.detach().cpu().numpy()
     arr = np.asarray(a)
@@ -42,6 +46,7 @@ def as_float_array(a, name, dtype):
 
 
 def check_finite(arr, name):
-    """Raise a ValueError if ``arr`` holds NaN or infinity."""
-    if not np.isfinite(arr).all():
+    """Raise a ValueError if ``arr`` (a float32 or float64 array) holds NaN or infinity."""
+    flat = arr.reshape(-1)
+    if not (all_finite(flat) if flat.flags.c_contiguous else np.isfinite(flat).all()):
         raise ValueError(f"{name} contains NaN or infinity")

@@ -7,14 +7,9 @@ from sklearn.utils import check_random_state
 
 from ._checks import as_float_array, check_dtype, check_finite, check_int
 from ._lstm import backward_layer, forward_layer
-from ._packing import Packing
+from ._packing import packing_for
 
 __all__ = ["LSTM"]
-
-# Inference computes the input projection for this many packed rows at a time (at least one step),
-# so its workspace stays O(B*H) whatever the sequence length.
-_INFERENCE_CHUNK_ROWS = 1024
-
 
 class LSTM:
     """A multi-layer LSTM with the semantics and weight layout of ``torch.nn.LSTM``.
@@ -223,10 +218,8 @@ class LSTM:
         """
         x, batched = self._check_input(x)
         T, B, _ = x.shape
-        lengths = self._check_lengths(lengths, T, B, batched)
-        h0, c0 = self._check_hx(hx, B, batched)
-        packing = Packing(lengths, T, B)
-        h_n, c_n = packing.sort_state(h0), packing.sort_state(c0)
+        packing = packing_for(self._check_lengths(lengths, T, B, batched), T, B)
+        h_n, c_n = self._initial_state(hx, B, batched, packing)
         layer_in = packing.pack(x)
         cache = [] if training else None
         for layer in range(self.num_layers):
@@ -256,33 +249,26 @@ class LSTM:
     __call__ = forward
 
     def _weights(self, layer, direction):
+        """(suffix, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) with None where absent."""
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        p, H = self._params, self.hidden_size
-        w_hr = p["weight_hr" + sfx] if self.proj_size else np.empty((0, H), self.dtype)
-        if self.bias:
-            bias = p["bias_ih" + sfx] + p["bias_hh" + sfx]
-        else:
-            bias = np.zeros(4 * H, self.dtype)
-        return sfx, p["weight_ih" + sfx], p["weight_hh" + sfx], bias, w_hr
+        p = self._params
+        return (sfx, p["weight_ih" + sfx], p["weight_hh" + sfx], p.get("bias_ih" + sfx),
+                p.get("bias_hh" + sfx), p.get("weight_hr" + sfx))
 
     def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training):
         """One layer-direction through the engine; returns what backward needs (or None)."""
-        _, w_ih, w_hh, bias, w_hr = self._weights(layer, direction)
-        H, P, B, N = self.hidden_size, self.output_size, packing.B, packing.n_rows
-        dt = self.dtype
-        if training:
-            gates = np.empty((N, 4 * H), dt)
-            tanh_cell, cell_prev, hidden_prev = (np.empty((N, H), dt), np.empty((N, H), dt),
-                                                 np.empty((N, P), dt))
-        else:
-            gates = np.empty((min(N, max(B, _INFERENCE_CHUNK_ROWS // B * B)), 4 * H), dt)
-            tanh_cell = cell_prev = np.empty((0, H), dt)
-            hidden_prev = np.empty((0, P), dt)
-        hidden_raw = np.empty((B if self.proj_size else 0, H), dt)
-        forward_layer(layer_in, w_ih, w_hh, bias, w_hr, packing.batch_sizes, packing.offsets,
-                      h, c, out, direction * P, bool(direction), gates, hidden_raw,
-                      tanh_cell, cell_prev, hidden_prev)
-        return (gates, tanh_cell, cell_prev, hidden_prev) if training else None
+        _, w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, direction)
+        P = self.output_size
+        if not training:
+            forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
+                          packing.offsets, h, c, out, direction * P, bool(direction))
+            return None
+        H, N, dt = self.hidden_size, packing.n_rows, self.dtype
+        stored = (np.empty((N, 4 * H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
+                  np.empty((N, P), dt))
+        forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
+                      packing.offsets, h, c, out, direction * P, bool(direction), *stored)
+        return stored
 
     # ----------------------------------------------------------------------------- backward
 
@@ -323,26 +309,19 @@ class LSTM:
         d_c = self._state_or_zeros(grad_c_n, "grad_c_n", (D * L, B, H), batched, packing)
         self._cache = None
         d_out = packing.pack(self._from_user_layout(g, batched))
-        N, dt = packing.n_rows, self.dtype
-        d_bias = np.empty(4 * H, dt)
         for layer in range(L - 1, -1, -1):
             layer_in, mask = state["cache"][layer]["layer_in"], state["cache"][layer]["mask"]
             d_in = np.zeros_like(layer_in)
             for direction in range(D):
                 k = layer * D + direction
                 gates, tanh_cell, cell_prev, hidden_prev = state["cache"][layer]["directions"][direction]
-                sfx, w_ih, w_hh, _, w_hr = self._weights(layer, direction)
-                d_w_hr = self.grads["weight_hr" + sfx] if self.proj_size else np.empty((0, H), dt)
-                d_bias.fill(0)
+                sfx, w_ih, w_hh, _, _, w_hr = self._weights(layer, direction)
+                g = self.grads
                 backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
                                d_out, direction * P, bool(direction), d_h[k], d_c[k],
                                gates, tanh_cell, cell_prev, hidden_prev, d_in,
-                               self.grads["weight_ih" + sfx], self.grads["weight_hh" + sfx], d_bias,
-                               d_w_hr, np.empty((B if self.proj_size else 0, H), dt),
-                               np.empty((N if self.proj_size else 0, P), dt))
-                if self.bias:
-                    self.grads["bias_ih" + sfx] += d_bias
-                    self.grads["bias_hh" + sfx] += d_bias
+                               g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
+                               g.get("bias_hh" + sfx), g.get("weight_hr" + sfx))
             if mask is not None:
                 d_in *= mask
             d_out = d_in
@@ -401,7 +380,8 @@ class LSTM:
                              f"[{lengths.min()}, {lengths.max()}]")
         return lengths
 
-    def _check_hx(self, hx, B, batched):
+    def _initial_state(self, hx, B, batched, packing):
+        """Checked (h_0, c_0) as fresh arrays in packed (sorted) order, for the engine to update."""
         shapes = ((self.num_directions * self.num_layers, B, self.output_size),
                   (self.num_directions * self.num_layers, B, self.hidden_size))
         if hx is None:
@@ -415,7 +395,7 @@ class LSTM:
             if a.shape != want:
                 raise ValueError(f"hx {name} must have shape {want}, got {a.shape}")
             check_finite(a, f"hx {name}")
-            states.append(a if batched else a[:, None, :])
+            states.append(packing.sort_state(a if batched else a[:, None, :]))
         return tuple(states)
 
     def _state_or_zeros(self, a, name, shape, batched, packing):

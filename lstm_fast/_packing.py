@@ -5,9 +5,23 @@ dropped, as cuDNN and PyTorch's ``PackedSequence`` do: step ``t`` is ``batch_siz
 starting at ``offsets[t]``. With no ``lengths`` the packed array is the padded one, reshaped, no copy.
 """
 
+import functools
+
 import numpy as np
 
-__all__ = ["Packing"]
+__all__ = ["Packing", "packing_for"]
+
+
+def packing_for(lengths, T, B):
+    """The Packing of a batch: shared (cached) when every sequence has all T steps."""
+    if lengths is None or np.all(lengths == T):
+        return _full_packing(T, B)
+    return Packing(lengths, T, B)
+
+
+@functools.lru_cache(maxsize=32)
+def _full_packing(T, B):
+    return Packing(None, T, B)
 
 
 class Packing:
@@ -23,7 +37,7 @@ class Packing:
 
     def __init__(self, lengths, T, B):
         self.T, self.B = T, B
-        if lengths is None or np.all(lengths == T):
+        if lengths is None:
             self.order = None
             self.batch_sizes = np.full(T, B, dtype=np.intp)
         else:
@@ -35,6 +49,8 @@ class Packing:
         self.offsets = np.zeros(len(self.batch_sizes), dtype=np.intp)
         np.cumsum(self.batch_sizes[:-1], out=self.offsets[1:])
         self.n_rows = int(self.batch_sizes.sum())
+        for a in (self.batch_sizes, self.offsets):
+            a.flags.writeable = False
 
     def pack(self, padded):
         """(T, B, F) padded time-major array to (N, F) packed rows (C-contiguous)."""

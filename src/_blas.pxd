@@ -42,3 +42,55 @@ cdef inline void gemv_row(bint trans_a, bint trans_b, int n, int k,
         sgemv(&tb, &rows, &cols, &alpha, <float *> b, &ldb, <float *> a, &inc_a, &beta, c, &inc_c)
     else:
         dgemv(&tb, &rows, &cols, &alpha, <double *> b, &ldb, <double *> a, &inc_a, &beta, c, &inc_c)
+
+
+# Packed small-M products (lstm_gemm.h): the per-step recurrent and projection products reuse the
+# same weights at every step, so the weights are packed once per call and each step streams them.
+
+from libc.stdlib cimport malloc
+
+cdef extern from "lstm_gemm.h" nogil:
+    Py_ssize_t lstm_packed_size_f(Py_ssize_t K, Py_ssize_t N)
+    Py_ssize_t lstm_packed_size_d(Py_ssize_t K, Py_ssize_t N)
+    void lstm_pack_f(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
+                     float *packed)
+    void lstm_pack_d(int trans, Py_ssize_t K, Py_ssize_t N, const double *B, Py_ssize_t ldb,
+                     double *packed)
+    void lstm_gemm_packed_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                            Py_ssize_t lda, const float *packed, float beta, float *C,
+                            Py_ssize_t ldc)
+    void lstm_gemm_packed_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
+                            Py_ssize_t lda, const double *packed, double beta, double *C,
+                            Py_ssize_t ldc)
+
+
+cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ldb) noexcept nogil:
+    """op(B) (k x n) packed for gemm_packed (malloc'ed: free it), or NULL where no packed kernel
+    runs on this CPU or memory is short; gemm_packed then calls BLAS."""
+    cdef Py_ssize_t size
+    cdef floating *packed
+    if floating is float:
+        size = lstm_packed_size_f(k, n)
+    else:
+        size = lstm_packed_size_d(k, n)
+    if size == 0:
+        return NULL
+    packed = <floating *> malloc(size * sizeof(floating))
+    if packed != NULL:
+        if floating is float:
+            lstm_pack_f(trans_b, k, n, b, ldb, packed)
+        else:
+            lstm_pack_d(trans_b, k, n, b, ldb, packed)
+    return packed
+
+
+cdef inline void gemm_packed(int m, int n, int k, const floating *a, int lda,
+                             const floating *packed, bint trans_b, const floating *b, int ldb,
+                             floating beta, floating *c, int ldc) noexcept nogil:
+    """C (m x n) = A op(B) + beta C, row-major, op(B) from `packed` (see pack) or, if NULL, BLAS."""
+    if packed == NULL:
+        gemm(False, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+    elif floating is float:
+        lstm_gemm_packed_f(m, n, k, a, lda, packed, beta, c, ldc)
+    else:
+        lstm_gemm_packed_d(m, n, k, a, lda, packed, beta, c, ldc)

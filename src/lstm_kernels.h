@@ -32,9 +32,15 @@
 
 static const char *lstm_fast_dispatch = LSTM_DISPATCH_NAME;
 
-/* expm1(x) = 2^n (q + 1) - 1 with x = n ln2 + r, |r| <= ln2 / 2, q = e^r - 1 by its Taylor series.
- * Exact-ish near 0 (n = 0 gives q itself), so tanh and sigmoid keep relative accuracy there. */
-#define LSTM_DEFINE_EXPM1(T, SUF, UINT, LO, HI, MAGIC, EXP_BIAS, MANT_BITS, LN2_HI, LN2_LO, NTERMS)\
+/* 1/k! for k = 2 .. 13: the Taylor coefficients of e^r - 1 - r. */
+static const double lstm_inv_factorial[] = {
+    1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880,
+    1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+
+/* expm1(x) = 2^n (q + 1) - 1 with x = n ln2 + r, |r| <= ln2 / 2, q = e^r - 1 = r + r^2 P(r) by its
+ * Taylor series to r^DEGREE (Horner: one FMA a term). Exact-ish near 0 (n = 0 gives q itself), so
+ * tanh and sigmoid keep their relative accuracy there. */
+#define LSTM_DEFINE_EXPM1(T, SUF, UINT, LO, HI, MAGIC, EXP_BIAS, MANT_BITS, LN2_HI, LN2_LO, DEGREE)\
 static inline T lstm_expm1_##SUF(T x)                                                            \
 {                                                                                                \
     const T log2e = (T)1.4426950408889634074;                                                    \
@@ -44,11 +50,11 @@ static inline T lstm_expm1_##SUF(T x)                                           
     T shifted = x * log2e + (T)(MAGIC);                                                          \
     T n = shifted - (T)(MAGIC);                                                                  \
     T r = (x - n * (T)(LN2_HI)) - n * (T)(LN2_LO);                                               \
-    /* q = r + r^2/2! + ... + r^N/N!, Horner from the highest term */                            \
-    T q = (T)0;                                                                                  \
+    T p = (T)lstm_inv_factorial[(DEGREE) - 2];                                                   \
     _Pragma("GCC unroll 16")                                                                     \
-    for (int k = NTERMS; k >= 1; k--)                                                            \
-        q = (q + (T)1) * (r * ((T)1 / (T)k));                                                    \
+    for (int k = (DEGREE) - 1; k >= 2; k--)                                                      \
+        p = p * r + (T)lstm_inv_factorial[k - 2];                                                \
+    T q = r + (r * r) * p;                                                                       \
     UINT bits_shifted, bits_magic, bits_scale;                                                   \
     T magic = (T)(MAGIC), scale;                                                                 \
     memcpy(&bits_shifted, &shifted, sizeof(T));                                                  \

@@ -1,0 +1,189 @@
+/*
+ * Small-M matrix product with a packed right operand, for the per-step recurrent products:
+ *
+ *     C (M x N) = beta C + A (M x K) op(B) (K x N),     M = active sequences (1 .. a few hundred)
+ *
+ * OpenBLAS is slow at these shapes (BASELINE.md: M = 1 sgemm, 53% of its roof at M = 32), and the
+ * right operand (a weight matrix) is the same for every step, so it is packed ONCE per call into
+ * column panels of NB = 2 vector widths: panel p holds op(B)[k][p*NB .. p*NB + NB) for k = 0..K-1,
+ * contiguous, zero beyond N. The product then walks the panels; for each it computes tiles of up to
+ * MR = 12 rows x NB columns in 24 vector accumulators (one broadcast of A[r][k] times two vector
+ * loads of the panel per k), so a panel is read from cache once per 12 rows.
+ *
+ * Written once with GCC vector extensions over float and double, compiled for AVX-512 (64-byte
+ * vectors) and AVX2+FMA (32-byte vectors); the CPU is asked once which it has. Elsewhere (other
+ * compilers, other CPUs) lstm_packed_size returns 0 and the caller uses BLAS instead.
+ */
+#ifndef LSTM_FAST_GEMM_H
+#define LSTM_FAST_GEMM_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define LSTM_MR 12
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define LSTM_HAVE_PACKED 1
+#else
+#define LSTM_HAVE_PACKED 0
+#endif
+
+#if LSTM_HAVE_PACKED
+
+/* One tile: rows (<= MR, a constant where inlined) x ncols (<= NB) of C from one panel. */
+#define LSTM_DEFINE_TILE(T, SUF, ISA, TARGET, BYTES)                                             \
+typedef T lstm_vec_##SUF##_##ISA __attribute__((vector_size(BYTES)));                           \
+                                                                                                 \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SUF##_##ISA(       \
+    const int rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, T beta, T *C,        \
+    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
+{                                                                                                \
+    typedef lstm_vec_##SUF##_##ISA V;                                                            \
+    enum { VL = BYTES / sizeof(T) };                                                             \
+    V acc0[LSTM_MR], acc1[LSTM_MR];                                                              \
+    _Pragma("GCC unroll 12")                                                                     \
+    for (int r = 0; r < rows; r++)                                                               \
+        acc0[r] = acc1[r] = (V){0};                                                              \
+    for (ptrdiff_t k = 0; k < K; k++) {                                                          \
+        V b0, b1;                                                                                \
+        memcpy(&b0, panel + k * 2 * VL, BYTES);                                                  \
+        memcpy(&b1, panel + k * 2 * VL + VL, BYTES);                                             \
+        _Pragma("GCC unroll 12")                                                                 \
+        for (int r = 0; r < rows; r++) {                                                         \
+            T a = A[r * lda + k];                                                                \
+            acc0[r] += a * b0;                                                                   \
+            acc1[r] += a * b1;                                                                   \
+        }                                                                                        \
+    }                                                                                            \
+    _Pragma("GCC unroll 12")                                                                     \
+    for (int r = 0; r < rows; r++) {                                                             \
+        T *c = C + r * ldc;                                                                      \
+        if (ncols == 2 * VL) {                                                                   \
+            if (beta != (T)0) {                                                                  \
+                V c0, c1;                                                                        \
+                memcpy(&c0, c, BYTES);                                                           \
+                memcpy(&c1, c + VL, BYTES);                                                      \
+                acc0[r] += beta * c0;                                                            \
+                acc1[r] += beta * c1;                                                            \
+            }                                                                                    \
+            memcpy(c, &acc0[r], BYTES);                                                          \
+            memcpy(c + VL, &acc1[r], BYTES);                                                     \
+        } else {                                                                                 \
+            T tile[2 * VL];                                                                      \
+            memcpy(tile, &acc0[r], BYTES);                                                       \
+            memcpy(tile + VL, &acc1[r], BYTES);                                                  \
+            for (ptrdiff_t j = 0; j < ncols; j++)                                                \
+                c[j] = (beta != (T)0 ? beta * c[j] : (T)0) + tile[j];                            \
+        }                                                                                        \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* C (M x N) = beta C + A (M x K) B, B packed by lstm_pack_##SUF##_##ISA. */                     \
+__attribute__((target(TARGET))) static void lstm_gemm_packed_##SUF##_##ISA(                      \
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed, T beta,   \
+    T *C, ptrdiff_t ldc)                                                                         \
+{                                                                                                \
+    const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
+    for (ptrdiff_t p = 0; p < N; p += nb) {                                                      \
+        const T *panel = packed + p * K;                                                         \
+        ptrdiff_t ncols = N - p < nb ? N - p : nb;                                               \
+        ptrdiff_t m = 0;                                                                         \
+        for (; m + LSTM_MR <= M; m += LSTM_MR)                                                   \
+            lstm_tile_##SUF##_##ISA(LSTM_MR, K, A + m * lda, lda, panel, beta, C + m * ldc + p,  \
+                                    ldc, ncols);                                                 \
+        switch (M - m) {                                                                         \
+        case 11: lstm_tile_##SUF##_##ISA(11, K, A + m * lda, lda, panel, beta, C + m * ldc + p,   \
+                                         ldc, ncols); break;                                     \
+        case 10: lstm_tile_##SUF##_##ISA(10, K, A + m * lda, lda, panel, beta, C + m * ldc + p,   \
+                                         ldc, ncols); break;                                     \
+        case 9: lstm_tile_##SUF##_##ISA(9, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 8: lstm_tile_##SUF##_##ISA(8, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 7: lstm_tile_##SUF##_##ISA(7, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 6: lstm_tile_##SUF##_##ISA(6, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 5: lstm_tile_##SUF##_##ISA(5, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 4: lstm_tile_##SUF##_##ISA(4, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 3: lstm_tile_##SUF##_##ISA(3, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 2: lstm_tile_##SUF##_##ISA(2, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        case 1: lstm_tile_##SUF##_##ISA(1, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
+                                        ldc, ncols); break;                                      \
+        default: break;                                                                          \
+        }                                                                                        \
+    }                                                                                            \
+}
+
+LSTM_DEFINE_TILE(float, f, avx512, "arch=x86-64-v4", 64)
+LSTM_DEFINE_TILE(double, d, avx512, "arch=x86-64-v4", 64)
+LSTM_DEFINE_TILE(float, f, avx2, "arch=x86-64-v3", 32)
+LSTM_DEFINE_TILE(double, d, avx2, "arch=x86-64-v3", 32)
+
+/* 64-byte vectors with AVX-512, 32-byte with AVX2+FMA, 0 where neither (BLAS is used then). */
+static int lstm_packed_vector_bytes(void)
+{
+    static int bytes = -1;
+    if (bytes < 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f"))
+            bytes = 64;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            bytes = 32;
+        else
+            bytes = 0;
+    }
+    return bytes;
+}
+
+#else
+
+static int lstm_packed_vector_bytes(void) { return 0; }
+
+#endif /* LSTM_HAVE_PACKED */
+
+#define LSTM_DEFINE_PACKED_API(T, SUF)                                                           \
+/* Elements of the packed form of a (K x N) right operand, or 0 if no packed kernel runs here. */ \
+static ptrdiff_t lstm_packed_size_##SUF(ptrdiff_t K, ptrdiff_t N)                                \
+{                                                                                                \
+    ptrdiff_t nb = 2 * lstm_packed_vector_bytes() / (ptrdiff_t)sizeof(T);                        \
+    return nb ? (N + nb - 1) / nb * nb * K : 0;                                                  \
+}                                                                                                \
+                                                                                                 \
+/* packed <- op(B) (K x N) in panels; op(B) = B (row-major K x N) or B^T (B row-major N x K). */  \
+static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptrdiff_t ldb,      \
+                            T *packed)                                                           \
+{                                                                                                \
+    ptrdiff_t nb = 2 * lstm_packed_vector_bytes() / (ptrdiff_t)sizeof(T);                        \
+    for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
+        for (ptrdiff_t k = 0; k < K; k++)                                                        \
+            for (ptrdiff_t j = p; j < p + nb; j++)                                               \
+                *packed++ = j >= N ? (T)0 : trans ? B[j * ldb + k] : B[k * ldb + j];            \
+}                                                                                                \
+                                                                                                 \
+/* C (M x N) = beta C + A (M x K) op(B), op(B) packed by lstm_pack. */                           \
+static void lstm_gemm_packed_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A,           \
+                                   ptrdiff_t lda, const T *packed, T beta, T *C, ptrdiff_t ldc)  \
+{                                                                                                \
+    LSTM_PACKED_DISPATCH(SUF)                                                                    \
+}
+
+#if LSTM_HAVE_PACKED
+#define LSTM_PACKED_DISPATCH(SUF)                                                                \
+    if (lstm_packed_vector_bytes() == 64)                                                        \
+        lstm_gemm_packed_##SUF##_avx512(M, N, K, A, lda, packed, beta, C, ldc);                  \
+    else                                                                                         \
+        lstm_gemm_packed_##SUF##_avx2(M, N, K, A, lda, packed, beta, C, ldc);
+#else
+#define LSTM_PACKED_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;  \
+    (void)beta; (void)C; (void)ldc;
+#endif
+
+LSTM_DEFINE_PACKED_API(float, f)
+LSTM_DEFINE_PACKED_API(double, d)
+
+#endif /* LSTM_FAST_GEMM_H */
