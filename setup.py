@@ -8,6 +8,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSTM_FAST_DEBUG", "0") not in ("", "0")
+# OpenMP threads the time loops; LSTM_FAST_OPENMP=0 builds without (one thread, plus BLAS's own).
+OPENMP = os.environ.get("LSTM_FAST_OPENMP", "1") not in ("", "0")
+OPENMP_FLAGS = ["-fopenmp"] if OPENMP else []
 
 DIRECTIVES = {
     "language_level": 3,
@@ -24,7 +27,8 @@ extensions = [
         include_dirs=["src"],
         depends=["src/lstm_kernels.h", "src/lstm_gemm.h", "src/_blas.pxd", "src/_gates.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + OPENMP_FLAGS,
+        extra_link_args=OPENMP_FLAGS,
     ),
 ]
 

@@ -1,8 +1,9 @@
 """Benchmark harness: lstm_fast against PyTorch and NumPy, measured in one process.
 
-Each case is timed for every implementation with the same thread count, interleaving the
-implementations sample by sample so that drift on a shared machine hits them alike; the figure kept
-is the median per call. GF/s counts forward FLOPs = 2*T*B*4H*(I+P) (+ 2*T*B*H*P with projection) per
+Each case is timed for every implementation with the same thread count, one implementation after
+the other with a pause between them: interleaving them sample by sample would let each one's idle
+thread pool (OpenBLAS and OpenMP workers spin for a while after a call) steal the second core from
+the next. The figure kept is the median per call over the samples. GF/s counts forward FLOPs = 2*T*B*4H*(I+P) (+ 2*T*B*H*P with projection) per
 layer and direction, with valid steps only under ``lengths``; training counts three times that.
 """
 
@@ -198,17 +199,22 @@ def _calls_per_sample(fn, target=2e-3):
     return max(1, int(target / max(per_call, 1e-9)))
 
 
-def _time_interleaved(fns, repeat):
-    """Median seconds per call for each of ``fns``, sampled in turn ``repeat`` times."""
-    counts = [_calls_per_sample(fn) for fn in fns]
-    samples = [[] for _ in fns]
+def _median_seconds(fn, repeat):
+    """Median seconds per call of ``fn`` over ``repeat`` samples, after a warm-up."""
+    n = _calls_per_sample(fn)
+    samples = []
     for _ in range(repeat):
-        for fn, n, out in zip(fns, counts, samples):
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            out.append((time.perf_counter() - start) / n)
-    return [statistics.median(s) for s in samples]
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - start) / n)
+    return statistics.median(samples)
+
+
+def _let_threads_idle():
+    """Pause until the thread pools of what ran last sleep again (OpenBLAS's workers spin ~0.1 s
+    after a call, OpenMP's several ms), so that they take no core from what is timed next."""
+    time.sleep(0.3)
 
 
 def gemm_roof(dtype, threads, size=2048, repeat=5):
@@ -221,7 +227,7 @@ def gemm_roof(dtype, threads, size=2048, repeat=5):
     b = np.asfortranarray(rng.standard_normal((size, size)).astype(dtype))
     c = np.zeros((size, size), dtype=dtype, order="F")
     with threadpool_limits(limits=threads):
-        (seconds,) = _time_interleaved([lambda: gemm(1.0, a, b, c=c, overwrite_c=True)], repeat)
+        seconds = _median_seconds(lambda: gemm(1.0, a, b, c=c, overwrite_c=True), repeat)
     return 2.0 * size ** 3 / seconds / 1e9
 
 
@@ -241,11 +247,16 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
             key = (case.dtype, n_threads)
             if key not in roofs:
                 roofs[key] = gemm_roof(case.dtype, n_threads)
+                _let_threads_idle()
             for mode in modes:
                 training = mode == "train"
                 with threadpool_limits(limits=n_threads):
                     impls = [cls(case, training, n_threads) for cls in [_LstmFast] + peer_classes]
-                    medians = _time_interleaved(impls, repeat)
+                    _let_threads_idle()  # building them ran multi-threaded BLAS (QR)
+                    medians = []
+                    for impl in impls:
+                        medians.append(_median_seconds(impl, repeat))
+                        _let_threads_idle()
                 flops = case.forward_flops() * (3 if training else 1)
                 entry = dict(case=case.name, label=case.label, mode=mode, threads=n_threads,
                              flops=flops, impls={})

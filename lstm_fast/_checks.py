@@ -48,5 +48,7 @@ def as_float_array(a, name, dtype):
 def check_finite(arr, name):
     """Raise a ValueError if ``arr`` (a float32 or float64 array) holds NaN or infinity."""
     flat = arr.reshape(-1)
-    if not (all_finite(flat) if flat.flags.c_contiguous else np.isfinite(flat).all()):
+    # One C loop for small arrays (no temporary); NumPy's vectorised test for the rest.
+    small = flat.size <= 4096 and flat.flags.c_contiguous
+    if not (all_finite(flat) if small else np.isfinite(flat).all()):
         raise ValueError(f"{name} contains NaN or infinity")

@@ -94,6 +94,14 @@ class LSTM:
         self.grads = {k: np.zeros_like(v) for k, v in self._params.items()}
         self.grad_hx = None
         self._cache = None
+        # Activation storage of the last backpropagated forward, reused by the next one of the
+        # same size (fresh large arrays cost page faults every training step).
+        self._spare = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_spare"] = {}
+        return state
 
     # ----------------------------------------------------------------------------- parameters
 
@@ -264,8 +272,10 @@ class LSTM:
                           packing.offsets, h, c, out, direction * P, bool(direction))
             return None
         H, N, dt = self.hidden_size, packing.n_rows, self.dtype
-        stored = (np.empty((N, 4 * H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
-                  np.empty((N, P), dt))
+        stored = self._spare.pop((layer, direction), None)
+        if stored is None or stored[0].shape[0] != N:
+            stored = (np.empty((N, 4 * H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
+                      np.empty((N, P), dt))
         forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
                       packing.offsets, h, c, out, direction * P, bool(direction), *stored)
         return stored
@@ -322,6 +332,7 @@ class LSTM:
                                gates, tanh_cell, cell_prev, hidden_prev, d_in,
                                g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
                                g.get("bias_hh" + sfx), g.get("weight_hr" + sfx))
+                self._spare[layer, direction] = (gates, tanh_cell, cell_prev, hidden_prev)
             if mask is not None:
                 d_in *= mask
             d_out = d_in

@@ -44,8 +44,9 @@ cdef inline void gemv_row(bint trans_a, bint trans_b, int n, int k,
         dgemv(&tb, &rows, &cols, &alpha, <double *> b, &ldb, <double *> a, &inc_a, &beta, c, &inc_c)
 
 
-# Packed small-M products (lstm_gemm.h): the per-step recurrent and projection products reuse the
-# same weights at every step, so the weights are packed once per call and each step streams them.
+# Packed products (lstm_gemm.h): the per-step recurrent and projection products reuse the same
+# weights at every step, so the weights are packed once per call and each step streams them; the
+# weight gradients use the same kernel (op(A) = A^T), so the engine's threads do all its products.
 
 from libc.stdlib cimport malloc
 
@@ -56,12 +57,21 @@ cdef extern from "lstm_gemm.h" nogil:
                      float *packed)
     void lstm_pack_d(int trans, Py_ssize_t K, Py_ssize_t N, const double *B, Py_ssize_t ldb,
                      double *packed)
-    void lstm_gemm_packed_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-                            Py_ssize_t lda, const float *packed, float beta, float *C,
-                            Py_ssize_t ldc)
-    void lstm_gemm_packed_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
-                            Py_ssize_t lda, const double *packed, double beta, double *C,
-                            Py_ssize_t ldc)
+    void lstm_gemm_packed_f(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                            const float *A, Py_ssize_t lda, const float *packed, float beta,
+                            float *C, Py_ssize_t ldc)
+    void lstm_gemm_packed_d(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                            const double *A, Py_ssize_t lda, const double *packed, double beta,
+                            double *C, Py_ssize_t ldc)
+    Py_ssize_t lstm_panel_width_f()
+    Py_ssize_t lstm_panel_width_d()
+    int lstm_packed_vector_bytes()
+
+
+cdef inline const char *packed_kernel() noexcept nogil:
+    """Which products run the packed kernel here: AVX-512, AVX2+FMA, or none (BLAS)."""
+    cdef int bytes = lstm_packed_vector_bytes()
+    return b"avx512" if bytes == 64 else b"avx2" if bytes == 32 else b"blas"
 
 
 cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ldb) noexcept nogil:
@@ -84,13 +94,30 @@ cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ld
     return packed
 
 
-cdef inline void gemm_packed(int m, int n, int k, const floating *a, int lda,
+cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *a, int lda,
                              const floating *packed, bint trans_b, const floating *b, int ldb,
-                             floating beta, floating *c, int ldc) noexcept nogil:
-    """C (m x n) = A op(B) + beta C, row-major, op(B) from `packed` (see pack) or, if NULL, BLAS."""
+                             floating beta, floating *c, int ldc,
+                             int part=0, int parts=1) noexcept nogil:
+    """Columns of part `part` of `parts` of C (m x n) = op(A) op(B) + beta C, row-major.
+
+    op(B) comes from `packed` (see pack), split between parts in whole panels; or, if packed is
+    NULL, from BLAS, which part 0 calls for all of C.  parts=1 (the default) is the whole product.
+    """
+    cdef Py_ssize_t width, per, c0, c1
     if packed == NULL:
-        gemm(False, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
-    elif floating is float:
-        lstm_gemm_packed_f(m, n, k, a, lda, packed, beta, c, ldc)
+        if part == 0:
+            gemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+        return
+    if floating is float:
+        width = lstm_panel_width_f()
     else:
-        lstm_gemm_packed_d(m, n, k, a, lda, packed, beta, c, ldc)
+        width = lstm_panel_width_d()
+    per = ((n + width - 1) // width + parts - 1) // parts * width
+    c0 = part * per
+    c1 = min(n, c0 + per)
+    if c0 >= c1:
+        return
+    if floating is float:
+        lstm_gemm_packed_f(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
+    else:
+        lstm_gemm_packed_d(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)

@@ -11,10 +11,11 @@
 # Weights in PyTorch's layout: W_ih (4H x I), W_hh (4H x P), W_hr (P x H).
 
 from cython cimport floating
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from _blas cimport gemm, gemm_packed, pack
+from _blas cimport gemm, gemm_packed, pack, packed_kernel
 from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
 
 cdef extern from *:
@@ -54,13 +55,37 @@ def build_info():
     return dict(compiler=LSTM_FAST_COMPILER.decode(), openmp=bool(LSTM_FAST_OPENMP),
                 optimized=bool(LSTM_FAST_OPTIMIZE), avx2=bool(LSTM_FAST_AVX2),
                 avx512f=bool(LSTM_FAST_AVX512F),
-                kernel_dispatch=lstm_fast_dispatch.decode())
+                gate_kernels=lstm_fast_dispatch.decode(), matmul_kernel=packed_kernel().decode(),
+                max_threads=lstm_max_threads())
 
 
-# Inference computes the input projection for about this many packed rows at a time (at least one
-# step), so its workspace stays O(B*H) whatever the sequence length.
+# The input projection is computed for about this many packed rows at a time (at least one step):
+# they stay in cache until the recurrent steps use them, and inference needs only O(B*H) workspace.
 cdef enum:
-    INFERENCE_CHUNK_ROWS = 1024
+    CHUNK_ROWS = 256
+
+# Threads: one parallel region per call; inside it every per-step product is split by columns and
+# every element-wise pass by rows between the threads, with a barrier after each.  A problem whose
+# recurrent product has fewer multiply-adds than this per step runs on one thread: below it, the
+# barriers (BASELINE.md: a core-to-core round trip is 0.1-0.4 us here) cost more than they save.
+cdef enum:
+    PARALLEL_MIN_MACS = 1 << 18
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int lstm_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int lstm_max_threads(void) { return 1; }
+    #endif
+    """
+    int lstm_max_threads() noexcept nogil
+
+
+cdef inline int _threads_for(Py_ssize_t macs_per_step) noexcept nogil:
+    """Threads for a call whose largest per-step product has this many multiply-adds."""
+    return 1 if macs_per_step < PARALLEL_MIN_MACS else lstm_max_threads()
 
 
 cdef floating *_alloc(Py_ssize_t n, floating *like) except? NULL nogil:
@@ -70,6 +95,37 @@ cdef floating *_alloc(Py_ssize_t n, floating *like) except? NULL nogil:
         with gil:
             raise MemoryError(f"lstm_fast: cannot allocate {n} elements of workspace")
     return p
+
+
+cdef inline floating *_rows(floating *a, Py_ssize_t row, Py_ssize_t width) noexcept nogil:
+    """Row `row` of a row-major array of `width` columns, or NULL for no array."""
+    return a + row * width if a != NULL else NULL
+
+
+cdef void _forward_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t H, Py_ssize_t P,
+                        const floating *bias, floating *g_t, floating *cell, floating *hidden,
+                        floating *r_t, int ld_r, floating *tanh_cell, floating *cell_prev,
+                        floating *hidden_prev, floating *out, Py_ssize_t ld_out,
+                        bint copy_out) noexcept nogil:
+    """Rows of part `part` of `parts` of one forward step's element-wise work: store h_{t-1},
+    apply the gates (c_t, r_t = o tanh(c_t)), and copy h_t to the output when it is final."""
+    cdef Py_ssize_t r0 = rows * part // parts, r1 = rows * (part + 1) // parts, b
+    if r0 == r1:
+        return
+    if hidden_prev != NULL:
+        memcpy(hidden_prev + r0 * P, hidden + r0 * P, (r1 - r0) * P * sizeof(floating))
+    gates_forward(r1 - r0, H, bias, g_t + r0 * 4 * H, cell + r0 * H, r_t + r0 * ld_r, ld_r,
+                  _rows(tanh_cell, r0, H), _rows(cell_prev, r0, H))
+    if copy_out:
+        _copy_rows(part, parts, rows, P, hidden, out, ld_out)
+
+
+cdef void _copy_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t P, const floating *hidden,
+                     floating *out, Py_ssize_t ld_out) noexcept nogil:
+    """out rows = hidden rows (P wide), for the rows of part `part` of `parts`."""
+    cdef Py_ssize_t b
+    for b in range(rows * part // parts, rows * (part + 1) // parts):
+        memcpy(out + b * ld_out, hidden + b * P, P * sizeof(floating))
 
 
 def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
@@ -91,22 +147,25 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     """
     cdef Py_ssize_t T = batch_sizes.shape[0]
     cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = cell.shape[1], P = hidden.shape[1]
-    cdef Py_ssize_t B = hidden.shape[0], G = 4 * H
+    cdef Py_ssize_t B = hidden.shape[0], G = 4 * H, ld_out = out.shape[1]
     cdef bint training = gates is not None
     cdef bint project = w_hr is not None
     cdef bint has_b_ih = b_ih is not None, has_b_hh = b_hh is not None
-    cdef Py_ssize_t chunk, ci, start, stop, step, k, t, rows, row, first_row, b, j
+    cdef Py_ssize_t chunk, ci, start, stop, step, k, t, rows, row, first_row, j
+    cdef int part, nt
     cdef floating *g_t
     cdef floating *r_t
+    cdef floating *out_t
     cdef int ld_r
     cdef floating *bias = NULL
     cdef floating *work = NULL
     cdef floating *hidden_raw = NULL
     cdef floating *w_hh_packed = NULL
+    cdef floating *w_ih_packed = NULL
     cdef floating *w_hr_packed = NULL
 
     if (w_ih.shape[0] != G or w_ih.shape[1] != I or w_hh.shape[0] != G or w_hh.shape[1] != P
-            or offsets.shape[0] != T or out.shape[0] != N or out_col + P > out.shape[1]
+            or offsets.shape[0] != T or out.shape[0] != N or out_col + P > ld_out
             or (project and (w_hr.shape[0] != P or w_hr.shape[1] != H))
             or (has_b_ih and b_ih.shape[0] != G) or (has_b_hh and b_hh.shape[0] != G)
             or (training and (tanh_cell is None or cell_prev is None or hidden_prev is None
@@ -114,10 +173,10 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                               or tanh_cell.shape[0] != N or cell_prev.shape[0] != N
                               or hidden_prev.shape[0] != N))):
         raise ValueError("forward_layer: inconsistent shapes")
-    if training:
-        chunk = T
-    else:
-        chunk = max(1, min(T, INFERENCE_CHUNK_ROWS // B))
+    # The input projection is computed a chunk of steps at a time, just before those steps run, so
+    # that its output is still in cache when the recurrent products add to it.
+    chunk = max(1, min(T, CHUNK_ROWS // B))
+    nt = _threads_for(B * G * P)
     with nogil:
         try:
             bias = _alloc(G, bias)
@@ -129,51 +188,91 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                 hidden_raw = _alloc(B * H, hidden_raw)
                 w_hr_packed = pack(True, H, P, &w_hr[0, 0], H)
             w_hh_packed = pack(True, P, G, &w_hh[0, 0], P)
-            for ci in range((T + chunk - 1) // chunk):
-                step = ci * chunk
-                # Chunks of steps [start, stop), taken from the end for the reverse direction.
-                if reverse:
-                    start = max(0, T - step - chunk)
-                    stop = T - step
-                else:
-                    start = step
-                    stop = min(T, step + chunk)
-                first_row = offsets[start]
-                rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
-                g_t = &gates[first_row, 0] if training else work
-                # G_x = X W_ih^T for every row of the chunk      (rows x I) (I x 4H)
-                gemm(False, True, rows, G, I, 1, &x[first_row, 0], I, &w_ih[0, 0], I, 0, g_t, G)
-                for k in range(stop - start):
-                    t = stop - 1 - k if reverse else start + k
-                    rows = batch_sizes[t]
-                    row = offsets[t]
-                    g_t = &gates[row, 0] if training else work + (row - first_row) * G
-                    if training:
-                        memcpy(&hidden_prev[row, 0], &hidden[0, 0], rows * P * sizeof(floating))
-                    # G_t += h_{t-1} W_hh^T                       (b_t x P) (P x 4H)
-                    gemm_packed(rows, G, P, &hidden[0, 0], P, w_hh_packed, True, &w_hh[0, 0], P,
-                                1, g_t, G)
-                    if project:
-                        r_t = hidden_raw
-                        ld_r = H
+            w_ih_packed = pack(True, I, G, &w_ih[0, 0], I)
+            r_t = hidden_raw if project else &hidden[0, 0]
+            ld_r = H if project else P
+            with parallel(num_threads=nt):
+                for ci in range((T + chunk - 1) // chunk):
+                    step = ci * chunk
+                    # Chunks of steps [start, stop), taken from the end for the reverse direction.
+                    if reverse:
+                        start = max(0, T - step - chunk)
+                        stop = T - step
                     else:
-                        r_t = &hidden[0, 0]
-                        ld_r = P
-                    gates_forward(rows, H, bias, g_t, &cell[0, 0], r_t, ld_r,
-                                  &tanh_cell[row, 0] if training else NULL,
-                                  &cell_prev[row, 0] if training else NULL)
-                    if project:
-                        # h_t = r_t W_hr^T                        (b_t x H) (H x P)
-                        gemm_packed(rows, P, H, r_t, H, w_hr_packed, True, &w_hr[0, 0], H,
-                                    0, &hidden[0, 0], P)
-                    for b in range(rows):
-                        memcpy(&out[row + b, out_col], &hidden[b, 0], P * sizeof(floating))
+                        start = step
+                        stop = min(T, step + chunk)
+                    first_row = offsets[start]
+                    rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
+                    g_t = &gates[first_row, 0] if training else work
+                    # G_x = X W_ih^T for every row of the chunk      (rows x I) (I x 4H)
+                    for part in prange(nt, schedule="static"):
+                        gemm_packed(False, rows, G, I, &x[first_row, 0], I, w_ih_packed, True,
+                                    &w_ih[0, 0], I, 0, g_t, G, part, nt)
+                    for k in range(stop - start):
+                        t = stop - 1 - k if reverse else start + k
+                        rows = batch_sizes[t]
+                        row = offsets[t]
+                        g_t = &gates[row, 0] if training else work + (row - first_row) * G
+                        out_t = &out[row, out_col]
+                        # G_t += h_{t-1} W_hh^T                   (b_t x P) (P x 4H)
+                        for part in prange(nt, schedule="static"):
+                            gemm_packed(False, rows, G, P, &hidden[0, 0], P, w_hh_packed, True,
+                                        &w_hh[0, 0], P, 1, g_t, G, part, nt)
+                        for part in prange(nt, schedule="static"):
+                            _forward_rows(part, nt, rows, H, P, bias, g_t, &cell[0, 0],
+                                          &hidden[0, 0], r_t, ld_r,
+                                          &tanh_cell[row, 0] if training else NULL,
+                                          &cell_prev[row, 0] if training else NULL,
+                                          &hidden_prev[row, 0] if training else NULL,
+                                          out_t, ld_out, not project)
+                        if project:
+                            # h_t = r_t W_hr^T                    (b_t x H) (H x P)
+                            for part in prange(nt, schedule="static"):
+                                gemm_packed(False, rows, P, H, r_t, H, w_hr_packed, True, &w_hr[0, 0],
+                                            H, 0, &hidden[0, 0], P, part, nt)
+                            for part in prange(nt, schedule="static"):
+                                _copy_rows(part, nt, rows, P, &hidden[0, 0], out_t, ld_out)
         finally:
             free(bias)
             free(work)
             free(hidden_raw)
             free(w_hh_packed)
+            free(w_ih_packed)
             free(w_hr_packed)
+
+
+cdef void _backward_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t H, Py_ssize_t P,
+                         const floating *d_out_t, Py_ssize_t ld_out, floating *d_hidden,
+                         floating *d_hidden_all) noexcept nogil:
+    """Rows of part `part` of `parts`: dL/dh_t = dL/dout_t + dL/dh_t (from step t+1), kept in
+    d_hidden_all too when projecting."""
+    cdef Py_ssize_t r0 = rows * part // parts, r1 = rows * (part + 1) // parts, b, j
+    for b in range(r0, r1):
+        for j in range(P):
+            d_hidden[b * P + j] += d_out_t[b * ld_out + j]
+    if d_hidden_all != NULL and r1 > r0:
+        memcpy(d_hidden_all + r0 * P, d_hidden + r0 * P, (r1 - r0) * P * sizeof(floating))
+
+
+cdef void _gates_backward_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t H,
+                               const floating *dr_t, floating *g_t, floating *tanh_cell,
+                               const floating *cell_prev, floating *d_cell) noexcept nogil:
+    """gates_backward for the rows of part `part` of `parts`."""
+    cdef Py_ssize_t r0 = rows * part // parts, r1 = rows * (part + 1) // parts
+    if r1 > r0:
+        gates_backward(r1 - r0, H, dr_t + r0 * H, g_t + r0 * 4 * H, tanh_cell + r0 * H,
+                       cell_prev + r0 * H, d_cell + r0 * H)
+
+
+cdef void _column_sums(int part, int parts, Py_ssize_t n, Py_ssize_t m, const floating *a,
+                       floating *sums) noexcept nogil:
+    """sums[j] = sum over the n rows of a (n x m), for the columns j of part `part` of `parts`."""
+    cdef Py_ssize_t j0 = m * part // parts, j1 = m * (part + 1) // parts, row, j
+    for j in range(j0, j1):
+        sums[j] = 0
+    for row in range(n):
+        for j in range(j0, j1):
+            sums[j] += a[row * m + j]
 
 
 def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
@@ -196,23 +295,30 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     """
     cdef Py_ssize_t T = batch_sizes.shape[0]
     cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = d_cell.shape[1], P = d_hidden.shape[1]
-    cdef Py_ssize_t B = d_hidden.shape[0], G = 4 * H
+    cdef Py_ssize_t B = d_hidden.shape[0], G = 4 * H, ld_out = d_out.shape[1]
     cdef bint project = w_hr is not None
     cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None
-    cdef Py_ssize_t step, t, rows, row, b, j
+    cdef Py_ssize_t step, t, rows, row, j
+    cdef int part, nt
     cdef floating *g_t
     cdef floating *dr_t
     cdef floating *d_raw = NULL
     cdef floating *d_hidden_all = NULL
     cdef floating *w_hh_packed = NULL
     cdef floating *w_hr_packed = NULL
+    cdef floating *x_packed = NULL
+    cdef floating *h_packed = NULL
+    cdef floating *w_ih_packed = NULL
+    cdef floating *r_packed = NULL
+    cdef floating *d_bias = NULL
 
     if (gates.shape[0] != N or gates.shape[1] != G or tanh_cell.shape[0] != N
             or cell_prev.shape[0] != N or hidden_prev.shape[0] != N or d_out.shape[0] != N
-            or d_x.shape[0] != N or d_x.shape[1] != I or out_col + P > d_out.shape[1]
+            or d_x.shape[0] != N or d_x.shape[1] != I or out_col + P > ld_out
             or d_w_ih.shape[0] != G or d_w_hh.shape[0] != G
             or (project and (d_w_hr is None or d_w_hr.shape[0] != P))):
         raise ValueError("backward_layer: inconsistent shapes")
+    nt = _threads_for(B * G * P)
     with nogil:
         try:
             w_hh_packed = pack(False, G, P, &w_hh[0, 0], P)
@@ -220,54 +326,72 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                 d_raw = _alloc(B * H, d_raw)
                 d_hidden_all = _alloc(N * P, d_hidden_all)
                 w_hr_packed = pack(False, P, H, &w_hr[0, 0], H)
-            for step in range(T):
-                t = step if reverse else T - 1 - step
-                rows = batch_sizes[t]
-                row = offsets[t]
-                g_t = &gates[row, 0]
-                # dL/dh_t = dL/dout_t + dL/dh_t (from step t+1)
-                for b in range(rows):
-                    for j in range(P):
-                        d_hidden[b, j] += d_out[row + b, out_col + j]
-                if project:
-                    memcpy(&d_hidden_all[row * P], &d_hidden[0, 0], rows * P * sizeof(floating))
-                    dr_t = d_raw
-                    # dL/dr_t = dL/dh_t W_hr                       (b_t x P) (P x H)
-                    gemm_packed(rows, H, P, &d_hidden[0, 0], P, w_hr_packed, False, &w_hr[0, 0],
-                                H, 0, dr_t, H)
-                else:
-                    dr_t = &d_hidden[0, 0]
-                gates_backward(rows, H, dr_t, g_t, &tanh_cell[row, 0], &cell_prev[row, 0],
-                               &d_cell[0, 0])
-                # dL/dh_{t-1} = dL/da_t W_hh                       (b_t x 4H) (4H x P)
-                gemm_packed(rows, P, G, g_t, G, w_hh_packed, False, &w_hh[0, 0], P,
-                            0, &d_hidden[0, 0], P)
+            dr_t = d_raw if project else &d_hidden[0, 0]
+            with parallel(num_threads=nt):
+                for step in range(T):
+                    t = step if reverse else T - 1 - step
+                    rows = batch_sizes[t]
+                    row = offsets[t]
+                    g_t = &gates[row, 0]
+                    for part in prange(nt, schedule="static"):
+                        _backward_rows(part, nt, rows, H, P, &d_out[row, out_col], ld_out,
+                                       &d_hidden[0, 0], _rows(d_hidden_all, row, P))
+                    if project:
+                        # dL/dr_t = dL/dh_t W_hr                   (b_t x P) (P x H)
+                        for part in prange(nt, schedule="static"):
+                            gemm_packed(False, rows, H, P, &d_hidden[0, 0], P, w_hr_packed, False,
+                                        &w_hr[0, 0], H, 0, dr_t, H, part, nt)
+                    for part in prange(nt, schedule="static"):
+                        _gates_backward_rows(part, nt, rows, H, dr_t, g_t, &tanh_cell[row, 0],
+                                             &cell_prev[row, 0], &d_cell[0, 0])
+                    # dL/dh_{t-1} = dL/da_t W_hh                   (b_t x 4H) (4H x P)
+                    for part in prange(nt, schedule="static"):
+                        gemm_packed(False, rows, P, G, g_t, G, w_hh_packed, False, &w_hh[0, 0], P,
+                                    0, &d_hidden[0, 0], P, part, nt)
 
-            # dW_ih += dA^T X                                      (4H x N) (N x I)
-            gemm(True, False, G, I, N, 1, &gates[0, 0], G, &x[0, 0], I, 1, &d_w_ih[0, 0], I)
-            # dW_hh += dA^T H_prev                                 (4H x N) (N x P)
-            gemm(True, False, G, P, N, 1, &gates[0, 0], G, &hidden_prev[0, 0], P,
-                 1, &d_w_hh[0, 0], P)
-            # dX += dA W_ih                                        (N x 4H) (4H x I)
-            gemm(False, False, N, I, G, 1, &gates[0, 0], G, &w_ih[0, 0], I, 1, &d_x[0, 0], I)
-            # db_ih += sum over rows of dA, and db_hh likewise
-            if has_b_ih:
-                for row in range(N):
-                    for j in range(G):
-                        d_b_ih[j] += gates[row, j]
-            if has_b_hh:
-                for row in range(N):
-                    for j in range(G):
-                        d_b_hh[j] += gates[row, j]
+            # The weight gradients, one product each over all steps, with B packed first.
+            x_packed = pack(False, N, I, &x[0, 0], I)
+            h_packed = pack(False, N, P, &hidden_prev[0, 0], P)
+            w_ih_packed = pack(False, G, I, &w_ih[0, 0], I)
             if project:
-                # dW_hr += dH^T R, R = o tanh(c) left in tanh_cell     (P x N) (N x H)
-                gemm(True, False, P, H, N, 1, d_hidden_all, P, &tanh_cell[0, 0], H,
-                     1, &d_w_hr[0, 0], H)
+                r_packed = pack(False, N, H, &tanh_cell[0, 0], H)
+            d_bias = _alloc(G, d_bias)
+            with parallel(num_threads=nt):
+                # dW_ih += dA^T X                                  (4H x N) (N x I)
+                for part in prange(nt, schedule="static"):
+                    gemm_packed(True, G, I, N, &gates[0, 0], G, x_packed, False, &x[0, 0], I,
+                                1, &d_w_ih[0, 0], I, part, nt)
+                # dW_hh += dA^T H_prev                             (4H x N) (N x P)
+                for part in prange(nt, schedule="static"):
+                    gemm_packed(True, G, P, N, &gates[0, 0], G, h_packed, False,
+                                &hidden_prev[0, 0], P, 1, &d_w_hh[0, 0], P, part, nt)
+                # dX += dA W_ih                                    (N x 4H) (4H x I)
+                for part in prange(nt, schedule="static"):
+                    gemm_packed(False, N, I, G, &gates[0, 0], G, w_ih_packed, False, &w_ih[0, 0],
+                                I, 1, &d_x[0, 0], I, part, nt)
+                if project:
+                    # dW_hr += dH^T R, R = o tanh(c) in tanh_cell  (P x N) (N x H)
+                    for part in prange(nt, schedule="static"):
+                        gemm_packed(True, P, H, N, d_hidden_all, P, r_packed, False,
+                                    &tanh_cell[0, 0], H, 1, &d_w_hr[0, 0], H, part, nt)
+                # db = sum over rows of dA
+                for part in prange(nt, schedule="static"):
+                    _column_sums(part, nt, N, G, &gates[0, 0], d_bias)
+            for j in range(G):
+                if has_b_ih:
+                    d_b_ih[j] += d_bias[j]
+                if has_b_hh:
+                    d_b_hh[j] += d_bias[j]
         finally:
             free(d_raw)
             free(d_hidden_all)
             free(w_hh_packed)
             free(w_hr_packed)
+            free(x_packed)
+            free(h_packed)
+            free(w_ih_packed)
+            free(r_packed)
+            free(d_bias)
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x):
@@ -286,3 +410,20 @@ def all_finite(const floating[::1] a):
         for k in range(a.shape[0]):
             total += a[k] * 0
     return total == 0
+
+
+def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
+           floating beta, int parts=1):
+    """c = op(a) b + beta c through the engine's packed product, computed in `parts` column parts
+    one after the other (for tests: the kernels the time loops use, on any shape)."""
+    cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], part
+    cdef floating *packed
+    if (a.shape[1] if trans_a else a.shape[0]) != m or (a.shape[0] if trans_a else a.shape[1]) != k \
+            or b.shape[1] != n or m == 0 or n == 0 or k == 0:
+        raise ValueError("matmul: inconsistent shapes")
+    with nogil:
+        packed = pack(False, k, n, &b[0, 0], n)
+        for part in range(parts):
+            gemm_packed(trans_a, m, n, k, &a[0, 0], a.shape[1], packed, False, &b[0, 0], n,
+                        beta, &c[0, 0], n, part, parts)
+        free(packed)

@@ -1,14 +1,15 @@
 /*
  * Small-M matrix product with a packed right operand, for the per-step recurrent products:
  *
- *     C (M x N) = beta C + A (M x K) op(B) (K x N),     M = active sequences (1 .. a few hundred)
+ *     C (M x N) = beta C + op(A) (M x K) op(B) (K x N),  M = active sequences (1 .. a few hundred)
  *
  * OpenBLAS is slow at these shapes (BASELINE.md: M = 1 sgemm, 53% of its roof at M = 32), and the
  * right operand (a weight matrix) is the same for every step, so it is packed ONCE per call into
  * column panels of NB = 2 vector widths: panel p holds op(B)[k][p*NB .. p*NB + NB) for k = 0..K-1,
  * contiguous, zero beyond N. The product then walks the panels; for each it computes tiles of up to
  * MR = 12 rows x NB columns in 24 vector accumulators (one broadcast of A[r][k] times two vector
- * loads of the panel per k), so a panel is read from cache once per 12 rows.
+ * loads of the panel per k), so a panel is read from cache once per 12 rows. op(A) = A^T serves
+ * the weight gradients (dW = dA^T X), so the engine never wakes BLAS's own threads.
  *
  * Written once with GCC vector extensions over float and double, compiled for AVX-512 (64-byte
  * vectors) and AVX2+FMA (32-byte vectors); the CPU is asked once which it has. Elsewhere (other
@@ -18,9 +19,11 @@
 #define LSTM_FAST_GEMM_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LSTM_MR 12
+#define LSTM_KC 256
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define LSTM_HAVE_PACKED 1
@@ -78,43 +81,62 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + A (M x K) B, B packed by lstm_pack_##SUF##_##ISA. */                     \
-__attribute__((target(TARGET))) static void lstm_gemm_packed_##SUF##_##ISA(                      \
+/* A tile of any height 1..MR: the switch makes each height a constant for lstm_tile. */         \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_##SUF##_##ISA(   \
+    ptrdiff_t rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, T beta, T *C,        \
+    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
+{                                                                                                \
+    switch (rows) {                                                                              \
+    case 12: lstm_tile_##SUF##_##ISA(12, K, A, lda, panel, beta, C, ldc, ncols); break;          \
+    case 11: lstm_tile_##SUF##_##ISA(11, K, A, lda, panel, beta, C, ldc, ncols); break;          \
+    case 10: lstm_tile_##SUF##_##ISA(10, K, A, lda, panel, beta, C, ldc, ncols); break;          \
+    case 9: lstm_tile_##SUF##_##ISA(9, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 8: lstm_tile_##SUF##_##ISA(8, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 7: lstm_tile_##SUF##_##ISA(7, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 6: lstm_tile_##SUF##_##ISA(6, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 5: lstm_tile_##SUF##_##ISA(5, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 4: lstm_tile_##SUF##_##ISA(4, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 3: lstm_tile_##SUF##_##ISA(3, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 2: lstm_tile_##SUF##_##ISA(2, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 1: lstm_tile_##SUF##_##ISA(1, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    default: break;                                                                              \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* C (M x N) = beta C + A (M x K) B, B packed by lstm_pack: M is small (the active sequences), so \
+ * each panel is multiplied by every MR-row tile of A while it is in cache. */                   \
+__attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(                          \
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed, T beta,   \
     T *C, ptrdiff_t ldc)                                                                         \
 {                                                                                                \
     const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
-    for (ptrdiff_t p = 0; p < N; p += nb) {                                                      \
-        const T *panel = packed + p * K;                                                         \
-        ptrdiff_t ncols = N - p < nb ? N - p : nb;                                               \
-        ptrdiff_t m = 0;                                                                         \
-        for (; m + LSTM_MR <= M; m += LSTM_MR)                                                   \
-            lstm_tile_##SUF##_##ISA(LSTM_MR, K, A + m * lda, lda, panel, beta, C + m * ldc + p,  \
-                                    ldc, ncols);                                                 \
-        switch (M - m) {                                                                         \
-        case 11: lstm_tile_##SUF##_##ISA(11, K, A + m * lda, lda, panel, beta, C + m * ldc + p,   \
-                                         ldc, ncols); break;                                     \
-        case 10: lstm_tile_##SUF##_##ISA(10, K, A + m * lda, lda, panel, beta, C + m * ldc + p,   \
-                                         ldc, ncols); break;                                     \
-        case 9: lstm_tile_##SUF##_##ISA(9, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 8: lstm_tile_##SUF##_##ISA(8, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 7: lstm_tile_##SUF##_##ISA(7, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 6: lstm_tile_##SUF##_##ISA(6, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 5: lstm_tile_##SUF##_##ISA(5, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 4: lstm_tile_##SUF##_##ISA(4, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 3: lstm_tile_##SUF##_##ISA(3, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 2: lstm_tile_##SUF##_##ISA(2, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        case 1: lstm_tile_##SUF##_##ISA(1, K, A + m * lda, lda, panel, beta, C + m * ldc + p,     \
-                                        ldc, ncols); break;                                      \
-        default: break;                                                                          \
+    for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
+        for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                               \
+            lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda,        \
+                                        lda, packed + p * K, beta, C + m * ldc + p, ldc,         \
+                                        N - p < nb ? N - p : nb);                                \
+}                                                                                                \
+                                                                                                 \
+/* C (M x N) = beta C + A^T B, A (K x M), B packed by lstm_pack: the weight gradients, where K    \
+ * (every packed row) is long. K is taken KC at a time; each MR-column strip of A in that block  \
+ * is first copied to a small row-major buffer, then multiplied by every panel's block. */       \
+__attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(                          \
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed, T beta,   \
+    T *C, ptrdiff_t ldc)                                                                         \
+{                                                                                                \
+    const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
+    T strip[LSTM_MR * LSTM_KC];                                                                  \
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += LSTM_KC) {                                              \
+        ptrdiff_t kc = K - k0 < LSTM_KC ? K - k0 : LSTM_KC;                                      \
+        T b = k0 == 0 ? beta : (T)1;                                                             \
+        for (ptrdiff_t m = 0; m < M; m += LSTM_MR) {                                             \
+            ptrdiff_t mr = M - m < LSTM_MR ? M - m : LSTM_MR;                                    \
+            for (ptrdiff_t k = 0; k < kc; k++)                                                   \
+                for (ptrdiff_t r = 0; r < mr; r++)                                               \
+                    strip[r * kc + k] = A[(k0 + k) * lda + m + r];                               \
+            for (ptrdiff_t p = 0; p < N; p += nb)                                                \
+                lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed + p * K + k0 * nb, b,      \
+                                            C + m * ldc + p, ldc, N - p < nb ? N - p : nb);      \
         }                                                                                        \
     }                                                                                            \
 }
@@ -124,15 +146,19 @@ LSTM_DEFINE_TILE(double, d, avx512, "arch=x86-64-v4", 64)
 LSTM_DEFINE_TILE(float, f, avx2, "arch=x86-64-v3", 32)
 LSTM_DEFINE_TILE(double, d, avx2, "arch=x86-64-v3", 32)
 
-/* 64-byte vectors with AVX-512, 32-byte with AVX2+FMA, 0 where neither (BLAS is used then). */
+/* 64-byte vectors with AVX-512, 32-byte with AVX2+FMA, 0 where neither (BLAS is used then).
+ * LSTM_FAST_KERNEL=avx2 or =blas in the environment (read once) picks a lesser one, for tests. */
 static int lstm_packed_vector_bytes(void)
 {
     static int bytes = -1;
     if (bytes < 0) {
+        const char *want = getenv("LSTM_FAST_KERNEL");
+        int avx2 = want == NULL || strcmp(want, "blas") != 0;
+        int avx512 = avx2 && (want == NULL || strcmp(want, "avx2") != 0);
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f"))
+        if (avx512 && __builtin_cpu_supports("avx512f"))
             bytes = 64;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        else if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
             bytes = 32;
         else
             bytes = 0;
@@ -147,6 +173,13 @@ static int lstm_packed_vector_bytes(void) { return 0; }
 #endif /* LSTM_HAVE_PACKED */
 
 #define LSTM_DEFINE_PACKED_API(T, SUF)                                                           \
+/* Columns per panel: a product over columns [c0, c1), c0 a multiple of this, is                  \
+ * lstm_gemm_packed(trans_a, M, c1 - c0, K, A, lda, packed + c0 * K, beta, C + c0, ldc). */      \
+static ptrdiff_t lstm_panel_width_##SUF(void)                                                     \
+{                                                                                                \
+    return 2 * lstm_packed_vector_bytes() / (ptrdiff_t)sizeof(T);                                \
+}                                                                                                \
+                                                                                                 \
 /* Elements of the packed form of a (K x N) right operand, or 0 if no packed kernel runs here. */ \
 static ptrdiff_t lstm_packed_size_##SUF(ptrdiff_t K, ptrdiff_t N)                                \
 {                                                                                                \
@@ -165,9 +198,10 @@ static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptr
                 *packed++ = j >= N ? (T)0 : trans ? B[j * ldb + k] : B[k * ldb + j];            \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + A (M x K) op(B), op(B) packed by lstm_pack. */                           \
-static void lstm_gemm_packed_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A,           \
-                                   ptrdiff_t lda, const T *packed, T beta, T *C, ptrdiff_t ldc)  \
+/* C (M x N) = beta C + op(A) (M x K) op(B), op(B) packed by lstm_pack; op(A) = A^T if trans_a */\
+static void lstm_gemm_packed_##SUF(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,           \
+                                   const T *A, ptrdiff_t lda, const T *packed, T beta, T *C,     \
+                                   ptrdiff_t ldc)                                                \
 {                                                                                                \
     LSTM_PACKED_DISPATCH(SUF)                                                                    \
 }
@@ -175,12 +209,14 @@ static void lstm_gemm_packed_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const 
 #if LSTM_HAVE_PACKED
 #define LSTM_PACKED_DISPATCH(SUF)                                                                \
     if (lstm_packed_vector_bytes() == 64)                                                        \
-        lstm_gemm_packed_##SUF##_avx512(M, N, K, A, lda, packed, beta, C, ldc);                  \
+        (trans_a ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx512)(                    \
+            M, N, K, A, lda, packed, beta, C, ldc);                                              \
     else                                                                                         \
-        lstm_gemm_packed_##SUF##_avx2(M, N, K, A, lda, packed, beta, C, ldc);
+        (trans_a ? lstm_gemm_tn_##SUF##_avx2 : lstm_gemm_nn_##SUF##_avx2)(                        \
+            M, N, K, A, lda, packed, beta, C, ldc);
 #else
-#define LSTM_PACKED_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;  \
-    (void)beta; (void)C; (void)ldc;
+#define LSTM_PACKED_DISPATCH(SUF) (void)trans_a; (void)M; (void)N; (void)K; (void)A; (void)lda;  \
+    (void)packed; (void)beta; (void)C; (void)ldc;
 #endif
 
 LSTM_DEFINE_PACKED_API(float, f)

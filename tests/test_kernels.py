@@ -1,11 +1,21 @@
-"""The engine's own sigmoid and tanh against NumPy, over the whole float range."""
+"""The engine's kernels on their own: sigmoid/tanh accuracy, the packed products, every kernel
+choice (AVX-512, AVX2, BLAS) and thread count against the NumPy reference."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
-from lstm_fast._lstm import activations
+import lstm_fast
+from lstm_fast._lstm import activations, build_info, matmul
+from lstm_fast._reference import reference_backward, reference_forward
 
-# Largest relative error allowed, in units of the dtype's epsilon.
+from conftest import RTOL, assert_close
+
+# Largest relative error allowed for sigmoid and tanh, in units of the dtype's epsilon.
 ULPS = 8
 
 
@@ -32,3 +42,91 @@ def test_sigmoid_and_tanh_are_accurate_everywhere(dtype):
         err = np.abs(got - want) / np.maximum(np.abs(want), tiny / eps)
         assert err.max() <= ULPS * eps, f"{name}: {err.max() / eps:.1f} ulp at x={x[err.argmax()]}"
     assert np.all((sig >= 0) & (sig <= 1)) and np.all(np.abs(th) <= 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 256, 64), (5, 37, 7), (12, 32, 16),
+                                   (13, 33, 300), (40, 100, 513), (3, 1024, 256)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_packed_matmul_matches_numpy(dtype, trans_a, m, n, k, beta):
+    rng = np.random.default_rng(m * 1000 + n + k)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    want = (a.T if trans_a else a).astype(np.float64) @ b + beta * c0
+    for parts in (1, 2, 3):
+        c = c0.copy()
+        matmul(trans_a, a, b, c, dtype(beta), parts)
+        assert_close(c, want, dtype, f"parts={parts}")
+
+
+def test_build_info_names_the_kernels():
+    info = build_info()
+    assert info["matmul_kernel"] in ("avx512", "avx2", "blas")
+    assert info["max_threads"] >= 1
+
+
+def _reference_errors(dtype_name):
+    """Max relative error of forward+backward against the reference, over a few configurations
+    large enough to use both threads. Run in a subprocess by the test below."""
+    dtype = np.dtype(dtype_name).type
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    for bidirectional, proj_size, lengths in [(False, 0, None), (True, 16, [30, 12, 25, 1] * 4)]:
+        T, B, I, H = 30, 16, 8, 64
+        lstm = lstm_fast.LSTM(I, H, num_layers=2, bidirectional=bidirectional,
+                              proj_size=proj_size, dtype=dtype, random_state=0)
+        x = rng.standard_normal((T, B, I)).astype(dtype)
+        out, _ = lstm.forward(x, lengths=lengths, training=True)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        grad_x = lstm.backward(g)
+        params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
+        D, P = lstm.num_directions, lstm.output_size
+        zeros = (np.zeros((2 * D, B, P)), np.zeros((2 * D, B, H)))
+        lens = np.full(B, T) if lengths is None else np.array(lengths)
+        r_out, _, _, cache = reference_forward(params, x, *zeros, lens, 2, bidirectional)
+        r_gx, r_grads, _, _ = reference_backward(params, cache, g)
+        pairs = [(out, r_out), (grad_x, r_gx)] + [(lstm.grads[k], r_grads[k]) for k in r_grads]
+        for got, want in pairs:
+            scale = max(1.0, np.abs(want).max())
+            worst = max(worst, np.abs(got - want).max() / scale)
+    return worst
+
+
+@pytest.mark.parametrize("kernel", ["auto", "avx2", "blas"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_kernel_choice_matches_reference(kernel, dtype):
+    env = dict(os.environ)
+    env.pop("LSTM_FAST_KERNEL", None)
+    if kernel != "auto":
+        env["LSTM_FAST_KERNEL"] = kernel
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_kernels import "
+            "_reference_errors; from lstm_fast._lstm import build_info; "
+            "print(build_info()['matmul_kernel'], _reference_errors(sys.argv[2]))")
+    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), dtype],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    used, err = result.stdout.split()
+    if kernel != "auto":
+        assert used in (kernel, "blas")  # a CPU without AVX2 falls back to BLAS
+    assert float(err) <= RTOL[np.dtype(dtype).type], f"{used}: {err}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_threads_give_the_same_bits_as_one(dtype):
+    rng = np.random.default_rng(1)
+    lstm = lstm_fast.LSTM(8, 64, num_layers=2, bidirectional=True, proj_size=32, dtype=dtype,
+                          random_state=0)
+    x = rng.standard_normal((20, 32, 8)).astype(dtype)
+    lengths = rng.integers(1, 21, size=32)
+    g = rng.standard_normal((20, 32, 64)).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads):
+            lstm.zero_grad()
+            out, (h, c) = lstm.forward(x, lengths=lengths, training=True)
+            grad_x = lstm.backward(g)
+            results.append([out, h, c, grad_x] + [v.copy() for v in lstm.grads.values()])
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
