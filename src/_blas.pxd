@@ -75,17 +75,15 @@ cdef inline const char *packed_kernel() noexcept nogil:
 
 
 cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ldb) noexcept nogil:
-    """op(B) (k x n) packed for gemm_packed (malloc'ed: free it), or NULL where no packed kernel
-    runs on this CPU or memory is short; gemm_packed then calls BLAS."""
+    """op(B) (k x n) packed for gemm_packed (malloc'ed: free it), or NULL if memory is short.
+    Where no packed kernel runs on this CPU, the "packed" form is op(B) row-major, for BLAS."""
     cdef Py_ssize_t size
     cdef floating *packed
     if floating is float:
         size = lstm_packed_size_f(k, n)
     else:
         size = lstm_packed_size_d(k, n)
-    if size == 0:
-        return NULL
-    packed = <floating *> malloc(size * sizeof(floating))
+    packed = <floating *> malloc(max(size, 1) * sizeof(floating))
     if packed != NULL:
         if floating is float:
             lstm_pack_f(trans_b, k, n, b, ldb, packed)
@@ -95,23 +93,21 @@ cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ld
 
 
 cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *a, int lda,
-                             const floating *packed, bint trans_b, const floating *b, int ldb,
-                             floating beta, floating *c, int ldc,
+                             const floating *packed, floating beta, floating *c, int ldc,
                              int part=0, int parts=1) noexcept nogil:
-    """Columns of part `part` of `parts` of C (m x n) = op(A) op(B) + beta C, row-major.
-
-    op(B) comes from `packed` (see pack), split between parts in whole panels; or, if packed is
-    NULL, from BLAS, which part 0 calls for all of C.  parts=1 (the default) is the whole product.
+    """Columns of part `part` of `parts` of C (m x n) = op(A) op(B) + beta C, row-major, op(B)
+    packed by pack(). The packed kernel splits C between parts by whole panels; BLAS (where no
+    packed kernel runs) computes all of C in part 0.  parts=1 (the default) is the whole product.
     """
     cdef Py_ssize_t width, per, c0, c1
-    if packed == NULL:
-        if part == 0:
-            gemm(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
-        return
     if floating is float:
         width = lstm_panel_width_f()
     else:
         width = lstm_panel_width_d()
+    if width == 0:
+        if part == 0:
+            gemm(trans_a, False, m, n, k, 1, a, lda, packed, n, beta, c, ldc)
+        return
     per = ((n + width - 1) // width + parts - 1) // parts * width
     c0 = part * per
     c1 = min(n, c0 + per)

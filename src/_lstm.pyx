@@ -11,7 +11,7 @@
 # Weights in PyTorch's layout: W_ih (4H x I), W_hh (4H x P), W_hr (P x H).
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -64,10 +64,11 @@ def build_info():
 cdef enum:
     CHUNK_ROWS = 256
 
-# Threads: one parallel region per call; inside it every per-step product is split by columns and
-# every element-wise pass by rows between the threads, with a barrier after each.  A problem whose
-# recurrent product has fewer multiply-adds than this per step runs on one thread: below it, the
-# barriers (BASELINE.md: a core-to-core round trip is 0.1-0.4 us here) cost more than they save.
+# Threads: a call whose recurrent product has at least this many multiply-adds per step runs in
+# one parallel region, where every thread walks the same time loop: each product is split between
+# them by column panels and each element-wise pass by rows, with a barrier after each.  Below it the
+# call runs on one thread: the barriers (BASELINE.md: a core-to-core round trip is 0.1-0.4 us here)
+# would cost more than the second core saves.
 cdef enum:
     PARALLEL_MIN_MACS = 1 << 18
 
@@ -76,11 +77,22 @@ cdef extern from *:
     #ifdef _OPENMP
     #include <omp.h>
     static int lstm_max_threads(void) { return omp_get_max_threads(); }
+    static int lstm_team_size(void) { return omp_get_num_threads(); }
+    static void lstm_barrier(int parts)
+    {
+        if (parts > 1) {
+            #pragma omp barrier
+        }
+    }
     #else
     static int lstm_max_threads(void) { return 1; }
+    static int lstm_team_size(void) { return 1; }
+    static void lstm_barrier(int parts) { (void)parts; }
     #endif
     """
     int lstm_max_threads() noexcept nogil
+    int lstm_team_size() noexcept nogil
+    void lstm_barrier(int parts) noexcept nogil
 
 
 cdef inline int _threads_for(Py_ssize_t macs_per_step) noexcept nogil:
@@ -97,35 +109,85 @@ cdef floating *_alloc(Py_ssize_t n, floating *like) except? NULL nogil:
     return p
 
 
+cdef floating *_packed(bint trans_b, int k, int n, const floating *b,
+                       int ldb) except? NULL nogil:
+    """pack(): op(B) (k x n) packed for gemm_packed, or MemoryError."""
+    cdef floating *p = pack(trans_b, k, n, b, ldb)
+    if p == NULL:
+        with gil:
+            raise MemoryError(f"lstm_fast: cannot allocate a packed {k} x {n} matrix")
+    return p
+
+
 cdef inline floating *_rows(floating *a, Py_ssize_t row, Py_ssize_t width) noexcept nogil:
     """Row `row` of a row-major array of `width` columns, or NULL for no array."""
     return a + row * width if a != NULL else NULL
 
 
-cdef void _forward_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t H, Py_ssize_t P,
-                        const floating *bias, floating *g_t, floating *cell, floating *hidden,
-                        floating *r_t, int ld_r, floating *tanh_cell, floating *cell_prev,
-                        floating *hidden_prev, floating *out, Py_ssize_t ld_out,
-                        bint copy_out) noexcept nogil:
-    """Rows of part `part` of `parts` of one forward step's element-wise work: store h_{t-1},
-    apply the gates (c_t, r_t = o tanh(c_t)), and copy h_t to the output when it is final."""
-    cdef Py_ssize_t r0 = rows * part // parts, r1 = rows * (part + 1) // parts, b
-    if r0 == r1:
-        return
-    if hidden_prev != NULL:
-        memcpy(hidden_prev + r0 * P, hidden + r0 * P, (r1 - r0) * P * sizeof(floating))
-    gates_forward(r1 - r0, H, bias, g_t + r0 * 4 * H, cell + r0 * H, r_t + r0 * ld_r, ld_r,
-                  _rows(tanh_cell, r0, H), _rows(cell_prev, r0, H))
-    if copy_out:
-        _copy_rows(part, parts, rows, P, hidden, out, ld_out)
+cdef inline Py_ssize_t _first(Py_ssize_t n, int part, int parts) noexcept nogil:
+    """First of the n items (rows) that part `part` of `parts` takes; it ends at part + 1's."""
+    return n * part // parts
 
 
-cdef void _copy_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t P, const floating *hidden,
-                     floating *out, Py_ssize_t ld_out) noexcept nogil:
-    """out rows = hidden rows (P wide), for the rows of part `part` of `parts`."""
-    cdef Py_ssize_t b
-    for b in range(rows * part // parts, rows * (part + 1) // parts):
-        memcpy(out + b * ld_out, hidden + b * P, P * sizeof(floating))
+cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bint reverse,
+                         Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
+                         const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
+                         const floating *x, const floating *w_ih_packed,
+                         const floating *w_hh_packed, const floating *w_hr_packed,
+                         const floating *bias, floating *hidden, floating *cell,
+                         floating *hidden_raw, floating *out, Py_ssize_t ld_out, floating *gates,
+                         floating *tanh_cell, floating *cell_prev,
+                         floating *hidden_prev) noexcept nogil:
+    """The forward time loop, as walked by part `part` of `parts` threads (see forward_layer).
+
+    gates is the (N x 4H) store when training, else a workspace of one chunk; tanh_cell,
+    cell_prev and hidden_prev are NULL for inference.  hidden_raw is NULL without projection.
+    """
+    cdef Py_ssize_t G = 4 * H, ci, start, stop, step, k, t, rows, row, first_row, b, r0, r1
+    cdef bint training = tanh_cell != NULL, project = hidden_raw != NULL
+    cdef floating *g_t
+    cdef floating *r_t = hidden_raw if project else hidden
+    cdef int ld_r = H if project else P
+    for ci in range((T + chunk - 1) // chunk):
+        step = ci * chunk
+        # Chunks of steps [start, stop), taken from the end for the reverse direction.
+        if reverse:
+            start = max(0, T - step - chunk)
+            stop = T - step
+        else:
+            start = step
+            stop = min(T, step + chunk)
+        first_row = offsets[start]
+        rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
+        g_t = gates + first_row * G if training else gates
+        # G_x = X W_ih^T for every row of the chunk              (rows x I) (I x 4H)
+        gemm_packed(False, rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G,
+                    part, parts)
+        lstm_barrier(parts)
+        for k in range(stop - start):
+            t = stop - 1 - k if reverse else start + k
+            rows = batch_sizes[t]
+            row = offsets[t]
+            g_t = gates + (row if training else row - first_row) * G
+            # G_t += h_{t-1} W_hh^T                               (b_t x P) (P x 4H)
+            gemm_packed(False, rows, G, P, hidden, P, w_hh_packed, 1, g_t, G, part, parts)
+            lstm_barrier(parts)
+            # Element-wise, on this part's rows: keep h_{t-1}; gates; c_t and r_t.
+            r0 = _first(rows, part, parts)
+            r1 = _first(rows, part + 1, parts)
+            if training:
+                memcpy(hidden_prev + (row + r0) * P, hidden + r0 * P,
+                       (r1 - r0) * P * sizeof(floating))
+            gates_forward(r1 - r0, H, bias, g_t + r0 * G, cell + r0 * H, r_t + r0 * ld_r, ld_r,
+                          _rows(tanh_cell, row + r0, H), _rows(cell_prev, row + r0, H))
+            if project:
+                lstm_barrier(parts)
+                # h_t = r_t W_hr^T                                (b_t x H) (H x P)
+                gemm_packed(False, rows, P, H, r_t, H, w_hr_packed, 0, hidden, P, part, parts)
+                lstm_barrier(parts)
+            for b in range(r0, r1):
+                memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
+            lstm_barrier(parts)
 
 
 def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
@@ -151,12 +213,8 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef bint training = gates is not None
     cdef bint project = w_hr is not None
     cdef bint has_b_ih = b_ih is not None, has_b_hh = b_hh is not None
-    cdef Py_ssize_t chunk, ci, start, stop, step, k, t, rows, row, first_row, j
-    cdef int part, nt
-    cdef floating *g_t
-    cdef floating *r_t
-    cdef floating *out_t
-    cdef int ld_r
+    cdef Py_ssize_t chunk, j
+    cdef int nt
     cdef floating *bias = NULL
     cdef floating *work = NULL
     cdef floating *hidden_raw = NULL
@@ -186,52 +244,27 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                 work = _alloc(min(N, chunk * B) * G, work)
             if project:
                 hidden_raw = _alloc(B * H, hidden_raw)
-                w_hr_packed = pack(True, H, P, &w_hr[0, 0], H)
-            w_hh_packed = pack(True, P, G, &w_hh[0, 0], P)
-            w_ih_packed = pack(True, I, G, &w_ih[0, 0], I)
-            r_t = hidden_raw if project else &hidden[0, 0]
-            ld_r = H if project else P
-            with parallel(num_threads=nt):
-                for ci in range((T + chunk - 1) // chunk):
-                    step = ci * chunk
-                    # Chunks of steps [start, stop), taken from the end for the reverse direction.
-                    if reverse:
-                        start = max(0, T - step - chunk)
-                        stop = T - step
-                    else:
-                        start = step
-                        stop = min(T, step + chunk)
-                    first_row = offsets[start]
-                    rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
-                    g_t = &gates[first_row, 0] if training else work
-                    # G_x = X W_ih^T for every row of the chunk      (rows x I) (I x 4H)
-                    for part in prange(nt, schedule="static"):
-                        gemm_packed(False, rows, G, I, &x[first_row, 0], I, w_ih_packed, True,
-                                    &w_ih[0, 0], I, 0, g_t, G, part, nt)
-                    for k in range(stop - start):
-                        t = stop - 1 - k if reverse else start + k
-                        rows = batch_sizes[t]
-                        row = offsets[t]
-                        g_t = &gates[row, 0] if training else work + (row - first_row) * G
-                        out_t = &out[row, out_col]
-                        # G_t += h_{t-1} W_hh^T                   (b_t x P) (P x 4H)
-                        for part in prange(nt, schedule="static"):
-                            gemm_packed(False, rows, G, P, &hidden[0, 0], P, w_hh_packed, True,
-                                        &w_hh[0, 0], P, 1, g_t, G, part, nt)
-                        for part in prange(nt, schedule="static"):
-                            _forward_rows(part, nt, rows, H, P, bias, g_t, &cell[0, 0],
-                                          &hidden[0, 0], r_t, ld_r,
-                                          &tanh_cell[row, 0] if training else NULL,
-                                          &cell_prev[row, 0] if training else NULL,
-                                          &hidden_prev[row, 0] if training else NULL,
-                                          out_t, ld_out, not project)
-                        if project:
-                            # h_t = r_t W_hr^T                    (b_t x H) (H x P)
-                            for part in prange(nt, schedule="static"):
-                                gemm_packed(False, rows, P, H, r_t, H, w_hr_packed, True, &w_hr[0, 0],
-                                            H, 0, &hidden[0, 0], P, part, nt)
-                            for part in prange(nt, schedule="static"):
-                                _copy_rows(part, nt, rows, P, &hidden[0, 0], out_t, ld_out)
+                w_hr_packed = _packed(True, H, P, &w_hr[0, 0], H)
+            w_hh_packed = _packed(True, P, G, &w_hh[0, 0], P)
+            w_ih_packed = _packed(True, I, G, &w_ih[0, 0], I)
+            if nt == 1:
+                _forward_steps(0, 1, T, chunk, reverse, I, H, P, &batch_sizes[0], &offsets[0],
+                               &x[0, 0], w_ih_packed, w_hh_packed, w_hr_packed, bias,
+                               &hidden[0, 0], &cell[0, 0], hidden_raw, &out[0, out_col], ld_out,
+                               &gates[0, 0] if training else work,
+                               &tanh_cell[0, 0] if training else NULL,
+                               &cell_prev[0, 0] if training else NULL,
+                               &hidden_prev[0, 0] if training else NULL)
+            else:
+                with parallel(num_threads=nt):
+                    _forward_steps(threadid(), lstm_team_size(), T, chunk, reverse, I, H, P,
+                                   &batch_sizes[0], &offsets[0], &x[0, 0], w_ih_packed,
+                                   w_hh_packed, w_hr_packed, bias, &hidden[0, 0], &cell[0, 0],
+                                   hidden_raw, &out[0, out_col], ld_out,
+                                   &gates[0, 0] if training else work,
+                                   &tanh_cell[0, 0] if training else NULL,
+                                   &cell_prev[0, 0] if training else NULL,
+                                   &hidden_prev[0, 0] if training else NULL)
         finally:
             free(bias)
             free(work)
@@ -241,38 +274,70 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             free(w_hr_packed)
 
 
-cdef void _backward_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t H, Py_ssize_t P,
-                         const floating *d_out_t, Py_ssize_t ld_out, floating *d_hidden,
-                         floating *d_hidden_all) noexcept nogil:
-    """Rows of part `part` of `parts`: dL/dh_t = dL/dout_t + dL/dh_t (from step t+1), kept in
-    d_hidden_all too when projecting."""
-    cdef Py_ssize_t r0 = rows * part // parts, r1 = rows * (part + 1) // parts, b, j
-    for b in range(r0, r1):
-        for j in range(P):
-            d_hidden[b * P + j] += d_out_t[b * ld_out + j]
-    if d_hidden_all != NULL and r1 > r0:
-        memcpy(d_hidden_all + r0 * P, d_hidden + r0 * P, (r1 - r0) * P * sizeof(floating))
+cdef void _backward_steps(int part, int parts, Py_ssize_t T, bint reverse, Py_ssize_t H,
+                          Py_ssize_t P, const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
+                          const floating *w_hh_packed, const floating *w_hr_packed,
+                          const floating *d_out, Py_ssize_t ld_out, floating *d_hidden,
+                          floating *d_cell, floating *d_raw, floating *d_hidden_all,
+                          floating *gates, floating *tanh_cell,
+                          const floating *cell_prev) noexcept nogil:
+    """The reverse time loop, as walked by part `part` of `parts` threads (see backward_layer).
+
+    d_raw (B x H) and d_hidden_all (N x P) are workspaces when projecting, else NULL.
+    """
+    cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1
+    cdef bint project = d_raw != NULL
+    cdef floating *dr_t = d_raw if project else d_hidden
+    for step in range(T):
+        t = step if reverse else T - 1 - step
+        rows = batch_sizes[t]
+        row = offsets[t]
+        r0 = _first(rows, part, parts)
+        r1 = _first(rows, part + 1, parts)
+        # dL/dh_t = dL/dout_t + dL/dh_t (from step t+1), on this part's rows
+        for b in range(r0, r1):
+            for j in range(P):
+                d_hidden[b * P + j] += d_out[(row + b) * ld_out + j]
+        if project:
+            memcpy(d_hidden_all + (row + r0) * P, d_hidden + r0 * P,
+                   (r1 - r0) * P * sizeof(floating))
+            lstm_barrier(parts)
+            # dL/dr_t = dL/dh_t W_hr                               (b_t x P) (P x H)
+            gemm_packed(False, rows, H, P, d_hidden, P, w_hr_packed, 0, d_raw, H, part, parts)
+            lstm_barrier(parts)
+        gates_backward(r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
+                       tanh_cell + (row + r0) * H, cell_prev + (row + r0) * H, d_cell + r0 * H)
+        lstm_barrier(parts)
+        # dL/dh_{t-1} = dL/da_t W_hh                               (b_t x 4H) (4H x P)
+        gemm_packed(False, rows, P, G, gates + row * G, G, w_hh_packed, 0, d_hidden, P,
+                    part, parts)
+        lstm_barrier(parts)
 
 
-cdef void _gates_backward_rows(int part, int parts, Py_ssize_t rows, Py_ssize_t H,
-                               const floating *dr_t, floating *g_t, floating *tanh_cell,
-                               const floating *cell_prev, floating *d_cell) noexcept nogil:
-    """gates_backward for the rows of part `part` of `parts`."""
-    cdef Py_ssize_t r0 = rows * part // parts, r1 = rows * (part + 1) // parts
-    if r1 > r0:
-        gates_backward(r1 - r0, H, dr_t + r0 * H, g_t + r0 * 4 * H, tanh_cell + r0 * H,
-                       cell_prev + r0 * H, d_cell + r0 * H)
-
-
-cdef void _column_sums(int part, int parts, Py_ssize_t n, Py_ssize_t m, const floating *a,
-                       floating *sums) noexcept nogil:
-    """sums[j] = sum over the n rows of a (n x m), for the columns j of part `part` of `parts`."""
-    cdef Py_ssize_t j0 = m * part // parts, j1 = m * (part + 1) // parts, row, j
+cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
+                            Py_ssize_t P, const floating *gates, const floating *x_packed,
+                            const floating *h_packed, const floating *w_ih_packed,
+                            const floating *r_packed, const floating *d_hidden_all,
+                            floating *d_x, floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
+                            floating *d_bias) noexcept nogil:
+    """The weight gradients, each one product over every packed row, split between `parts`."""
+    cdef Py_ssize_t G = 4 * H, row, j
+    cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
+    # dW_ih += dA^T X                                              (4H x N) (N x I)
+    gemm_packed(True, G, I, N, gates, G, x_packed, 1, d_w_ih, I, part, parts)
+    # dW_hh += dA^T H_prev                                         (4H x N) (N x P)
+    gemm_packed(True, G, P, N, gates, G, h_packed, 1, d_w_hh, P, part, parts)
+    # dX += dA W_ih                                                (N x 4H) (4H x I)
+    gemm_packed(False, N, I, G, gates, G, w_ih_packed, 1, d_x, I, part, parts)
+    if r_packed != NULL:
+        # dW_hr += dH^T R, R = o tanh(c)                           (P x N) (N x H)
+        gemm_packed(True, P, H, N, d_hidden_all, P, r_packed, 1, d_w_hr, H, part, parts)
+    # db = sum over rows of dA, on this part's columns
     for j in range(j0, j1):
-        sums[j] = 0
-    for row in range(n):
+        d_bias[j] = 0
+    for row in range(N):
         for j in range(j0, j1):
-            sums[j] += a[row * m + j]
+            d_bias[j] += gates[row * G + j]
 
 
 def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
@@ -298,10 +363,8 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t B = d_hidden.shape[0], G = 4 * H, ld_out = d_out.shape[1]
     cdef bint project = w_hr is not None
     cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None
-    cdef Py_ssize_t step, t, rows, row, j
-    cdef int part, nt
-    cdef floating *g_t
-    cdef floating *dr_t
+    cdef Py_ssize_t j
+    cdef int nt
     cdef floating *d_raw = NULL
     cdef floating *d_hidden_all = NULL
     cdef floating *w_hh_packed = NULL
@@ -321,62 +384,42 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     nt = _threads_for(B * G * P)
     with nogil:
         try:
-            w_hh_packed = pack(False, G, P, &w_hh[0, 0], P)
+            w_hh_packed = _packed(False, G, P, &w_hh[0, 0], P)
             if project:
                 d_raw = _alloc(B * H, d_raw)
                 d_hidden_all = _alloc(N * P, d_hidden_all)
-                w_hr_packed = pack(False, P, H, &w_hr[0, 0], H)
-            dr_t = d_raw if project else &d_hidden[0, 0]
-            with parallel(num_threads=nt):
-                for step in range(T):
-                    t = step if reverse else T - 1 - step
-                    rows = batch_sizes[t]
-                    row = offsets[t]
-                    g_t = &gates[row, 0]
-                    for part in prange(nt, schedule="static"):
-                        _backward_rows(part, nt, rows, H, P, &d_out[row, out_col], ld_out,
-                                       &d_hidden[0, 0], _rows(d_hidden_all, row, P))
-                    if project:
-                        # dL/dr_t = dL/dh_t W_hr                   (b_t x P) (P x H)
-                        for part in prange(nt, schedule="static"):
-                            gemm_packed(False, rows, H, P, &d_hidden[0, 0], P, w_hr_packed, False,
-                                        &w_hr[0, 0], H, 0, dr_t, H, part, nt)
-                    for part in prange(nt, schedule="static"):
-                        _gates_backward_rows(part, nt, rows, H, dr_t, g_t, &tanh_cell[row, 0],
-                                             &cell_prev[row, 0], &d_cell[0, 0])
-                    # dL/dh_{t-1} = dL/da_t W_hh                   (b_t x 4H) (4H x P)
-                    for part in prange(nt, schedule="static"):
-                        gemm_packed(False, rows, P, G, g_t, G, w_hh_packed, False, &w_hh[0, 0], P,
-                                    0, &d_hidden[0, 0], P, part, nt)
+                w_hr_packed = _packed(False, P, H, &w_hr[0, 0], H)
+            if nt == 1:
+                _backward_steps(0, 1, T, reverse, H, P, &batch_sizes[0], &offsets[0],
+                                w_hh_packed, w_hr_packed, &d_out[0, out_col], ld_out,
+                                &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
+                                &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
+            else:
+                with parallel(num_threads=nt):
+                    _backward_steps(threadid(), lstm_team_size(), T, reverse, H, P,
+                                    &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
+                                    &d_out[0, out_col], ld_out, &d_hidden[0, 0], &d_cell[0, 0],
+                                    d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],
+                                    &cell_prev[0, 0])
 
-            # The weight gradients, one product each over all steps, with B packed first.
-            x_packed = pack(False, N, I, &x[0, 0], I)
-            h_packed = pack(False, N, P, &hidden_prev[0, 0], P)
-            w_ih_packed = pack(False, G, I, &w_ih[0, 0], I)
+            # The weight gradients: one product each over all steps, with B packed first.
+            x_packed = _packed(False, N, I, &x[0, 0], I)
+            h_packed = _packed(False, N, P, &hidden_prev[0, 0], P)
+            w_ih_packed = _packed(False, G, I, &w_ih[0, 0], I)
             if project:
-                r_packed = pack(False, N, H, &tanh_cell[0, 0], H)
+                r_packed = _packed(False, N, H, &tanh_cell[0, 0], H)
             d_bias = _alloc(G, d_bias)
-            with parallel(num_threads=nt):
-                # dW_ih += dA^T X                                  (4H x N) (N x I)
-                for part in prange(nt, schedule="static"):
-                    gemm_packed(True, G, I, N, &gates[0, 0], G, x_packed, False, &x[0, 0], I,
-                                1, &d_w_ih[0, 0], I, part, nt)
-                # dW_hh += dA^T H_prev                             (4H x N) (N x P)
-                for part in prange(nt, schedule="static"):
-                    gemm_packed(True, G, P, N, &gates[0, 0], G, h_packed, False,
-                                &hidden_prev[0, 0], P, 1, &d_w_hh[0, 0], P, part, nt)
-                # dX += dA W_ih                                    (N x 4H) (4H x I)
-                for part in prange(nt, schedule="static"):
-                    gemm_packed(False, N, I, G, &gates[0, 0], G, w_ih_packed, False, &w_ih[0, 0],
-                                I, 1, &d_x[0, 0], I, part, nt)
-                if project:
-                    # dW_hr += dH^T R, R = o tanh(c) in tanh_cell  (P x N) (N x H)
-                    for part in prange(nt, schedule="static"):
-                        gemm_packed(True, P, H, N, d_hidden_all, P, r_packed, False,
-                                    &tanh_cell[0, 0], H, 1, &d_w_hr[0, 0], H, part, nt)
-                # db = sum over rows of dA
-                for part in prange(nt, schedule="static"):
-                    _column_sums(part, nt, N, G, &gates[0, 0], d_bias)
+            if nt == 1:
+                _backward_weights(0, 1, N, I, H, P, &gates[0, 0], x_packed, h_packed,
+                                  w_ih_packed, r_packed, d_hidden_all, &d_x[0, 0],
+                                  &d_w_ih[0, 0], &d_w_hh[0, 0],
+                                  &d_w_hr[0, 0] if project else NULL, d_bias)
+            else:
+                with parallel(num_threads=nt):
+                    _backward_weights(threadid(), lstm_team_size(), N, I, H, P, &gates[0, 0],
+                                      x_packed, h_packed, w_ih_packed, r_packed, d_hidden_all,
+                                      &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
+                                      &d_w_hr[0, 0] if project else NULL, d_bias)
             for j in range(G):
                 if has_b_ih:
                     d_b_ih[j] += d_bias[j]
@@ -422,8 +465,8 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
             or b.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError("matmul: inconsistent shapes")
     with nogil:
-        packed = pack(False, k, n, &b[0, 0], n)
+        packed = _packed(False, k, n, &b[0, 0], n)
         for part in range(parts):
-            gemm_packed(trans_a, m, n, k, &a[0, 0], a.shape[1], packed, False, &b[0, 0], n,
-                        beta, &c[0, 0], n, part, parts)
+            gemm_packed(trans_a, m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n,
+                        part, parts)
         free(packed)

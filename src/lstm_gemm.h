@@ -180,18 +180,21 @@ static ptrdiff_t lstm_panel_width_##SUF(void)                                   
     return 2 * lstm_packed_vector_bytes() / (ptrdiff_t)sizeof(T);                                \
 }                                                                                                \
                                                                                                  \
-/* Elements of the packed form of a (K x N) right operand, or 0 if no packed kernel runs here. */ \
+/* Elements of the packed form of a (K x N) right operand. */                                    \
 static ptrdiff_t lstm_packed_size_##SUF(ptrdiff_t K, ptrdiff_t N)                                \
 {                                                                                                \
-    ptrdiff_t nb = 2 * lstm_packed_vector_bytes() / (ptrdiff_t)sizeof(T);                        \
-    return nb ? (N + nb - 1) / nb * nb * K : 0;                                                  \
+    ptrdiff_t nb = lstm_panel_width_##SUF();                                                     \
+    return nb ? (N + nb - 1) / nb * nb * K : N * K;                                              \
 }                                                                                                \
                                                                                                  \
-/* packed <- op(B) (K x N) in panels; op(B) = B (row-major K x N) or B^T (B row-major N x K). */  \
+/* packed <- op(B) (K x N) in panels; op(B) = B (row-major K x N) or B^T (B row-major N x K).     \
+ * Where no packed kernel runs, "packed" is op(B) itself, row-major, for BLAS. */                \
 static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptrdiff_t ldb,      \
                             T *packed)                                                           \
 {                                                                                                \
-    ptrdiff_t nb = 2 * lstm_packed_vector_bytes() / (ptrdiff_t)sizeof(T);                        \
+    ptrdiff_t nb = lstm_panel_width_##SUF();                                                     \
+    if (nb == 0)                                                                                 \
+        nb = N;                                                                                  \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
         for (ptrdiff_t k = 0; k < K; k++)                                                        \
             for (ptrdiff_t j = p; j < p + nb; j++)                                               \
