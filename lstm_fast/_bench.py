@@ -211,10 +211,10 @@ def _median_seconds(fn, repeat):
     return statistics.median(samples)
 
 
-def _let_threads_idle():
+def _let_threads_idle(pause):
     """Pause until the thread pools of what ran last sleep again (OpenBLAS's workers spin ~0.1 s
     after a call, OpenMP's several ms), so that they take no core from what is timed next."""
-    time.sleep(0.3)
+    time.sleep(pause)
 
 
 def gemm_roof(dtype, threads, size=2048, repeat=5):
@@ -232,8 +232,11 @@ def gemm_roof(dtype, threads, size=2048, repeat=5):
 
 
 def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy", "torch"),
-                  repeat=15, progress=None):
-    """Time every case, mode and thread count; returns a list of result dicts.
+                  repeat=15, progress=None, pause=0.3, roof_size=2048):
+    """Time every case, mode and thread count.
+
+    Returns ``(results, roofs)``: a list of result dicts and the measured GEMM roof (GF/s) per
+    dtype and thread count (``roof_size``-cubed products). ``pause`` seconds separate the timings.
 
     Each result has ``case``, ``label``, ``mode``, ``threads``, ``flops`` and ``impls``: a dict from
     implementation name to ``{"median_us", "gflops"}``, with ``ratio`` (peer time / lstm_fast time)
@@ -246,17 +249,17 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
         for case in cases:
             key = (case.dtype, n_threads)
             if key not in roofs:
-                roofs[key] = gemm_roof(case.dtype, n_threads)
-                _let_threads_idle()
+                roofs[key] = gemm_roof(case.dtype, n_threads, size=roof_size)
+                _let_threads_idle(pause)
             for mode in modes:
                 training = mode == "train"
                 with threadpool_limits(limits=n_threads):
                     impls = [cls(case, training, n_threads) for cls in [_LstmFast] + peer_classes]
-                    _let_threads_idle()  # building them ran multi-threaded BLAS (QR)
+                    _let_threads_idle(pause)  # building them ran multi-threaded BLAS (QR)
                     medians = []
                     for impl in impls:
                         medians.append(_median_seconds(impl, repeat))
-                        _let_threads_idle()
+                        _let_threads_idle(pause)
                 flops = case.forward_flops() * (3 if training else 1)
                 entry = dict(case=case.name, label=case.label, mode=mode, threads=n_threads,
                              flops=flops, impls={})

@@ -48,7 +48,11 @@ def as_float_array(a, name, dtype):
 def check_finite(arr, name):
     """Raise a ValueError if ``arr`` (a float32 or float64 array) holds NaN or infinity."""
     flat = arr.reshape(-1)
-    # One C loop for small arrays (no temporary); NumPy's vectorised test for the rest.
-    small = flat.size <= 4096 and flat.flags.c_contiguous
-    if not (all_finite(flat) if small else np.isfinite(flat).all()):
+    # One C loop for small arrays (no temporary); NumPy's vectorised test, a block at a time so
+    # that its temporary stays small, for the rest.
+    if flat.size <= 4096 and flat.flags.c_contiguous:
+        finite = all_finite(flat)
+    else:
+        finite = all(np.isfinite(flat[i:i + 65536]).all() for i in range(0, flat.size, 65536))
+    if not finite:
         raise ValueError(f"{name} contains NaN or infinity")

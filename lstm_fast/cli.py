@@ -115,7 +115,9 @@ def _describe_environment(out):
                   "the benchmark command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE lstm-fast ...\n")
 
 
-def bench(args, out=sys.stdout):
+def bench(args, out=None):
+    """Run ``lstm-fast bench`` with parsed ``args``; print to ``out`` (default: standard output)."""
+    out = out or sys.stdout
     cases = _cases(args)
     peers = [p for p in args.compare.split(",") if p]
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
@@ -141,14 +143,18 @@ def bench(args, out=sys.stdout):
     return 0
 
 
-def info(out=sys.stdout):
+def info(out=None):
+    """Print ``lstm-fast info`` to ``out`` (default: standard output)."""
     from ._lstm import build_info
 
+    out = out or sys.stdout
     _describe_environment(out)
     flags = build_info()
-    out.write(f"  extension: compiler gcc-compatible {flags['compiler']}, "
-              f"optimized={flags['optimized']}, openmp={flags['openmp']}, "
+    out.write(f"  extension: gcc {flags['compiler']}, optimized={flags['optimized']}, "
+              f"openmp={flags['openmp']} (up to {flags['max_threads']} threads), baseline "
               f"avx2={flags['avx2']}, avx512f={flags['avx512f']}\n")
+    out.write(f"  matmul kernel: {flags['matmul_kernel']}; gate kernels: "
+              f"{flags['gate_kernels']}\n")
     out.write(f"  numpy {np.__version__}\n")
     return 0
 

@@ -1,0 +1,107 @@
+"""The benchmark harness and the command line, on small sizes (no timing assertions)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lstm_fast import cli
+from lstm_fast._bench import STANDARD_SUITE, Case, run_benchmark
+
+
+def test_standard_suite_is_the_baseline_grid():
+    assert len(STANDARD_SUITE) == 12
+    row4 = STANDARD_SUITE[3]
+    assert (row4.batch, row4.seq_len, row4.input_size, row4.hidden_size) == (32, 100, 64, 256)
+    assert STANDARD_SUITE[8].dtype == "float64" and STANDARD_SUITE[9].variable_lengths
+    assert STANDARD_SUITE[10].proj_size == 128 and STANDARD_SUITE[6].bidirectional
+
+
+def test_forward_flops():
+    case = Case(2, 3, 4, 5)
+    assert case.forward_flops() == 2 * 3 * 2 * 4 * 5 * (4 + 5)
+    two = Case(2, 3, 4, 5, layers=2, bidirectional=True, proj_size=2)
+    per_step = [2 * 4 * 5 * (4 + 2) + 2 * 5 * 2, 2 * 4 * 5 * (4 + 2) + 2 * 5 * 2]
+    assert two.forward_flops() == 2 * 6 * sum(per_step)
+    lengths = Case(8, 10, 4, 5, variable_lengths=True)
+    assert lengths.forward_flops() == lengths.lengths().sum() * 2 * 4 * 5 * 9
+
+
+def test_run_benchmark_reports_every_cell():
+    cases = [Case(2, 5, 3, 4, label="a"), Case(1, 3, 2, 4, bidirectional=True, proj_size=2,
+                                               variable_lengths=False, label="b")]
+    seen = []
+    results, roofs = run_benchmark(cases, ("infer", "train"), (1,), ("numpy",), repeat=2,
+                                   progress=lambda done, total, name: seen.append((done, total)),
+                                   pause=0, roof_size=64)
+    assert len(results) == 4 and seen[-1] == (4, 4)
+    assert set(roofs) == {"float32 1 thr"} and roofs["float32 1 thr"] > 0
+    for r in results:
+        assert set(r["impls"]) == {"lstm_fast", "numpy"}
+        ours = r["impls"]["lstm_fast"]
+        assert ours["median_us"] > 0 and ours["gflops"] > 0 and ours["ratio"] == 1.0
+        assert r["impls"]["numpy"]["ratio"] == pytest.approx(
+            r["impls"]["numpy"]["median_us"] / ours["median_us"])
+
+
+def test_unknown_peer_is_refused():
+    with pytest.raises(ValueError, match="unknown peer"):
+        run_benchmark([Case(1, 2, 2, 2)], peers=("tensorflow",), pause=0, roof_size=32)
+
+
+def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lstm_fast._bench.gemm_roof", lambda dtype, threads, size: 1.0)
+    monkeypatch.setattr("lstm_fast._bench._let_threads_idle", lambda pause: None)
+    path = tmp_path / "out.json"
+    code = cli.main(["bench", "--batch", "2", "--seq-len", "4", "--input-size", "3",
+                     "--hidden-size", "5", "--lengths", "--dtype", "float64", "--threads", "1",
+                     "--repeat", "2", "--compare", "numpy", "--json", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "lstm_fast us" in out and "numpy/lf" in out and "B2 T4 I3 H5 lengths float64" in out
+    assert "openblas" in out.lower() or "blas" in out.lower()
+    data = json.loads(path.read_text())
+    assert data["results"][0]["mode"] == "infer" and data["results"][1]["mode"] == "train"
+    assert data["machine"]["cores"] >= 1 and isinstance(data["blas"], list)
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--threads", "0"])
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--hidden-size", "4", "--proj-size", "4"])
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--dtype", "float16"])
+
+
+def test_info_and_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "lstm_fast", "info"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "lstm_fast" in result.stdout and "openmp=" in result.stdout
+    assert "matmul kernel" in result.stdout
+
+
+def test_inference_memory_does_not_grow_with_sequence_length():
+    """Peak NumPy memory of an inference call, beyond its input and output, is O(B*H): going
+    from T=1,000 to T=10,000 adds only the packing's two integers per step (16 bytes), where
+    keeping any per-step state would add at least B*H*4 = 1 KiB per step."""
+    import tracemalloc
+
+    import lstm_fast
+
+    lstm = lstm_fast.LSTM(8, 64, random_state=0)
+    extra = {}
+    for T in (1000, 10000):
+        x = np.random.default_rng(0).standard_normal((T, 4, 8)).astype(np.float32)
+        tracemalloc.start()
+        out, _ = lstm.forward(x)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        extra[T] = peak - out.nbytes
+        del out
+    print(f"\npeak extra memory of inference, B=4 H=64: T=1000 {extra[1000]} bytes, "
+          f"T=10000 {extra[10000]} bytes")
+    assert extra[10000] - extra[1000] <= 20 * 9000, extra
