@@ -76,9 +76,10 @@ def test_cli_rejects_bad_arguments(capsys):
         cli.main(["bench", "--dtype", "float16"])
 
 
-def test_info_and_module_entry_point():
+def test_info_and_module_entry_point(tmp_path):
+    # From an empty folder, so that the installed package is the one imported.
     result = subprocess.run([sys.executable, "-m", "lstm_fast", "info"], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "lstm_fast" in result.stdout and "openmp=" in result.stdout
     assert "matmul kernel" in result.stdout

@@ -104,8 +104,11 @@ def test_every_kernel_choice_matches_reference(kernel, dtype):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_kernels import "
             "_reference_errors; from lstm_fast._lstm import build_info; "
             "print(build_info()['matmul_kernel'], _reference_errors(sys.argv[2]))")
-    result = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), dtype],
-                            env=env, capture_output=True, text=True, timeout=300)
+    # Run from the tests folder: from the repository root, Python would import the source tree's
+    # lstm_fast (which holds no built extension) instead of the installed one.
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, "-c", code, here, dtype], env=env, cwd=here,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     used, err = result.stdout.split()
     if kernel != "auto":
