@@ -1,12 +1,14 @@
 """``lstm_fast.LSTM``: PyTorch's ``nn.LSTM`` on NumPy arrays, run by the Cython engine."""
 
+import functools
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ._checks import as_float_array, check_dtype, check_finite, check_int
-from ._lstm import backward_layer, forward_layer
+from ._lstm import backward_layer, forward_layer, threads_for
 from ._packing import packing_for
 
 __all__ = ["LSTM"]
@@ -238,10 +240,10 @@ class LSTM:
             else:
                 mask = None
             out = np.empty((packing.n_rows, self.num_directions * self.output_size), self.dtype)
-            stored = [self._run_forward(layer, direction, layer_in, packing,
-                                        h_n[layer * self.num_directions + direction],
-                                        c_n[layer * self.num_directions + direction], out, training)
-                      for direction in range(self.num_directions)]
+            k = layer * self.num_directions
+            stored = self._each_direction(
+                B, lambda d, threads: self._run_forward(layer, d, layer_in, packing, h_n[k + d],
+                                                        c_n[k + d], out, training, threads))
             if training:
                 cache.append(dict(layer_in=layer_in, mask=mask, directions=stored))
             layer_in = out
@@ -263,13 +265,24 @@ class LSTM:
         return (sfx, p["weight_ih" + sfx], p["weight_hh" + sfx], p.get("bias_ih" + sfx),
                 p.get("bias_hh" + sfx), p.get("weight_hr" + sfx))
 
-    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training):
+    def _each_direction(self, B, run):
+        """[run(direction, n_threads) for each direction]. With two directions and two or more
+        threads worth using at this size, the directions run at the same time on one thread each
+        (no per-step synchronisation), the reverse one on a worker thread."""
+        if self.num_directions == 1 or threads_for(B, self.hidden_size, self.output_size) < 2:
+            return [run(d, 0) for d in range(self.num_directions)]
+        reverse = _direction_worker().submit(run, 1, 1)
+        forward = run(0, 1)
+        return [forward, reverse.result()]
+
+    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, threads):
         """One layer-direction through the engine; returns what backward needs (or None)."""
         _, w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, direction)
         P = self.output_size
         if not training:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
-                          packing.offsets, h, c, out, direction * P, bool(direction))
+                          packing.offsets, h, c, out, direction * P, bool(direction),
+                          n_threads=threads)
             return None
         H, N, dt = self.hidden_size, packing.n_rows, self.dtype
         stored = self._spare.pop((layer, direction), None)
@@ -277,7 +290,8 @@ class LSTM:
             stored = (np.empty((N, 4 * H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
                       np.empty((N, P), dt))
         forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
-                      packing.offsets, h, c, out, direction * P, bool(direction), *stored)
+                      packing.offsets, h, c, out, direction * P, bool(direction), *stored,
+                      n_threads=threads)
         return stored
 
     # ----------------------------------------------------------------------------- backward
@@ -321,18 +335,22 @@ class LSTM:
         d_out = packing.pack(self._from_user_layout(g, batched))
         for layer in range(L - 1, -1, -1):
             layer_in, mask = state["cache"][layer]["layer_in"], state["cache"][layer]["mask"]
-            d_in = np.zeros_like(layer_in)
-            for direction in range(D):
+
+            def run(direction, threads):
                 k = layer * D + direction
-                gates, tanh_cell, cell_prev, hidden_prev = state["cache"][layer]["directions"][direction]
+                stored = state["cache"][layer]["directions"][direction]
                 sfx, w_ih, w_hh, _, _, w_hr = self._weights(layer, direction)
                 g = self.grads
+                d_in = np.zeros_like(layer_in)
                 backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
-                               d_out, direction * P, bool(direction), d_h[k], d_c[k],
-                               gates, tanh_cell, cell_prev, hidden_prev, d_in,
-                               g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
-                               g.get("bias_hh" + sfx), g.get("weight_hr" + sfx))
-                self._spare[layer, direction] = (gates, tanh_cell, cell_prev, hidden_prev)
+                               d_out, direction * P, bool(direction), d_h[k], d_c[k], *stored,
+                               d_in, g["weight_ih" + sfx], g["weight_hh" + sfx],
+                               g.get("bias_ih" + sfx), g.get("bias_hh" + sfx),
+                               g.get("weight_hr" + sfx), n_threads=threads)
+                self._spare[layer, direction] = stored
+                return d_in
+
+            d_in = sum(self._each_direction(B, run))
             if mask is not None:
                 d_in *= mask
             d_out = d_in
@@ -418,6 +436,12 @@ class LSTM:
             raise ValueError(f"{name} must have shape {want} like the forward's state, got {a.shape}")
         check_finite(a, name)
         return packing.sort_state(a if batched else a[:, None, :])
+
+
+@functools.lru_cache(maxsize=1)
+def _direction_worker():
+    """The thread that runs a bidirectional layer's reverse direction beside the forward one."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm_fast")
 
 
 def _orthogonal(rows, cols, rng):

@@ -95,9 +95,10 @@ cdef extern from *:
     void lstm_barrier(int parts) noexcept nogil
 
 
-cdef inline int _threads_for(Py_ssize_t macs_per_step) noexcept nogil:
-    """Threads for a call whose largest per-step product has this many multiply-adds."""
-    return 1 if macs_per_step < PARALLEL_MIN_MACS else lstm_max_threads()
+cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
+    """Threads a layer-direction call with batch B, hidden H and output P runs on: OpenMP's
+    current limit if its recurrent product (B x P) (P x 4H) is large enough to pay, else 1."""
+    return 1 if B * 4 * H * P < PARALLEL_MIN_MACS else lstm_max_threads()
 
 
 cdef floating *_alloc(Py_ssize_t n, floating *like) except? NULL nogil:
@@ -197,7 +198,8 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                   floating[:, ::1] hidden, floating[:, ::1] cell,
                   floating[:, ::1] out, Py_ssize_t out_col, bint reverse,
                   floating[:, ::1] gates=None, floating[:, ::1] tanh_cell=None,
-                  floating[:, ::1] cell_prev=None, floating[:, ::1] hidden_prev=None):
+                  floating[:, ::1] cell_prev=None, floating[:, ::1] hidden_prev=None,
+                  int n_threads=0):
     """Run one layer-direction over packed sequences.
 
     x (N x I): packed input.  b_ih, b_hh (4H): biases, or None.  w_hr (P x H), or None.
@@ -206,6 +208,7 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     gates (N x 4H), tanh_cell, cell_prev (N x H), hidden_prev (N x P): for training, where the
     activated gates, tanh(c_t), c_{t-1} and h_{t-1} of every step are stored for backward; None for
     inference, which keeps only the state and O(B*H) workspace.
+    n_threads: threads for this call; 0 chooses (see threads_for).
     """
     cdef Py_ssize_t T = batch_sizes.shape[0]
     cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = cell.shape[1], P = hidden.shape[1]
@@ -234,7 +237,7 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     # The input projection is computed a chunk of steps at a time, just before those steps run, so
     # that its output is still in cache when the recurrent products add to it.
     chunk = max(1, min(T, CHUNK_ROWS // B))
-    nt = _threads_for(B * G * P)
+    nt = n_threads if n_threads > 0 else threads_for(B, H, P)
     with nogil:
         try:
             bias = _alloc(G, bias)
@@ -348,7 +351,8 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                    floating[:, ::1] gates, floating[:, ::1] tanh_cell,
                    const floating[:, ::1] cell_prev, const floating[:, ::1] hidden_prev,
                    floating[:, ::1] d_x, floating[:, ::1] d_w_ih, floating[:, ::1] d_w_hh,
-                   floating[::1] d_b_ih, floating[::1] d_b_hh, floating[:, ::1] d_w_hr):
+                   floating[::1] d_b_ih, floating[::1] d_b_hh, floating[:, ::1] d_w_hr,
+                   int n_threads=0):
     """Backpropagate through one layer-direction after a training forward_layer.
 
     d_out (N x D*P): dL/doutput, columns out_col .. out_col + P - 1 are this direction's.
@@ -357,6 +361,7 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     overwritten (with dL/da and o tanh(c)), so a forward pass is backpropagated once.
     d_x (N x I), d_w_ih, d_w_hh, d_b_ih, d_b_hh (4H), d_w_hr: gradients, ADDED to; the bias and
     projection ones may be None (no bias, no projection; then w_hr is None too).
+    n_threads: threads for this call; 0 chooses (see threads_for).
     """
     cdef Py_ssize_t T = batch_sizes.shape[0]
     cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = d_cell.shape[1], P = d_hidden.shape[1]
@@ -381,7 +386,7 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             or d_w_ih.shape[0] != G or d_w_hh.shape[0] != G
             or (project and (d_w_hr is None or d_w_hr.shape[0] != P))):
         raise ValueError("backward_layer: inconsistent shapes")
-    nt = _threads_for(B * G * P)
+    nt = n_threads if n_threads > 0 else threads_for(B, H, P)
     with nogil:
         try:
             w_hh_packed = _packed(False, G, P, &w_hh[0, 0], P)
