@@ -91,8 +91,17 @@ class LSTM:
         self.bidirectional = bool(bidirectional)
         self.dtype = check_dtype(dtype)
         self.forget_bias = float(forget_bias)
+        #: D: 2 if bidirectional else 1.
+        self.num_directions = 2 if self.bidirectional else 1
+        #: H_out: proj_size if > 0 else hidden_size.
+        self.output_size = self.proj_size or self.hidden_size
         self._rng = check_random_state(random_state)
         self._params = self._init_params()
+        # Each layer-direction's (suffix, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), None
+        # where absent: the same arrays as _params (they are only ever updated in place).
+        self._layer_weights = {
+            (layer, d): self._named_weights(f"_l{layer}" + ("_reverse" if d else ""))
+            for layer in range(self.num_layers) for d in range(self.num_directions)}
         self.grads = {k: np.zeros_like(v) for k, v in self._params.items()}
         self.grad_hx = None
         self._cache = None
@@ -106,16 +115,6 @@ class LSTM:
         return state
 
     # ----------------------------------------------------------------------------- parameters
-
-    @property
-    def num_directions(self):
-        """D: 2 if bidirectional else 1."""
-        return 2 if self.bidirectional else 1
-
-    @property
-    def output_size(self):
-        """H_out: proj_size if > 0 else hidden_size."""
-        return self.proj_size or self.hidden_size
 
     def _layer_input_size(self, layer):
         return self.input_size if layer == 0 else self.num_directions * self.output_size
@@ -258,9 +257,8 @@ class LSTM:
 
     __call__ = forward
 
-    def _weights(self, layer, direction):
-        """(suffix, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) with None where absent."""
-        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+    def _named_weights(self, sfx):
+        """(sfx, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) with None where absent."""
         p = self._params
         return (sfx, p["weight_ih" + sfx], p["weight_hh" + sfx], p.get("bias_ih" + sfx),
                 p.get("bias_hh" + sfx), p.get("weight_hr" + sfx))
@@ -269,15 +267,17 @@ class LSTM:
         """[run(direction, n_threads) for each direction]. With two directions and two or more
         threads worth using at this size, the directions run at the same time on one thread each
         (no per-step synchronisation), the reverse one on a worker thread."""
-        if self.num_directions == 1 or threads_for(B, self.hidden_size, self.output_size) < 2:
-            return [run(d, 0) for d in range(self.num_directions)]
+        if self.num_directions == 1:
+            return [run(0, 0)]
+        if threads_for(B, self.hidden_size, self.output_size) < 2:
+            return [run(0, 0), run(1, 0)]
         reverse = _direction_worker().submit(run, 1, 1)
         forward = run(0, 1)
         return [forward, reverse.result()]
 
     def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, threads):
         """One layer-direction through the engine; returns what backward needs (or None)."""
-        _, w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, direction)
+        _, w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights[layer, direction]
         P = self.output_size
         if not training:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
@@ -339,7 +339,7 @@ class LSTM:
             def run(direction, threads):
                 k = layer * D + direction
                 stored = state["cache"][layer]["directions"][direction]
-                sfx, w_ih, w_hh, _, _, w_hr = self._weights(layer, direction)
+                sfx, w_ih, w_hh, _, _, w_hr = self._layer_weights[layer, direction]
                 g = self.grads
                 d_in = np.zeros_like(layer_in)
                 backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
@@ -414,7 +414,7 @@ class LSTM:
         shapes = ((self.num_directions * self.num_layers, B, self.output_size),
                   (self.num_directions * self.num_layers, B, self.hidden_size))
         if hx is None:
-            return tuple(np.zeros(s, self.dtype) for s in shapes)
+            return np.zeros(shapes[0], self.dtype), np.zeros(shapes[1], self.dtype)
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise ValueError("hx must be a tuple (h_0, c_0)")
         states = []
