@@ -195,10 +195,18 @@ static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptr
     ptrdiff_t nb = lstm_panel_width_##SUF();                                                     \
     if (nb == 0)                                                                                 \
         nb = N;                                                                                  \
-    for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
-        for (ptrdiff_t k = 0; k < K; k++)                                                        \
-            for (ptrdiff_t j = p; j < p + nb; j++)                                               \
-                *packed++ = j >= N ? (T)0 : trans ? B[j * ldb + k] : B[k * ldb + j];            \
+    for (ptrdiff_t p = 0; p < N; p += nb, packed += nb * K) {                                    \
+        ptrdiff_t w = N - p < nb ? N - p : nb;  /* columns of B in this panel; zeros after */   \
+        if (w < nb)                                                                              \
+            memset(packed, 0, (size_t)(nb * K) * sizeof(T));                                     \
+        if (trans)  /* column j of op(B) is row j of B: read it along, write it down */         \
+            for (ptrdiff_t j = 0; j < w; j++)                                                    \
+                for (ptrdiff_t k = 0; k < K; k++)                                                \
+                    packed[k * nb + j] = B[(p + j) * ldb + k];                                   \
+        else        /* row k of the panel is w contiguous elements of row k of B */             \
+            for (ptrdiff_t k = 0; k < K; k++)                                                    \
+                memcpy(packed + k * nb, B + k * ldb + p, (size_t)w * sizeof(T));                 \
+    }                                                                                            \
 }                                                                                                \
                                                                                                  \
 /* C (M x N) = beta C + op(A) (M x K) op(B), op(B) packed by lstm_pack; op(A) = A^T if trans_a */\
