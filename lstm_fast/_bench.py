@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from ._layer import LSTM
 from ._reference import reference_backward, reference_forward
 
-__all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "machine_info", "blas_info"]
+__all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "fma_peak", "machine_info",
+           "blas_info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,25 +232,36 @@ def gemm_roof(dtype, threads, size=2048, repeat=5):
     return 2.0 * size ** 3 / seconds / 1e9
 
 
+def fma_peak(dtype, threads, iters=20_000_000, repeat=3):
+    """GF/s of the cores' vector FMA units: the best of ``repeat`` runs of independent FMA chains
+    on ``threads`` threads (``iters`` rounds of 12 FMAs each). No product can run faster on this
+    machine; 0.0 where the engine has no packed kernel (no AVX2 or AVX-512)."""
+    from ._lstm import fma_peak as chains
+
+    return max(chains(np.dtype(dtype) == np.float64, threads, iters) for _ in range(repeat))
+
+
 def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy", "torch"),
-                  repeat=15, progress=None, pause=0.3, roof_size=2048):
+                  repeat=15, progress=None, pause=0.3, roof_size=2048, peak_iters=20_000_000):
     """Time every case, mode and thread count.
 
-    Returns ``(results, roofs)``: a list of result dicts and the measured GEMM roof (GF/s) per
-    dtype and thread count (``roof_size``-cubed products). ``pause`` seconds separate the timings.
+    Returns ``(results, roofs, peaks)``: a list of result dicts, and per dtype and thread count
+    the measured GEMM roof (GF/s of ``roof_size``-cubed products) and FMA peak (GF/s, see
+    `fma_peak`). ``pause`` seconds separate the timings.
 
     Each result has ``case``, ``label``, ``mode``, ``threads``, ``flops`` and ``impls``: a dict from
-    implementation name to ``{"median_us", "gflops"}``, with ``ratio`` (peer time / lstm_fast time)
-    for the peers, and ``roof_fraction`` for lstm_fast.
+    implementation name to ``{"median_us", "gflops", "peak_fraction"}``, with ``ratio`` (peer time
+    / lstm_fast time) for the peers, and ``roof_fraction`` for lstm_fast.
     """
     peer_classes = available_peers(peers)
-    roofs, results = {}, []
+    roofs, peaks, results = {}, {}, []
     total = len(cases) * len(modes) * len(threads)
     for n_threads in threads:
         for case in cases:
             key = (case.dtype, n_threads)
             if key not in roofs:
                 roofs[key] = gemm_roof(case.dtype, n_threads, size=roof_size)
+                peaks[key] = fma_peak(case.dtype, n_threads, iters=peak_iters)
                 _let_threads_idle(pause)
             for mode in modes:
                 training = mode == "train"
@@ -264,15 +276,21 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
                 entry = dict(case=case.name, label=case.label, mode=mode, threads=n_threads,
                              flops=flops, impls={})
                 for impl, seconds in zip(impls, medians):
-                    entry["impls"][impl.name] = dict(median_us=seconds * 1e6,
-                                                     gflops=flops / seconds / 1e9,
-                                                     ratio=seconds / medians[0])
+                    gflops = flops / seconds / 1e9
+                    entry["impls"][impl.name] = dict(
+                        median_us=seconds * 1e6, gflops=gflops, ratio=seconds / medians[0],
+                        peak_fraction=gflops / peaks[key] if peaks[key] else None)
                 ours = entry["impls"]["lstm_fast"]
                 ours["roof_fraction"] = ours["gflops"] / roofs[key]
                 results.append(entry)
                 if progress is not None:
                     progress(len(results), total, case.name)
-    return results, {f"{d} {t} thr": gf for (d, t), gf in roofs.items()}
+    return results, _by_name(roofs), _by_name(peaks)
+
+
+def _by_name(per_key):
+    """{(dtype, threads): value} as {"float32 1 thr": value}, for printing and JSON."""
+    return {f"{d} {t} thr": value for (d, t), value in per_key.items()}
 
 
 # ----------------------------------------------------------------------------- environment

@@ -81,14 +81,15 @@ def _progress_bar(stream):
 
 def format_table(results, peers):
     """The results as a text table: median us, GF/s and peer/lstm_fast ratios."""
-    head = ["#", "case", "mode", "thr", "lstm_fast us", "GF/s", "% roof"]
+    head = ["#", "case", "mode", "thr", "lstm_fast us", "GF/s", "% roof", "% peak"]
     for p in peers:
         head += [f"{p} us", f"{p}/lf"]
     rows = [head]
     for r in results:
         ours = r["impls"]["lstm_fast"]
         row = [r["label"], r["case"], r["mode"], str(r["threads"]), f"{ours['median_us']:.1f}",
-               f"{ours['gflops']:.1f}", f"{100 * ours['roof_fraction']:.0f}"]
+               f"{ours['gflops']:.1f}", f"{100 * ours['roof_fraction']:.0f}",
+               _percent(ours["peak_fraction"])]
         for p in peers:
             if p in r["impls"]:
                 row += [f"{r['impls'][p]['median_us']:.1f}", f"{r['impls'][p]['ratio']:.2f}"]
@@ -100,6 +101,10 @@ def format_table(results, peers):
                        enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def _percent(fraction):
+    return "-" if fraction is None else f"{100 * fraction:.0f}"
 
 
 def _describe_environment(out):
@@ -128,18 +133,21 @@ def bench(args, out=None):
         out.write(f"  torch {torch.__version__}\n")
     except ImportError:
         pass
-    results, roofs = run_benchmark(cases, modes, threads, peers, args.repeat,
-                                   progress=_progress_bar(sys.stderr))
+    results, roofs, peaks = run_benchmark(cases, modes, threads, peers, args.repeat,
+                                          progress=_progress_bar(sys.stderr))
     shown = [p for p in peers if any(p in r["impls"] for r in results)]
     out.write("GEMM roof (scipy BLAS, 2048^3): " +
               ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items()) + "\n")
+    out.write("FMA peak (vector FMA chains, no memory): " +
+              ", ".join(f"{k}: {v:.0f} GF/s" for k, v in peaks.items()) + "\n")
     out.write(format_table(results, shown) + "\n")
     out.write(f"median of {args.repeat} samples per cell; ratio = peer time / lstm_fast time "
               "(> 1: lstm_fast faster)\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(version=__version__, machine=machine_info(), blas=blas_info(),
-                           roofs_gflops=roofs, repeat=args.repeat, results=results), f, indent=1)
+                           roofs_gflops=roofs, fma_peaks_gflops=peaks, repeat=args.repeat,
+                           results=results), f, indent=1)
     return 0
 
 

@@ -15,6 +15,8 @@ from cython.parallel cimport parallel, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+import time
+
 from _blas cimport gemm, gemm_packed, pack, packed_kernel
 from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
 
@@ -95,6 +97,21 @@ cdef extern from *:
     int lstm_max_threads() noexcept nogil
     int lstm_team_size() noexcept nogil
     void lstm_barrier(int parts) noexcept nogil
+
+
+cdef extern from "lstm_peak.h" nogil:
+    double lstm_fma_chains_threads(int dbl, long iters, int threads, double *sink)
+
+
+def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
+    """GF/s of independent vector FMA chains run on `threads` threads at once, at the packed
+    kernel's vector width: the hardware ceiling of any product here (0.0 without that kernel)."""
+    cdef double flops, sink
+    lstm_fma_chains_threads(double, iters // 100, threads, &sink)  # cores up to their clock
+    start = time.perf_counter()
+    with nogil:
+        flops = lstm_fma_chains_threads(double, iters, threads, &sink)
+    return flops / (time.perf_counter() - start) / 1e9
 
 
 cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:

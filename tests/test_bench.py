@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lstm_fast import cli
-from lstm_fast._bench import STANDARD_SUITE, Case, run_benchmark
+from lstm_fast._bench import STANDARD_SUITE, Case, fma_peak, run_benchmark
 
 
 def test_standard_suite_is_the_baseline_grid():
@@ -33,17 +33,32 @@ def test_run_benchmark_reports_every_cell():
     cases = [Case(2, 5, 3, 4, label="a"), Case(1, 3, 2, 4, bidirectional=True, proj_size=2,
                                                variable_lengths=False, label="b")]
     seen = []
-    results, roofs = run_benchmark(cases, ("infer", "train"), (1,), ("numpy",), repeat=2,
-                                   progress=lambda done, total, name: seen.append((done, total)),
-                                   pause=0, roof_size=64)
+    results, roofs, peaks = run_benchmark(
+        cases, ("infer", "train"), (1,), ("numpy",), repeat=2, pause=0, roof_size=64,
+        peak_iters=10_000, progress=lambda done, total, name: seen.append((done, total)))
     assert len(results) == 4 and seen[-1] == (4, 4)
-    assert set(roofs) == {"float32 1 thr"} and roofs["float32 1 thr"] > 0
+    assert set(roofs) == set(peaks) == {"float32 1 thr"} and roofs["float32 1 thr"] > 0
     for r in results:
         assert set(r["impls"]) == {"lstm_fast", "numpy"}
         ours = r["impls"]["lstm_fast"]
         assert ours["median_us"] > 0 and ours["gflops"] > 0 and ours["ratio"] == 1.0
+        if peaks["float32 1 thr"]:
+            assert ours["peak_fraction"] == pytest.approx(ours["gflops"] / peaks["float32 1 thr"])
         assert r["impls"]["numpy"]["ratio"] == pytest.approx(
             r["impls"]["numpy"]["median_us"] / ours["median_us"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fma_peak_is_a_plausible_rate(dtype):
+    """The FMA chains report flops over time: over 1 GF/s where a packed kernel runs, and no more
+    than two 512-bit FMA pipes at 6 GHz could give: a flop count off by a factor would show."""
+    from lstm_fast._lstm import build_info
+
+    peak = fma_peak(dtype, 1, iters=200_000)
+    if build_info()["matmul_kernel"] == "blas":
+        assert peak == 0.0
+    else:
+        assert 1 < peak < 6 * (64 if dtype == "float32" else 32)
 
 
 def test_unknown_peer_is_refused():
@@ -53,6 +68,7 @@ def test_unknown_peer_is_refused():
 
 def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("lstm_fast._bench.gemm_roof", lambda dtype, threads, size: 1.0)
+    monkeypatch.setattr("lstm_fast._bench.fma_peak", lambda dtype, threads, iters: 2.0)
     monkeypatch.setattr("lstm_fast._bench._let_threads_idle", lambda pause: None)
     path = tmp_path / "out.json"
     code = cli.main(["bench", "--batch", "2", "--seq-len", "4", "--input-size", "3",
@@ -61,6 +77,7 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
     assert code == 0
     out = capsys.readouterr().out
     assert "lstm_fast us" in out and "numpy/lf" in out and "B2 T4 I3 H5 lengths float64" in out
+    assert "FMA peak" in out and "% peak" in out
     assert "openblas" in out.lower() or "blas" in out.lower()
     data = json.loads(path.read_text())
     assert data["results"][0]["mode"] == "infer" and data["results"][1]["mode"] == "train"
