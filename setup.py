@@ -4,6 +4,7 @@ Set LSTM_FAST_DEBUG=1 to compile with bounds and wraparound checks (for hunting 
 """
 import os
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -24,7 +25,7 @@ extensions = [
     Extension(
         "lstm_fast._lstm",
         ["src/_lstm.pyx"],
-        include_dirs=["src"],
+        include_dirs=["src", numpy.get_include()],
         depends=["src/lstm_kernels.h", "src/lstm_gemm.h", "src/_blas.pxd", "src/_gates.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + OPENMP_FLAGS,

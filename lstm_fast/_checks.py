@@ -47,12 +47,12 @@ def as_float_array(a, name, dtype):
 
 def check_finite(arr, name):
     """Raise a ValueError if ``arr`` (a float32 or float64 array) holds NaN or infinity."""
-    flat = arr.reshape(-1)
     # One C loop for small arrays (no temporary); NumPy's vectorised test, a block at a time so
     # that its temporary stays small, for the rest.
-    if flat.size <= 4096 and flat.flags.c_contiguous:
-        finite = all_finite(flat)
+    if arr.size <= 4096 and arr.flags.c_contiguous:
+        finite = all_finite(arr)
     else:
+        flat = arr.reshape(-1)
         finite = all(np.isfinite(flat[i:i + 65536]).all() for i in range(0, flat.size, 65536))
     if not finite:
         raise ValueError(f"{name} contains NaN or infinity")

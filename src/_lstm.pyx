@@ -11,11 +11,14 @@
 # Weights in PyTorch's layout: W_ih (4H x I), W_hh (4H x P), W_hr (P x H).
 
 from cython cimport floating
+cimport numpy as cnp
 from cython.parallel cimport parallel, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 import time
+
+cnp.import_array()
 
 from _blas cimport gemm, gemm_packed, pack, packed_kernel
 from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
@@ -210,17 +213,42 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
             lstm_barrier(parts)
 
 
-def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
-                  const floating[:, ::1] w_hh, const floating[::1] b_ih,
-                  const floating[::1] b_hh, const floating[:, ::1] w_hr,
-                  const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
-                  floating[:, ::1] hidden, floating[:, ::1] cell,
-                  floating[:, ::1] out, Py_ssize_t out_col, bint reverse,
-                  floating[:, ::1] gates=None, floating[:, ::1] tanh_cell=None,
-                  floating[:, ::1] cell_prev=None, floating[:, ::1] hidden_prev=None,
-                  int n_threads=0):
+cdef int _array_type(object a, str name) except -1:
+    """The dtype number of `a`, a float32 or float64 ndarray."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(a) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        raise TypeError(f"{name} must be a float32 or float64 ndarray, got {type(a).__name__}")
+    return cnp.PyArray_TYPE(a)
+
+
+cdef Py_ssize_t _dim(object a, int axis) except -1:
+    """Length of axis `axis` of ndarray `a` (0 when it has fewer axes: _data then refuses it)."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(a) <= axis:
+        return 0
+    return cnp.PyArray_DIM(a, axis)
+
+
+cdef void *_data(object a, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols, bint optional,
+                 bint writable) except? NULL:
+    """The data of `a`, checked: a C-contiguous ndarray of `dtype`, shape (rows,) if cols < 0
+    else (rows, cols), not empty, writable if asked; None (NULL) if `optional`."""
+    if a is None and optional:
+        return NULL
+    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(a) != dtype
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_NDIM(a) != (1 if cols < 0 else 2)
+            or cnp.PyArray_DIM(a, 0) != rows or (cols >= 0 and cnp.PyArray_DIM(a, 1) != cols)
+            or rows == 0 or cols == 0 or (writable and not cnp.PyArray_ISWRITEABLE(a))):
+        want = f"({rows},)" if cols < 0 else f"({rows}, {cols})"
+        raise ValueError(f"forward_layer: {name} must be a C-contiguous{' writable' * writable} "
+                         f"{cnp.PyArray_DescrFromType(dtype)} array of shape {want}")
+    return cnp.PyArray_DATA(a)
+
+
+def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
+                  Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
+                  hidden_prev=None, int n_threads=0):
     """Run one layer-direction over packed sequences.
 
+    Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
     x (N x I): packed input.  b_ih, b_hh (4H): biases, or None.  w_hr (P x H), or None.
     hidden (B x P), cell (B x H): h_0, c_0 in; h_n, c_n out.
     out (N x D*P): h_t written into columns out_col .. out_col + P - 1.
@@ -228,14 +256,60 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     activated gates, tanh(c_t), c_{t-1} and h_{t-1} of every step are stored for backward; None for
     inference, which keeps only the state and O(B*H) workspace.
     n_threads: threads for this call; 0 chooses (see threads_for).
+
+    The arguments are checked as arrays here rather than typed as memoryviews: acquiring a
+    memoryview costs ~0.15 us an argument, a sixth of a whole call at batch 1 (row 12 of the grid).
     """
-    cdef Py_ssize_t T = batch_sizes.shape[0]
-    cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = cell.shape[1], P = hidden.shape[1]
-    cdef Py_ssize_t B = hidden.shape[0], G = 4 * H, ld_out = out.shape[1]
-    cdef bint training = gates is not None
-    cdef bint project = w_hr is not None
-    cdef bint has_b_ih = b_ih is not None, has_b_hh = b_hh is not None
-    cdef Py_ssize_t chunk, j
+    cdef int dt = _array_type(x, "x")
+    cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
+    cdef Py_ssize_t H = _dim(cell, 1), G = 4 * H, T = _dim(batch_sizes, 0), ld_out = _dim(out, 1)
+    cdef void *args[15]
+    args[0] = _data(x, "x", dt, N, I, False, False)
+    args[1] = _data(w_ih, "w_ih", dt, G, I, False, False)
+    args[2] = _data(w_hh, "w_hh", dt, G, P, False, False)
+    args[3] = _data(b_ih, "b_ih", dt, G, -1, True, False)
+    args[4] = _data(b_hh, "b_hh", dt, G, -1, True, False)
+    args[5] = _data(w_hr, "w_hr", dt, P, H, True, False)
+    args[6] = _data(batch_sizes, "batch_sizes", cnp.NPY_INTP, T, -1, False, False)
+    args[7] = _data(offsets, "offsets", cnp.NPY_INTP, T, -1, False, False)
+    args[8] = _data(hidden, "hidden", dt, B, P, False, True)
+    args[9] = _data(cell, "cell", dt, B, H, False, True)
+    args[10] = _data(out, "out", dt, N, ld_out, False, True)
+    args[11] = _data(gates, "gates", dt, N, G, True, True)
+    args[12] = _data(tanh_cell, "tanh_cell", dt, N, H, gates is None, True)
+    args[13] = _data(cell_prev, "cell_prev", dt, N, H, gates is None, True)
+    args[14] = _data(hidden_prev, "hidden_prev", dt, N, P, gates is None, True)
+    if (out_col < 0 or out_col + P > ld_out or (gates is None) != (tanh_cell is None)
+            or (args[5] == NULL and P != H)):
+        raise ValueError("forward_layer: inconsistent shapes")
+    if dt == cnp.NPY_FLOAT32:
+        _forward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads)
+    else:
+        _forward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads)
+
+
+cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
+                         Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out, Py_ssize_t out_col,
+                         bint reverse, int n_threads) except *:
+    """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
+    tanh_cell, cell_prev, hidden_prev (NULL for inference), in its order."""
+    cdef Py_ssize_t G = 4 * H, chunk, j
+    cdef const floating *x = args[0]
+    cdef const floating *w_ih = args[1]
+    cdef const floating *w_hh = args[2]
+    cdef const floating *b_ih = args[3]
+    cdef const floating *b_hh = args[4]
+    cdef const floating *w_hr = args[5]
+    cdef const Py_ssize_t *batch_sizes = <const Py_ssize_t *> args[6]
+    cdef const Py_ssize_t *offsets = <const Py_ssize_t *> args[7]
+    cdef floating *hidden = args[8]
+    cdef floating *cell = args[9]
+    cdef floating *out = args[10] + out_col
+    cdef floating *gates = args[11]
+    cdef floating *tanh_cell = args[12]
+    cdef floating *cell_prev = args[13]
+    cdef floating *hidden_prev = args[14]
+    cdef bint training = gates != NULL, project = w_hr != NULL
     cdef int nt
     cdef floating *bias = NULL
     cdef floating *work = NULL
@@ -243,16 +317,6 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef floating *w_hh_packed = NULL
     cdef floating *w_ih_packed = NULL
     cdef floating *w_hr_packed = NULL
-
-    if (w_ih.shape[0] != G or w_ih.shape[1] != I or w_hh.shape[0] != G or w_hh.shape[1] != P
-            or offsets.shape[0] != T or out.shape[0] != N or out_col + P > ld_out
-            or (project and (w_hr.shape[0] != P or w_hr.shape[1] != H))
-            or (has_b_ih and b_ih.shape[0] != G) or (has_b_hh and b_hh.shape[0] != G)
-            or (training and (tanh_cell is None or cell_prev is None or hidden_prev is None
-                              or gates.shape[0] != N or gates.shape[1] != G
-                              or tanh_cell.shape[0] != N or cell_prev.shape[0] != N
-                              or hidden_prev.shape[0] != N))):
-        raise ValueError("forward_layer: inconsistent shapes")
     # The input projection is computed a chunk of steps at a time, just before those steps run, so
     # that its output is still in cache when the recurrent products add to it.
     chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating))))
@@ -261,32 +325,26 @@ def forward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         try:
             bias = _alloc(G, bias)
             for j in range(G):
-                bias[j] = (b_ih[j] if has_b_ih else 0) + (b_hh[j] if has_b_hh else 0)
+                bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL else 0)
             if not training:
                 work = _alloc(min(N, chunk * B) * G, work)
             if project:
                 hidden_raw = _alloc(B * H, hidden_raw)
-                w_hr_packed = _packed(True, H, P, &w_hr[0, 0], H)
-            w_hh_packed = _packed(True, P, G, &w_hh[0, 0], P)
-            w_ih_packed = _packed(True, I, G, &w_ih[0, 0], I)
+                w_hr_packed = _packed(True, H, P, w_hr, H)
+            w_hh_packed = _packed(True, P, G, w_hh, P)
+            w_ih_packed = _packed(True, I, G, w_ih, I)
             if nt == 1:
-                _forward_steps(0, 1, T, chunk, reverse, I, H, P, &batch_sizes[0], &offsets[0],
-                               &x[0, 0], w_ih_packed, w_hh_packed, w_hr_packed, bias,
-                               &hidden[0, 0], &cell[0, 0], hidden_raw, &out[0, out_col], ld_out,
-                               &gates[0, 0] if training else work,
-                               &tanh_cell[0, 0] if training else NULL,
-                               &cell_prev[0, 0] if training else NULL,
-                               &hidden_prev[0, 0] if training else NULL)
+                _forward_steps(0, 1, T, chunk, reverse, I, H, P, batch_sizes, offsets, x,
+                               w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
+                               hidden_raw, out, ld_out, gates if training else work, tanh_cell,
+                               cell_prev, hidden_prev)
             else:
                 with parallel(num_threads=nt):
                     _forward_steps(threadid(), lstm_team_size(), T, chunk, reverse, I, H, P,
-                                   &batch_sizes[0], &offsets[0], &x[0, 0], w_ih_packed,
-                                   w_hh_packed, w_hr_packed, bias, &hidden[0, 0], &cell[0, 0],
-                                   hidden_raw, &out[0, out_col], ld_out,
-                                   &gates[0, 0] if training else work,
-                                   &tanh_cell[0, 0] if training else NULL,
-                                   &cell_prev[0, 0] if training else NULL,
-                                   &hidden_prev[0, 0] if training else NULL)
+                                   batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
+                                   w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
+                                   gates if training else work, tanh_cell, cell_prev,
+                                   hidden_prev)
         finally:
             free(bias)
             free(work)
@@ -469,19 +527,28 @@ def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x):
         tanh_x[k] = tanh_(x[k])
 
 
-def all_finite(const floating[::1] a):
-    """True if no element of `a` is NaN or infinite (one pass, no temporary array): x * 0 is 0
-    for a finite x and NaN otherwise; four running sums keep the adds independent."""
-    cdef Py_ssize_t k, n = a.shape[0]
+def all_finite(a):
+    """True if no element of `a`, a C-contiguous float32 or float64 ndarray of any shape, is NaN
+    or infinite (one pass, no temporary array)."""
+    cdef int dt = _array_type(a, "a")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError("all_finite: a must be C-contiguous")
+    if dt == cnp.NPY_FLOAT32:
+        return _all_finite(<const float *> cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
+    return _all_finite(<const double *> cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
+
+
+cdef bint _all_finite(const floating *a, Py_ssize_t n) noexcept nogil:
+    """x * 0 is 0 for a finite x and NaN otherwise; four running sums keep the adds independent."""
+    cdef Py_ssize_t k
     cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    with nogil:
-        for k in range(0, n - 3, 4):
-            s0 += a[k] * 0
-            s1 += a[k + 1] * 0
-            s2 += a[k + 2] * 0
-            s3 += a[k + 3] * 0
-        for k in range(n - n % 4, n):
-            s0 += a[k] * 0
+    for k in range(0, n - 3, 4):
+        s0 += a[k] * 0
+        s1 += a[k + 1] * 0
+        s2 += a[k + 2] * 0
+        s3 += a[k + 3] * 0
+    for k in range(n - n % 4, n):
+        s0 += a[k] * 0
     return s0 + s1 + s2 + s3 == 0
 
 

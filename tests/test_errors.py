@@ -43,6 +43,9 @@ def test_bad_constructor_arguments(kwargs, exc, match):
     (np.zeros((5, 0, 3)), ValueError, "at least one step"),
     (np.full((5, 2, 3), np.nan), ValueError, "NaN"),
     (np.full((5, 2, 3), np.inf), ValueError, "NaN or infinity"),
+    (np.where(np.arange(30).reshape(5, 2, 3) == 29, np.nan, 0.0), ValueError, "NaN"),  # last
+    (np.where(np.arange(30).reshape(5, 2, 3) == 13, -np.inf, 0.0), ValueError, "NaN"),
+    (np.where(np.arange(30).reshape(5, 2, 3) == 0, np.nan, 0.0)[::-1], ValueError, "NaN"),
 ])
 def test_bad_x(lstm, x, exc, match):
     with pytest.raises(exc, match=match):
@@ -116,3 +119,38 @@ def test_unbatched_shapes():
     assert out.shape == (5, 8) and h.shape == (2, 4) and c.shape == (2, 4)
     with pytest.raises(ValueError, match="h_0 must have shape"):
         lstm.forward(np.zeros((5, 3)), hx=(np.zeros((2, 1, 4)), np.zeros((2, 1, 4))))
+
+
+def _engine_args(**change):
+    """Valid forward_layer arguments (float32, T=3, B=1, I=2, H=2), with some replaced."""
+    f = np.float32
+    args = dict(x=np.zeros((3, 2), f), w_ih=np.zeros((8, 2), f), w_hh=np.zeros((8, 2), f),
+                b_ih=None, b_hh=None, w_hr=None, batch_sizes=np.ones(3, np.intp),
+                offsets=np.arange(3, dtype=np.intp), hidden=np.zeros((1, 2), f),
+                cell=np.zeros((1, 2), f), out=np.zeros((3, 2), f), out_col=0, reverse=False)
+    args.update(change)
+    return args
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(x=[[0.0, 0.0]] * 3), TypeError, "x must be a float32 or float64 ndarray"),
+    (dict(x=np.zeros((3, 2), np.int64)), TypeError, "x must be a float32 or float64"),
+    (dict(w_ih=np.zeros((8, 2))), ValueError, "w_ih must be a C-contiguous float32 array"),
+    (dict(w_hh=np.zeros((2, 8), np.float32).T), ValueError, "w_hh must be a C-contiguous"),
+    (dict(b_ih=np.zeros(7, np.float32)), ValueError, r"b_ih .* shape \(8,\)"),
+    (dict(batch_sizes=np.ones(3, np.int32)), ValueError, "batch_sizes must be"),
+    (dict(offsets=np.arange(2, dtype=np.intp)), ValueError, r"offsets .* shape \(3,\)"),
+    (dict(out=np.zeros((3, 2), np.float32)[::-1]), ValueError, "out must be a C-contiguous"),
+    (dict(cell=np.zeros((1, 2), np.float32)[:, :, None]), ValueError, "cell must be"),
+    (dict(out_col=1), ValueError, "inconsistent shapes"),
+    (dict(out_col=-1), ValueError, "inconsistent shapes"),
+    (dict(gates=np.zeros((3, 8), np.float32)), ValueError, "tanh_cell must be"),
+])
+def test_engine_refuses_bad_arrays(change, exc, match):
+    """The engine's entry point checks its arrays itself (no memoryview typing): a wrong dtype,
+    shape or layout is an exception, never a read or write out of bounds."""
+    from lstm_fast._lstm import forward_layer
+
+    forward_layer(**_engine_args())
+    with pytest.raises(exc, match=match):
+        forward_layer(**_engine_args(**change))
