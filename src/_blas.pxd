@@ -63,6 +63,14 @@ cdef extern from "lstm_gemm.h" nogil:
     void lstm_gemm_packed_d(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                             const double *A, Py_ssize_t lda, const double *packed, double beta,
                             double *C, Py_ssize_t ldc)
+    void lstm_gemm_packed2_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                             Py_ssize_t lda, const float *packed, Py_ssize_t K2, const float *A2,
+                             Py_ssize_t lda2, const float *packed2, float beta, float *C,
+                             Py_ssize_t ldc)
+    void lstm_gemm_packed2_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
+                             Py_ssize_t lda, const double *packed, Py_ssize_t K2,
+                             const double *A2, Py_ssize_t lda2, const double *packed2,
+                             double beta, double *C, Py_ssize_t ldc)
     Py_ssize_t lstm_panel_width_f()
     Py_ssize_t lstm_panel_width_d()
     int lstm_packed_vector_bytes()
@@ -117,3 +125,32 @@ cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *
         lstm_gemm_packed_f(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
     else:
         lstm_gemm_packed_d(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
+
+
+cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
+                              const floating *packed, int k2, const floating *a2, int lda2,
+                              const floating *packed2, floating beta, floating *c, int ldc,
+                              int part=0, int parts=1) noexcept nogil:
+    """Columns of part `part` of `parts` of C (m x n) = A op(B) + A2 op(B2) + beta C, both op(B)
+    packed by pack(): two products summed in one pass over C (each tile of C is stored once)."""
+    cdef Py_ssize_t width, per, c0, c1
+    if floating is float:
+        width = lstm_panel_width_f()
+    else:
+        width = lstm_panel_width_d()
+    if width == 0:
+        if part == 0:
+            gemm(False, False, m, n, k, 1, a, lda, packed, n, beta, c, ldc)
+            gemm(False, False, m, n, k2, 1, a2, lda2, packed2, n, 1, c, ldc)
+        return
+    per = ((n + width - 1) // width + parts - 1) // parts * width
+    c0 = part * per
+    c1 = min(n, c0 + per)
+    if c0 >= c1:
+        return
+    if floating is float:
+        lstm_gemm_packed2_f(m, c1 - c0, k, a, lda, packed + c0 * k, k2, a2, lda2,
+                            packed2 + c0 * k2, beta, c + c0, ldc)
+    else:
+        lstm_gemm_packed2_d(m, c1 - c0, k, a, lda, packed + c0 * k, k2, a2, lda2,
+                            packed2 + c0 * k2, beta, c + c0, ldc)

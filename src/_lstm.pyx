@@ -20,7 +20,7 @@ import time
 
 cnp.import_array()
 
-from _blas cimport gemm, gemm_packed, pack, packed_kernel
+from _blas cimport gemm, gemm_packed, gemm_packed2, pack, packed_kernel
 from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
 
 cdef extern from *:
@@ -70,6 +70,14 @@ def build_info():
 # than 1-2 MiB, whose rows had left L2 by the time their step ran.)
 cdef enum:
     CHUNK_BYTES = 1 << 16
+
+# Below this batch the input projection is hoisted out of the time loop (above), so that its
+# product has chunk x B rows: the packed kernel runs at ~40% of its speed with one row, but at full
+# speed from four.  From this batch up, each step computes x_t W_ih^T + h_{t-1} W_hh^T in one
+# pass over its gate rows instead, which writes them once (measured: 2-5% faster for B >= 16,
+# the same for B = 4-8).
+cdef enum:
+    HOIST_BELOW_BATCH = 4
 
 # Threads: a call whose recurrent product has at least this many multiply-adds per step runs in
 # one parallel region, where every thread walks the same time loop: each product is split between
@@ -152,7 +160,8 @@ cdef inline Py_ssize_t _first(Py_ssize_t n, int part, int parts) noexcept nogil:
     return n * part // parts
 
 
-cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bint reverse,
+cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bint hoist,
+                         bint reverse,
                          Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
                          const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
                          const floating *x, const floating *w_ih_packed,
@@ -163,6 +172,8 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
                          floating *hidden_prev) noexcept nogil:
     """The forward time loop, as walked by part `part` of `parts` threads (see forward_layer).
 
+    hoist: the input projection is computed for `chunk` steps at a time, before them; else
+    (chunk = 1) each step computes x_t W_ih^T and h_{t-1} W_hh^T together, in one pass over G_t.
     gates is the (N x 4H) store when training, else a workspace of one chunk; tanh_cell,
     cell_prev and hidden_prev are NULL for inference.  hidden_raw is NULL without projection.
     """
@@ -183,17 +194,23 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
         first_row = offsets[start]
         rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
         g_t = gates + first_row * G if training else gates
-        # G_x = X W_ih^T for every row of the chunk              (rows x I) (I x 4H)
-        gemm_packed(False, rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G,
-                    part, parts)
-        lstm_barrier(parts)
+        if hoist:
+            # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x 4H)
+            gemm_packed(False, rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G,
+                        part, parts)
+            lstm_barrier(parts)
         for k in range(stop - start):
             t = stop - 1 - k if reverse else start + k
             rows = batch_sizes[t]
             row = offsets[t]
             g_t = gates + (row if training else row - first_row) * G
-            # G_t += h_{t-1} W_hh^T                               (b_t x P) (P x 4H)
-            gemm_packed(False, rows, G, P, hidden, P, w_hh_packed, 1, g_t, G, part, parts)
+            if hoist:
+                # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x 4H)
+                gemm_packed(False, rows, G, P, hidden, P, w_hh_packed, 1, g_t, G, part, parts)
+            else:
+                # G_t = x_t W_ih^T + h_{t-1} W_hh^T     (b_t x I) (I x 4H) + (b_t x P) (P x 4H)
+                gemm_packed2(rows, G, I, x + row * I, I, w_ih_packed, P, hidden, P, w_hh_packed,
+                             0, g_t, G, part, parts)
             lstm_barrier(parts)
             # Element-wise, on this part's rows: keep h_{t-1}; gates; c_t and r_t.
             r0 = _first(rows, part, parts)
@@ -309,7 +326,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *tanh_cell = args[12]
     cdef floating *cell_prev = args[13]
     cdef floating *hidden_prev = args[14]
-    cdef bint training = gates != NULL, project = w_hr != NULL
+    cdef bint training = gates != NULL, project = w_hr != NULL, hoist
     cdef int nt
     cdef floating *bias = NULL
     cdef floating *work = NULL
@@ -317,9 +334,10 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *w_hh_packed = NULL
     cdef floating *w_ih_packed = NULL
     cdef floating *w_hr_packed = NULL
-    # The input projection is computed a chunk of steps at a time, just before those steps run, so
-    # that its output is still in cache when the recurrent products add to it.
-    chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating))))
+    # Small batches: the input projection a chunk of steps at a time, just before those steps run,
+    # so that its output is still in cache when the recurrent products add to it (see CHUNK_BYTES).
+    hoist = B < HOIST_BELOW_BATCH
+    chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
     nt = n_threads if n_threads > 0 else threads_for(B, H, P)
     with nogil:
         try:
@@ -334,13 +352,13 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
             w_hh_packed = _packed(True, P, G, w_hh, P)
             w_ih_packed = _packed(True, I, G, w_ih, I)
             if nt == 1:
-                _forward_steps(0, 1, T, chunk, reverse, I, H, P, batch_sizes, offsets, x,
+                _forward_steps(0, 1, T, chunk, hoist, reverse, I, H, P, batch_sizes, offsets, x,
                                w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
                                hidden_raw, out, ld_out, gates if training else work, tanh_cell,
                                cell_prev, hidden_prev)
             else:
                 with parallel(num_threads=nt):
-                    _forward_steps(threadid(), lstm_team_size(), T, chunk, reverse, I, H, P,
+                    _forward_steps(threadid(), lstm_team_size(), T, chunk, hoist, reverse, I, H, P,
                                    batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
                                    w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
                                    gates if training else work, tanh_cell, cell_prev,

@@ -33,20 +33,38 @@
 
 #if LSTM_HAVE_PACKED
 
-/* One tile: rows (<= MR, a constant where inlined) x ncols (<= NB) of C from one panel. */
+/* The arguments lstm_tile_any passes on to lstm_tile after the row count. */
+#define LSTM_TILE_ARGS K, A, lda, panel, K2, A2, lda2, panel2, beta, C, ldc, ncols
+
+/* One tile: rows (<= MR, a constant where inlined) x ncols (<= NB) of C from one panel, plus
+ * (when K2 > 0) a second product A2 (rows x K2) times a panel of a second packed operand. */
 #define LSTM_DEFINE_TILE(T, SUF, ISA, TARGET, BYTES)                                             \
 typedef T lstm_vec_##SUF##_##ISA __attribute__((vector_size(BYTES)));                           \
                                                                                                  \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SUF##_##ISA(       \
-    const int rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, T beta, T *C,        \
-    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
+    const int rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, ptrdiff_t K2,        \
+    const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C, ptrdiff_t ldc, ptrdiff_t ncols)  \
 {                                                                                                \
     typedef lstm_vec_##SUF##_##ISA V;                                                            \
     enum { VL = BYTES / sizeof(T) };                                                             \
     V acc0[LSTM_MR], acc1[LSTM_MR];                                                              \
+    /* The sums start from beta C, so a product computed in two calls (G = A1 B1, then G += A2 B2)\
+     * adds the same terms in the same order as one call over both: results do not depend on     \
+     * whether a product was split, or on the batch size that decided it. */                     \
     _Pragma("GCC unroll 12")                                                                     \
-    for (int r = 0; r < rows; r++)                                                               \
+    for (int r = 0; r < rows; r++) {                                                             \
         acc0[r] = acc1[r] = (V){0};                                                              \
+        if (beta != (T)0) {                                                                      \
+            T tile[2 * VL] = {0};                                                                \
+            const T *c = ncols == 2 * VL ? C + r * ldc : tile;                                   \
+            if (ncols < 2 * VL)                                                                  \
+                memcpy(tile, C + r * ldc, (size_t)ncols * sizeof(T));                            \
+            memcpy(&acc0[r], c, BYTES);                                                          \
+            memcpy(&acc1[r], c + VL, BYTES);                                                     \
+            acc0[r] *= beta;                                                                     \
+            acc1[r] *= beta;                                                                     \
+        }                                                                                        \
+    }                                                                                            \
     for (ptrdiff_t k = 0; k < K; k++) {                                                          \
         V b0, b1;                                                                                \
         memcpy(&b0, panel + k * 2 * VL, BYTES);                                                  \
@@ -58,62 +76,67 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
             acc1[r] += a * b1;                                                                   \
         }                                                                                        \
     }                                                                                            \
+    for (ptrdiff_t k = 0; k < K2; k++) {                                                         \
+        V b0, b1;                                                                                \
+        memcpy(&b0, panel2 + k * 2 * VL, BYTES);                                                 \
+        memcpy(&b1, panel2 + k * 2 * VL + VL, BYTES);                                            \
+        _Pragma("GCC unroll 12")                                                                 \
+        for (int r = 0; r < rows; r++) {                                                         \
+            T a = A2[r * lda2 + k];                                                              \
+            acc0[r] += a * b0;                                                                   \
+            acc1[r] += a * b1;                                                                   \
+        }                                                                                        \
+    }                                                                                            \
     _Pragma("GCC unroll 12")                                                                     \
     for (int r = 0; r < rows; r++) {                                                             \
         T *c = C + r * ldc;                                                                      \
         if (ncols == 2 * VL) {                                                                   \
-            if (beta != (T)0) {                                                                  \
-                V c0, c1;                                                                        \
-                memcpy(&c0, c, BYTES);                                                           \
-                memcpy(&c1, c + VL, BYTES);                                                      \
-                acc0[r] += beta * c0;                                                            \
-                acc1[r] += beta * c1;                                                            \
-            }                                                                                    \
             memcpy(c, &acc0[r], BYTES);                                                          \
             memcpy(c + VL, &acc1[r], BYTES);                                                     \
         } else {                                                                                 \
             T tile[2 * VL];                                                                      \
             memcpy(tile, &acc0[r], BYTES);                                                       \
             memcpy(tile + VL, &acc1[r], BYTES);                                                  \
-            for (ptrdiff_t j = 0; j < ncols; j++)                                                \
-                c[j] = (beta != (T)0 ? beta * c[j] : (T)0) + tile[j];                            \
+            memcpy(c, tile, (size_t)ncols * sizeof(T));                                          \
         }                                                                                        \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
 /* A tile of any height 1..MR: the switch makes each height a constant for lstm_tile. */         \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_##SUF##_##ISA(   \
-    ptrdiff_t rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, T beta, T *C,        \
-    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
+    ptrdiff_t rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, ptrdiff_t K2,        \
+    const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C, ptrdiff_t ldc, ptrdiff_t ncols)  \
 {                                                                                                \
     switch (rows) {                                                                              \
-    case 12: lstm_tile_##SUF##_##ISA(12, K, A, lda, panel, beta, C, ldc, ncols); break;          \
-    case 11: lstm_tile_##SUF##_##ISA(11, K, A, lda, panel, beta, C, ldc, ncols); break;          \
-    case 10: lstm_tile_##SUF##_##ISA(10, K, A, lda, panel, beta, C, ldc, ncols); break;          \
-    case 9: lstm_tile_##SUF##_##ISA(9, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 8: lstm_tile_##SUF##_##ISA(8, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 7: lstm_tile_##SUF##_##ISA(7, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 6: lstm_tile_##SUF##_##ISA(6, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 5: lstm_tile_##SUF##_##ISA(5, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 4: lstm_tile_##SUF##_##ISA(4, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 3: lstm_tile_##SUF##_##ISA(3, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 2: lstm_tile_##SUF##_##ISA(2, K, A, lda, panel, beta, C, ldc, ncols); break;            \
-    case 1: lstm_tile_##SUF##_##ISA(1, K, A, lda, panel, beta, C, ldc, ncols); break;            \
+    case 12: lstm_tile_##SUF##_##ISA(12, LSTM_TILE_ARGS); break;                             \
+    case 11: lstm_tile_##SUF##_##ISA(11, LSTM_TILE_ARGS); break;                             \
+    case 10: lstm_tile_##SUF##_##ISA(10, LSTM_TILE_ARGS); break;                             \
+    case 9: lstm_tile_##SUF##_##ISA(9, LSTM_TILE_ARGS); break;                               \
+    case 8: lstm_tile_##SUF##_##ISA(8, LSTM_TILE_ARGS); break;                               \
+    case 7: lstm_tile_##SUF##_##ISA(7, LSTM_TILE_ARGS); break;                               \
+    case 6: lstm_tile_##SUF##_##ISA(6, LSTM_TILE_ARGS); break;                               \
+    case 5: lstm_tile_##SUF##_##ISA(5, LSTM_TILE_ARGS); break;                               \
+    case 4: lstm_tile_##SUF##_##ISA(4, LSTM_TILE_ARGS); break;                               \
+    case 3: lstm_tile_##SUF##_##ISA(3, LSTM_TILE_ARGS); break;                               \
+    case 2: lstm_tile_##SUF##_##ISA(2, LSTM_TILE_ARGS); break;                               \
+    case 1: lstm_tile_##SUF##_##ISA(1, LSTM_TILE_ARGS); break;                               \
     default: break;                                                                              \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + A (M x K) B, B packed by lstm_pack: M is small (the active sequences), so \
- * each panel is multiplied by every MR-row tile of A while it is in cache. */                   \
+/* C (M x N) = beta C + A (M x K) B + A2 (M x K2) B2, B and B2 packed by lstm_pack (K2 = 0: no   \
+ * second product): M is small (the active sequences), so each panel is multiplied by every      \
+ * MR-row tile of A while it is in cache. */                                                     \
 __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(                          \
-    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed, T beta,   \
-    T *C, ptrdiff_t ldc)                                                                         \
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed,           \
+    ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *packed2, T beta, T *C, ptrdiff_t ldc)    \
 {                                                                                                \
     const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
         for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                               \
-            lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda,        \
-                                        lda, packed + p * K, beta, C + m * ldc + p, ldc,         \
+            lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda, lda,   \
+                                        packed + p * K, K2, A2 + m * lda2, lda2,                 \
+                                        packed2 + p * K2, beta, C + m * ldc + p, ldc,            \
                                         N - p < nb ? N - p : nb);                                \
 }                                                                                                \
                                                                                                  \
@@ -135,8 +158,9 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
                 for (ptrdiff_t r = 0; r < mr; r++)                                               \
                     strip[r * kc + k] = A[(k0 + k) * lda + m + r];                               \
             for (ptrdiff_t p = 0; p < N; p += nb)                                                \
-                lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed + p * K + k0 * nb, b,      \
-                                            C + m * ldc + p, ldc, N - p < nb ? N - p : nb);      \
+                lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed + p * K + k0 * nb, 0,      \
+                                            NULL, 0, NULL, b, C + m * ldc + p, ldc,              \
+                                            N - p < nb ? N - p : nb);                            \
         }                                                                                        \
     }                                                                                            \
 }
@@ -215,19 +239,35 @@ static void lstm_gemm_packed_##SUF(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdif
                                    ptrdiff_t ldc)                                                \
 {                                                                                                \
     LSTM_PACKED_DISPATCH(SUF)                                                                    \
+}                                                                                                \
+                                                                                                 \
+/* C (M x N) = beta C + A (M x K) B + A2 (M x K2) B2, both packed by lstm_pack, in one pass over \
+ * C (a packed kernel must run: callers check lstm_panel_width first). */                       \
+static void lstm_gemm_packed2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A,           \
+                                    ptrdiff_t lda, const T *packed, ptrdiff_t K2, const T *A2,   \
+                                    ptrdiff_t lda2, const T *packed2, T beta, T *C,              \
+                                    ptrdiff_t ldc)                                               \
+{                                                                                                \
+    LSTM_PACKED2_DISPATCH(SUF)                                                                   \
 }
 
 #if LSTM_HAVE_PACKED
 #define LSTM_PACKED_DISPATCH(SUF)                                                                \
-    if (lstm_packed_vector_bytes() == 64)                                                        \
-        (trans_a ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx512)(                    \
+    int wide = lstm_packed_vector_bytes() == 64;                                                 \
+    if (trans_a)                                                                                 \
+        (wide ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_tn_##SUF##_avx2)(                         \
             M, N, K, A, lda, packed, beta, C, ldc);                                              \
     else                                                                                         \
-        (trans_a ? lstm_gemm_tn_##SUF##_avx2 : lstm_gemm_nn_##SUF##_avx2)(                        \
-            M, N, K, A, lda, packed, beta, C, ldc);
+        (wide ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)(                         \
+            M, N, K, A, lda, packed, 0, NULL, 0, NULL, beta, C, ldc);
+#define LSTM_PACKED2_DISPATCH(SUF)                                                               \
+    (lstm_packed_vector_bytes() == 64 ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)( \
+        M, N, K, A, lda, packed, K2, A2, lda2, packed2, beta, C, ldc);
 #else
 #define LSTM_PACKED_DISPATCH(SUF) (void)trans_a; (void)M; (void)N; (void)K; (void)A; (void)lda;  \
     (void)packed; (void)beta; (void)C; (void)ldc;
+#define LSTM_PACKED2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;  \
+    (void)K2; (void)A2; (void)lda2; (void)packed2; (void)beta; (void)C; (void)ldc;
 #endif
 
 LSTM_DEFINE_PACKED_API(float, f)

@@ -102,6 +102,23 @@ def test_chunked_streaming_equals_one_call(dtype, k):
     assert_close(c2, c, dtype)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_each_sequence_gets_the_same_bits_in_any_batch(dtype, bidirectional):
+    """A sequence's output does not depend on what else is in its batch, bit for bit, on either
+    side of the batch size (4) where the input projection leaves the time loop (what
+    scikit-learn's subset-invariance check asks of predict)."""
+    rng = np.random.default_rng(5)
+    lstm = lstm_fast.LSTM(3, 40, bidirectional=bidirectional, dtype=dtype, random_state=0)
+    x = rng.standard_normal((6, 9, 3))
+    lengths = rng.integers(1, 7, size=9)
+    out, (h, c) = lstm.forward(x, lengths=lengths)
+    for part in (slice(0, 1), slice(1, 3), slice(3, 8)):
+        out_p, (h_p, c_p) = lstm.forward(x[:, part], lengths=lengths[part])
+        np.testing.assert_array_equal(out_p, out[:, part])
+        np.testing.assert_array_equal(h_p, h[:, part])
+        np.testing.assert_array_equal(c_p, c[:, part])
+
+
 def test_threads_share_a_layer(dtype):
     rng = np.random.default_rng(5)
     lstm = lstm_fast.LSTM(8, 32, num_layers=2, bidirectional=True, dtype=dtype, random_state=0)

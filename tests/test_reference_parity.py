@@ -72,6 +72,22 @@ def test_matches_reference(dtype, num_layers, bidirectional, proj_size, batch_fi
         assert_close(ours[key], ref[key], dtype, key)
 
 
+@pytest.mark.parametrize("B", [2, 3, 4, 9])
+@pytest.mark.parametrize("bidirectional,proj_size", [(False, 0), (True, 2)])
+def test_both_input_projection_paths(dtype, B, bidirectional, proj_size):
+    """Batches below 4 hoist the input projection out of the time loop in chunks; from 4 up each
+    step adds it in the recurrent product's pass: both match the reference, lengths included."""
+    rng = np.random.default_rng(B)
+    T, I, H = 9, 3, 5
+    lstm = lstm_fast.LSTM(I, H, num_layers=2, bidirectional=bidirectional, proj_size=proj_size,
+                          dtype=dtype, random_state=1)
+    x = rng.standard_normal((T, B, I))
+    lengths = rng.integers(1, T + 1, size=B)
+    ours, ref = run_both(lstm, x, random_state(lstm, B, rng), lengths, rng)
+    for key in ref:
+        assert_close(ours[key], ref[key], dtype, key)
+
+
 @pytest.mark.parametrize("bidirectional,proj_size", [(False, 0), (True, 2)])
 def test_unbatched_matches_reference(dtype, bidirectional, proj_size):
     rng = np.random.default_rng(1)
