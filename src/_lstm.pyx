@@ -20,7 +20,7 @@ import time
 
 cnp.import_array()
 
-from _blas cimport gemm, gemm_packed, gemm_packed2, pack, packed_kernel
+from _blas cimport gemm, gemm_packed, gemm_packed2, gemm_packed_tn2, pack, packed_kernel
 from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
 
 cdef extern from *:
@@ -421,10 +421,8 @@ cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_
     """The weight gradients, each one product over every packed row, split between `parts`."""
     cdef Py_ssize_t G = 4 * H, row, j
     cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
-    # dW_ih += dA^T X                                              (4H x N) (N x I)
-    gemm_packed(True, G, I, N, gates, G, x_packed, 1, d_w_ih, I, part, parts)
-    # dW_hh += dA^T H_prev                                         (4H x N) (N x P)
-    gemm_packed(True, G, P, N, gates, G, h_packed, 1, d_w_hh, P, part, parts)
+    # dW_ih += dA^T X,  dW_hh += dA^T H_prev            (4H x N) (N x I),  (4H x N) (N x P)
+    gemm_packed_tn2(G, N, gates, G, I, x_packed, d_w_ih, I, P, h_packed, d_w_hh, P, part, parts)
     # dX += dA W_ih                                                (N x 4H) (4H x I)
     gemm_packed(False, N, I, G, gates, G, w_ih_packed, 1, d_x, I, part, parts)
     if r_packed != NULL:

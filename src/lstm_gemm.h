@@ -140,12 +140,14 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
                                         N - p < nb ? N - p : nb);                                \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + A^T B, A (K x M), B packed by lstm_pack: the weight gradients, where K    \
- * (every packed row) is long. K is taken KC at a time; each MR-column strip of A in that block  \
- * is first copied to a small row-major buffer, then multiplied by every panel's block. */       \
+/* C (M x N) = beta C + A^T B and C2 (M x N2) = beta C2 + A^T B2, A (K x M), B and B2 packed by  \
+ * lstm_pack (N2 = 0: no second product): the weight gradients, where K (every packed row) is    \
+ * long. K is taken KC at a time; each MR-column strip of A in that block is first copied to a   \
+ * small row-major buffer, then multiplied by every panel's block, of B and then of B2: products \
+ * that share A share the copies. */                                                             \
 __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(                          \
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed, T beta,   \
-    T *C, ptrdiff_t ldc)                                                                         \
+    T *C, ptrdiff_t ldc, ptrdiff_t N2, const T *packed2, T *C2, ptrdiff_t ldc2)                  \
 {                                                                                                \
     const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
     T strip[LSTM_MR * LSTM_KC];                                                                  \
@@ -161,6 +163,10 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
                 lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed + p * K + k0 * nb, 0,      \
                                             NULL, 0, NULL, b, C + m * ldc + p, ldc,              \
                                             N - p < nb ? N - p : nb);                            \
+            for (ptrdiff_t p = 0; p < N2; p += nb)                                               \
+                lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed2 + p * K + k0 * nb, 0,     \
+                                            NULL, 0, NULL, b, C2 + m * ldc2 + p, ldc2,           \
+                                            N2 - p < nb ? N2 - p : nb);                          \
         }                                                                                        \
     }                                                                                            \
 }
@@ -249,6 +255,16 @@ static void lstm_gemm_packed2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
                                     ptrdiff_t ldc)                                               \
 {                                                                                                \
     LSTM_PACKED2_DISPATCH(SUF)                                                                   \
+}                                                                                                \
+                                                                                                 \
+/* C (M x N) = beta C + A^T B and C2 (M x N2) = beta C2 + A^T B2, A (K x M), B and B2 packed by  \
+ * lstm_pack: two products with the same A, which is read once (a packed kernel must run). */   \
+static void lstm_gemm_packed_tn2_##SUF(ptrdiff_t M, ptrdiff_t K, const T *A, ptrdiff_t lda,      \
+                                       ptrdiff_t N, const T *packed, T *C, ptrdiff_t ldc,        \
+                                       ptrdiff_t N2, const T *packed2, T *C2, ptrdiff_t ldc2,    \
+                                       T beta)                                                   \
+{                                                                                                \
+    LSTM_PACKED_TN2_DISPATCH(SUF)                                                                \
 }
 
 #if LSTM_HAVE_PACKED
@@ -256,18 +272,23 @@ static void lstm_gemm_packed2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
     int wide = lstm_packed_vector_bytes() == 64;                                                 \
     if (trans_a)                                                                                 \
         (wide ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_tn_##SUF##_avx2)(                         \
-            M, N, K, A, lda, packed, beta, C, ldc);                                              \
+            M, N, K, A, lda, packed, beta, C, ldc, 0, NULL, NULL, 0);                            \
     else                                                                                         \
         (wide ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)(                         \
             M, N, K, A, lda, packed, 0, NULL, 0, NULL, beta, C, ldc);
 #define LSTM_PACKED2_DISPATCH(SUF)                                                               \
     (lstm_packed_vector_bytes() == 64 ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)( \
         M, N, K, A, lda, packed, K2, A2, lda2, packed2, beta, C, ldc);
+#define LSTM_PACKED_TN2_DISPATCH(SUF)                                                            \
+    (lstm_packed_vector_bytes() == 64 ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_tn_##SUF##_avx2)( \
+        M, N, K, A, lda, packed, beta, C, ldc, N2, packed2, C2, ldc2);
 #else
 #define LSTM_PACKED_DISPATCH(SUF) (void)trans_a; (void)M; (void)N; (void)K; (void)A; (void)lda;  \
     (void)packed; (void)beta; (void)C; (void)ldc;
 #define LSTM_PACKED2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;  \
     (void)K2; (void)A2; (void)lda2; (void)packed2; (void)beta; (void)C; (void)ldc;
+#define LSTM_PACKED_TN2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda;             \
+    (void)packed; (void)beta; (void)C; (void)ldc; (void)N2; (void)packed2; (void)C2; (void)ldc2;
 #endif
 
 LSTM_DEFINE_PACKED_API(float, f)
