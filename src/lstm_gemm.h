@@ -108,18 +108,18 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_
     const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C, ptrdiff_t ldc, ptrdiff_t ncols)  \
 {                                                                                                \
     switch (rows) {                                                                              \
-    case 12: lstm_tile_##SUF##_##ISA(12, LSTM_TILE_ARGS); break;                             \
-    case 11: lstm_tile_##SUF##_##ISA(11, LSTM_TILE_ARGS); break;                             \
-    case 10: lstm_tile_##SUF##_##ISA(10, LSTM_TILE_ARGS); break;                             \
-    case 9: lstm_tile_##SUF##_##ISA(9, LSTM_TILE_ARGS); break;                               \
-    case 8: lstm_tile_##SUF##_##ISA(8, LSTM_TILE_ARGS); break;                               \
-    case 7: lstm_tile_##SUF##_##ISA(7, LSTM_TILE_ARGS); break;                               \
-    case 6: lstm_tile_##SUF##_##ISA(6, LSTM_TILE_ARGS); break;                               \
-    case 5: lstm_tile_##SUF##_##ISA(5, LSTM_TILE_ARGS); break;                               \
-    case 4: lstm_tile_##SUF##_##ISA(4, LSTM_TILE_ARGS); break;                               \
-    case 3: lstm_tile_##SUF##_##ISA(3, LSTM_TILE_ARGS); break;                               \
-    case 2: lstm_tile_##SUF##_##ISA(2, LSTM_TILE_ARGS); break;                               \
-    case 1: lstm_tile_##SUF##_##ISA(1, LSTM_TILE_ARGS); break;                               \
+    case 12: lstm_tile_##SUF##_##ISA(12, LSTM_TILE_ARGS); break;                                 \
+    case 11: lstm_tile_##SUF##_##ISA(11, LSTM_TILE_ARGS); break;                                 \
+    case 10: lstm_tile_##SUF##_##ISA(10, LSTM_TILE_ARGS); break;                                 \
+    case 9: lstm_tile_##SUF##_##ISA(9, LSTM_TILE_ARGS); break;                                   \
+    case 8: lstm_tile_##SUF##_##ISA(8, LSTM_TILE_ARGS); break;                                   \
+    case 7: lstm_tile_##SUF##_##ISA(7, LSTM_TILE_ARGS); break;                                   \
+    case 6: lstm_tile_##SUF##_##ISA(6, LSTM_TILE_ARGS); break;                                   \
+    case 5: lstm_tile_##SUF##_##ISA(5, LSTM_TILE_ARGS); break;                                   \
+    case 4: lstm_tile_##SUF##_##ISA(4, LSTM_TILE_ARGS); break;                                   \
+    case 3: lstm_tile_##SUF##_##ISA(3, LSTM_TILE_ARGS); break;                                   \
+    case 2: lstm_tile_##SUF##_##ISA(2, LSTM_TILE_ARGS); break;                                   \
+    case 1: lstm_tile_##SUF##_##ISA(1, LSTM_TILE_ARGS); break;                                   \
     default: break;                                                                              \
     }                                                                                            \
 }                                                                                                \
@@ -134,7 +134,7 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
     const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
         for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                               \
-            lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda, lda,   \
+            lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda, lda,  \
                                         packed + p * K, K2, A2 + m * lda2, lda2,                 \
                                         packed2 + p * K2, beta, C + m * ldc + p, ldc,            \
                                         N - p < nb ? N - p : nb);                                \
