@@ -166,30 +166,21 @@ cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
 
 cdef inline void gemm_packed_tn2(int m, int k, const floating *a, int lda,
                                  int n, const floating *packed, floating *c, int ldc,
-                                 int n2, const floating *packed2, floating *c2, int ldc2,
-                                 int part=0, int parts=1) noexcept nogil:
-    """Part `part` of `parts` of C (m x n) += A^T op(B) and C2 (m x n2) += A^T op(B2), A (k x m),
-    both op(B) packed by pack(): two products with the same A, whose strips are copied once for
-    both. Each part takes its share of the panels of either product."""
-    cdef Py_ssize_t width, per, per2, c0, c1, d0, d1
+                                 int n2, const floating *packed2, floating *c2,
+                                 int ldc2) noexcept nogil:
+    """C (m x n) += A^T op(B) and C2 (m x n2) += A^T op(B2), A (k x m), both op(B) packed by
+    pack(): two products with the same A, whose strips are copied once for both."""
+    cdef Py_ssize_t width
     if floating is float:
         width = lstm_panel_width_f()
     else:
         width = lstm_panel_width_d()
-    if width == 0:
-        if part == 0:
-            gemm(True, False, m, n, k, 1, a, lda, packed, n, 1, c, ldc)
-            gemm(True, False, m, n2, k, 1, a, lda, packed2, n2, 1, c2, ldc2)
+    if m == 0:
         return
-    per = ((n + width - 1) // width + parts - 1) // parts * width
-    per2 = ((n2 + width - 1) // width + parts - 1) // parts * width
-    c0 = min(n, part * per)
-    c1 = min(n, c0 + per)
-    d0 = min(n2, part * per2)
-    d1 = min(n2, d0 + per2)
-    if floating is float:
-        lstm_gemm_packed_tn2_f(m, k, a, lda, c1 - c0, packed + c0 * k, c + c0, ldc,
-                               d1 - d0, packed2 + d0 * k, c2 + d0, ldc2, 1)
+    if width == 0:
+        gemm(True, False, m, n, k, 1, a, lda, packed, n, 1, c, ldc)
+        gemm(True, False, m, n2, k, 1, a, lda, packed2, n2, 1, c2, ldc2)
+    elif floating is float:
+        lstm_gemm_packed_tn2_f(m, k, a, lda, n, packed, c, ldc, n2, packed2, c2, ldc2, 1)
     else:
-        lstm_gemm_packed_tn2_d(m, k, a, lda, c1 - c0, packed + c0 * k, c + c0, ldc,
-                               d1 - d0, packed2 + d0 * k, c2 + d0, ldc2, 1)
+        lstm_gemm_packed_tn2_d(m, k, a, lda, n, packed, c, ldc, n2, packed2, c2, ldc2, 1)

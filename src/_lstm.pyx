@@ -418,16 +418,23 @@ cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_
                             const floating *r_packed, const floating *d_hidden_all,
                             floating *d_x, floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
                             floating *d_bias) noexcept nogil:
-    """The weight gradients, each one product over every packed row, split between `parts`."""
+    """The weight gradients, each one product over every packed row, split between `parts`.
+
+    Each part computes a band of rows of every product (unlike the per-step products, split by
+    columns): so the parts read disjoint bands of dA, which is as large as the whole sequence.
+    """
     cdef Py_ssize_t G = 4 * H, row, j
     cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
-    # dW_ih += dA^T X,  dW_hh += dA^T H_prev            (4H x N) (N x I),  (4H x N) (N x P)
-    gemm_packed_tn2(G, N, gates, G, I, x_packed, d_w_ih, I, P, h_packed, d_w_hh, P, part, parts)
-    # dX += dA W_ih                                                (N x 4H) (4H x I)
-    gemm_packed(False, N, I, G, gates, G, w_ih_packed, 1, d_x, I, part, parts)
+    cdef Py_ssize_t n0 = _first(N, part, parts), n1 = _first(N, part + 1, parts)
+    cdef Py_ssize_t p0 = _first(P, part, parts), p1 = _first(P, part + 1, parts)
+    # dW_ih += dA^T X,  dW_hh += dA^T H_prev, rows j0..j1    (4H x N) (N x I),  (4H x N) (N x P)
+    gemm_packed_tn2(j1 - j0, N, gates + j0, G, I, x_packed, d_w_ih + j0 * I, I,
+                    P, h_packed, d_w_hh + j0 * P, P)
+    # dX += dA W_ih, rows n0..n1                                   (N x 4H) (4H x I)
+    gemm_packed(False, n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
     if r_packed != NULL:
-        # dW_hr += dH^T R, R = o tanh(c)                           (P x N) (N x H)
-        gemm_packed(True, P, H, N, d_hidden_all, P, r_packed, 1, d_w_hr, H, part, parts)
+        # dW_hr += dH^T R, R = o tanh(c), rows p0..p1              (P x N) (N x H)
+        gemm_packed(True, p1 - p0, H, N, d_hidden_all + p0, P, r_packed, 1, d_w_hr + p0 * H, H)
     # db = sum over rows of dA, on this part's columns
     for j in range(j0, j1):
         d_bias[j] = 0
