@@ -8,8 +8,11 @@
  * column panels of NB = 2 vector widths: panel p holds op(B)[k][p*NB .. p*NB + NB) for k = 0..K-1,
  * contiguous, zero beyond N. The product then walks the panels; for each it computes tiles of up to
  * MR = 12 rows x NB columns in 24 vector accumulators (one broadcast of A[r][k] times two vector
- * loads of the panel per k), so a panel is read from cache once per 12 rows. op(A) = A^T serves
- * the weight gradients (dW = dA^T X), so the engine never wakes BLAS's own threads.
+ * loads of the panel per k), so a panel is read from cache once per 12 rows; a single row (batch
+ * 1) takes four panels at a time instead, so that its sums do not wait on each other. Every sum
+ * starts from beta C and adds its terms in k order, whatever the path, so a row's result does not
+ * depend on the other rows. op(A) = A^T serves the weight gradients (dW = dA^T X), so the engine
+ * never wakes BLAS's own threads.
  *
  * Written once with GCC vector extensions over float and double, compiled for AVX-512 (64-byte
  * vectors) and AVX2+FMA (32-byte vectors); the CPU is asked once which it has. Elsewhere (other
@@ -23,6 +26,7 @@
 #include <string.h>
 
 #define LSTM_MR 12
+#define LSTM_NP 4
 #define LSTM_KC 256
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
@@ -53,16 +57,20 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
      * whether a product was split, or on the batch size that decided it. */                     \
     _Pragma("GCC unroll 12")                                                                     \
     for (int r = 0; r < rows; r++) {                                                             \
-        acc0[r] = acc1[r] = (V){0};                                                              \
-        if (beta != (T)0) {                                                                      \
-            T tile[2 * VL] = {0};                                                                \
-            const T *c = ncols == 2 * VL ? C + r * ldc : tile;                                   \
-            if (ncols < 2 * VL)                                                                  \
-                memcpy(tile, C + r * ldc, (size_t)ncols * sizeof(T));                            \
+        const T *c = C + r * ldc;                                                                \
+        if (beta == (T)0) {                                                                      \
+            acc0[r] = acc1[r] = (V){0};                                                          \
+        } else if (ncols == 2 * VL) {                                                            \
             memcpy(&acc0[r], c, BYTES);                                                          \
             memcpy(&acc1[r], c + VL, BYTES);                                                     \
             acc0[r] *= beta;                                                                     \
             acc1[r] *= beta;                                                                     \
+        } else {                                                                                 \
+            T tile[2 * VL];                                                                      \
+            for (ptrdiff_t j = 0; j < 2 * VL; j++)                                               \
+                tile[j] = j < ncols ? beta * c[j] : (T)0;                                        \
+            memcpy(&acc0[r], tile, BYTES);                                                       \
+            memcpy(&acc1[r], tile + VL, BYTES);                                                  \
         }                                                                                        \
     }                                                                                            \
     for (ptrdiff_t k = 0; k < K; k++) {                                                          \
@@ -97,7 +105,8 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
             T tile[2 * VL];                                                                      \
             memcpy(tile, &acc0[r], BYTES);                                                       \
             memcpy(tile + VL, &acc1[r], BYTES);                                                  \
-            memcpy(c, tile, (size_t)ncols * sizeof(T));                                          \
+            for (ptrdiff_t j = 0; j < ncols; j++)                                                \
+                c[j] = tile[j];                                                                  \
         }                                                                                        \
     }                                                                                            \
 }                                                                                                \
@@ -124,6 +133,51 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
+/* One row of C over np (<= LSTM_NP, a constant where inlined) consecutive panels, ncols columns \
+ * in all: a one-row tile would wait on the FMA latency at every k (its two sums depend on       \
+ * themselves), np panels at once give 2 np independent sums. Same sums, same order as a tile. */\
+static inline __attribute__((always_inline, target(TARGET))) void lstm_row_##SUF##_##ISA(        \
+    const int np, ptrdiff_t K, const T *A, const T *panel, ptrdiff_t K2, const T *A2,            \
+    const T *panel2, T beta, T *C, ptrdiff_t ncols)                                              \
+{                                                                                                \
+    typedef lstm_vec_##SUF##_##ISA V;                                                            \
+    enum { VL = BYTES / sizeof(T), NB = 2 * VL };                                                \
+    V acc[2 * LSTM_NP];                                                                          \
+    T tile[NB * LSTM_NP];                                                                        \
+    for (ptrdiff_t j = 0; j < NB * np; j++)                                                      \
+        tile[j] = j < ncols && beta != (T)0 ? beta * C[j] : (T)0;                                \
+    _Pragma("GCC unroll 8")                                                                      \
+    for (int j = 0; j < 2 * np; j++)                                                             \
+        memcpy(&acc[j], tile + j * VL, BYTES);                                                   \
+    for (ptrdiff_t k = 0; k < K; k++) {                                                          \
+        T a = A[k];                                                                              \
+        _Pragma("GCC unroll 4")                                                                  \
+        for (int j = 0; j < np; j++) {                                                           \
+            V b0, b1;                                                                            \
+            memcpy(&b0, panel + j * NB * K + k * NB, BYTES);                                     \
+            memcpy(&b1, panel + j * NB * K + k * NB + VL, BYTES);                                \
+            acc[2 * j] += a * b0;                                                                \
+            acc[2 * j + 1] += a * b1;                                                            \
+        }                                                                                        \
+    }                                                                                            \
+    for (ptrdiff_t k = 0; k < K2; k++) {                                                         \
+        T a = A2[k];                                                                             \
+        _Pragma("GCC unroll 4")                                                                  \
+        for (int j = 0; j < np; j++) {                                                           \
+            V b0, b1;                                                                            \
+            memcpy(&b0, panel2 + j * NB * K2 + k * NB, BYTES);                                   \
+            memcpy(&b1, panel2 + j * NB * K2 + k * NB + VL, BYTES);                              \
+            acc[2 * j] += a * b0;                                                                \
+            acc[2 * j + 1] += a * b1;                                                            \
+        }                                                                                        \
+    }                                                                                            \
+    _Pragma("GCC unroll 8")                                                                      \
+    for (int j = 0; j < 2 * np; j++)                                                             \
+        memcpy(tile + j * VL, &acc[j], BYTES);                                                   \
+    for (ptrdiff_t j = 0; j < ncols; j++)                                                        \
+        C[j] = tile[j];                                                                          \
+}                                                                                                \
+                                                                                                 \
 /* C (M x N) = beta C + A (M x K) B + A2 (M x K2) B2, B and B2 packed by lstm_pack (K2 = 0: no   \
  * second product): M is small (the active sequences), so each panel is multiplied by every      \
  * MR-row tile of A while it is in cache. */                                                     \
@@ -132,6 +186,19 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
     ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *packed2, T beta, T *C, ptrdiff_t ldc)    \
 {                                                                                                \
     const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
+    if (M == 1) {                                                                                \
+        for (ptrdiff_t p = 0; p < N; p += LSTM_NP * nb) {                                        \
+            ptrdiff_t ncols = N - p < LSTM_NP * nb ? N - p : LSTM_NP * nb;                       \
+            const T *b = packed + p * K, *b2 = packed2 + p * K2;                                 \
+            switch ((ncols + nb - 1) / nb) {                                                     \
+            case 4: lstm_row_##SUF##_##ISA(4, K, A, b, K2, A2, b2, beta, C + p, ncols); break;   \
+            case 3: lstm_row_##SUF##_##ISA(3, K, A, b, K2, A2, b2, beta, C + p, ncols); break;   \
+            case 2: lstm_row_##SUF##_##ISA(2, K, A, b, K2, A2, b2, beta, C + p, ncols); break;   \
+            default: lstm_row_##SUF##_##ISA(1, K, A, b, K2, A2, b2, beta, C + p, ncols); break;  \
+            }                                                                                    \
+        }                                                                                        \
+        return;                                                                                  \
+    }                                                                                            \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
         for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                               \
             lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda, lda,  \

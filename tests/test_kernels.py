@@ -46,8 +46,8 @@ def test_sigmoid_and_tanh_are_accurate_everywhere(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 256, 64), (5, 37, 7), (12, 32, 16),
-                                   (13, 33, 300), (40, 100, 513), (3, 1024, 256)])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 256, 64), (1, 200, 5), (1, 40, 3), (5, 37, 7),
+                                   (12, 32, 16), (13, 33, 300), (40, 100, 513), (3, 1024, 256)])
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_packed_matmul_matches_numpy(dtype, trans_a, m, n, k, beta):
     rng = np.random.default_rng(m * 1000 + n + k)
@@ -59,6 +59,23 @@ def test_packed_matmul_matches_numpy(dtype, trans_a, m, n, k, beta):
         c = c0.copy()
         matmul(trans_a, a, b, c, dtype(beta), parts)
         assert_close(c, want, dtype, f"parts={parts}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [7, 64, 200])
+def test_one_row_gets_the_same_bits_as_in_a_tile(dtype, n):
+    """A one-row product has a path of its own (several panels at once): its sums are the same,
+    in the same order, as that row's in a taller product, so the bits are equal."""
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((7, 45)).astype(dtype)
+    b = rng.standard_normal((45, n)).astype(dtype)
+    c0 = rng.standard_normal((7, n)).astype(dtype)
+    tall = c0.copy()
+    matmul(False, a, b, tall, dtype(1), 1)
+    for r in (0, 6):
+        row = c0[r:r + 1].copy()
+        matmul(False, a[r:r + 1], b, row, dtype(1), 1)
+        np.testing.assert_array_equal(row[0], tall[r])
 
 
 def test_build_info_names_the_kernels():
