@@ -108,6 +108,24 @@ cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ld
     return packed
 
 
+cdef inline Py_ssize_t panel_width(const floating *like) noexcept nogil:
+    """Columns per packed panel for the dtype of `like` (only its type matters); 0 with BLAS."""
+    if floating is float:
+        return lstm_panel_width_f()
+    else:
+        return lstm_panel_width_d()
+
+
+cdef inline bint part_columns(Py_ssize_t n, Py_ssize_t width, int part, int parts,
+                              Py_ssize_t *c0, Py_ssize_t *c1) noexcept nogil:
+    """Columns [c0, c1) of n that part `part` of `parts` takes, in whole panels of `width`;
+    False if it takes none."""
+    cdef Py_ssize_t per = ((n + width - 1) // width + parts - 1) // parts * width
+    c0[0] = part * per
+    c1[0] = min(n, c0[0] + per)
+    return c0[0] < c1[0]
+
+
 cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *a, int lda,
                              const floating *packed, floating beta, floating *c, int ldc,
                              int part=0, int parts=1) noexcept nogil:
@@ -115,24 +133,17 @@ cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *
     packed by pack(). The packed kernel splits C between parts by whole panels; BLAS (where no
     packed kernel runs) computes all of C in part 0.  parts=1 (the default) is the whole product.
     """
-    cdef Py_ssize_t width, per, c0, c1
-    if floating is float:
-        width = lstm_panel_width_f()
-    else:
-        width = lstm_panel_width_d()
+    cdef Py_ssize_t width = panel_width(a), c0, c1
     if width == 0:
         if part == 0:
             gemm(trans_a, False, m, n, k, 1, a, lda, packed, n, beta, c, ldc)
-        return
-    per = ((n + width - 1) // width + parts - 1) // parts * width
-    c0 = part * per
-    c1 = min(n, c0 + per)
-    if c0 >= c1:
-        return
-    if floating is float:
-        lstm_gemm_packed_f(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
-    else:
-        lstm_gemm_packed_d(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
+    elif part_columns(n, width, part, parts, &c0, &c1):
+        if floating is float:
+            lstm_gemm_packed_f(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0,
+                               ldc)
+        else:
+            lstm_gemm_packed_d(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0,
+                               ldc)
 
 
 cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
@@ -141,27 +152,18 @@ cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
                               int part=0, int parts=1) noexcept nogil:
     """Columns of part `part` of `parts` of C (m x n) = A op(B) + A2 op(B2) + beta C, both op(B)
     packed by pack(): two products summed in one pass over C (each tile of C is stored once)."""
-    cdef Py_ssize_t width, per, c0, c1
-    if floating is float:
-        width = lstm_panel_width_f()
-    else:
-        width = lstm_panel_width_d()
+    cdef Py_ssize_t width = panel_width(a), c0, c1
     if width == 0:
         if part == 0:
             gemm(False, False, m, n, k, 1, a, lda, packed, n, beta, c, ldc)
             gemm(False, False, m, n, k2, 1, a2, lda2, packed2, n, 1, c, ldc)
-        return
-    per = ((n + width - 1) // width + parts - 1) // parts * width
-    c0 = part * per
-    c1 = min(n, c0 + per)
-    if c0 >= c1:
-        return
-    if floating is float:
-        lstm_gemm_packed2_f(m, c1 - c0, k, a, lda, packed + c0 * k, k2, a2, lda2,
-                            packed2 + c0 * k2, beta, c + c0, ldc)
-    else:
-        lstm_gemm_packed2_d(m, c1 - c0, k, a, lda, packed + c0 * k, k2, a2, lda2,
-                            packed2 + c0 * k2, beta, c + c0, ldc)
+    elif part_columns(n, width, part, parts, &c0, &c1):
+        if floating is float:
+            lstm_gemm_packed2_f(m, c1 - c0, k, a, lda, packed + c0 * k, k2, a2, lda2,
+                                packed2 + c0 * k2, beta, c + c0, ldc)
+        else:
+            lstm_gemm_packed2_d(m, c1 - c0, k, a, lda, packed + c0 * k, k2, a2, lda2,
+                                packed2 + c0 * k2, beta, c + c0, ldc)
 
 
 cdef inline void gemm_packed_tn2(int m, int k, const floating *a, int lda,
@@ -170,14 +172,9 @@ cdef inline void gemm_packed_tn2(int m, int k, const floating *a, int lda,
                                  int ldc2) noexcept nogil:
     """C (m x n) += A^T op(B) and C2 (m x n2) += A^T op(B2), A (k x m), both op(B) packed by
     pack(): two products with the same A, whose strips are copied once for both."""
-    cdef Py_ssize_t width
-    if floating is float:
-        width = lstm_panel_width_f()
-    else:
-        width = lstm_panel_width_d()
     if m == 0:
         return
-    if width == 0:
+    if panel_width(a) == 0:
         gemm(True, False, m, n, k, 1, a, lda, packed, n, 1, c, ldc)
         gemm(True, False, m, n2, k, 1, a, lda, packed2, n2, 1, c2, ldc2)
     elif floating is float:

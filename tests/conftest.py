@@ -7,8 +7,17 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 import numpy as np
 import pytest
 
+from lstm_fast._lstm import build_info
+
 # Relative tolerances per dtype for comparing two implementations of the same maths.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+# Bitwise batch independence is a property of the engine's packed kernel (every sum starts from C
+# and adds its terms in k order). Where it falls back to BLAS (no AVX2), OpenBLAS's results depend
+# on the number of rows (gemv for one, gemm for more).
+needs_packed_kernel = pytest.mark.skipif(build_info()["matmul_kernel"] == "blas",
+                                         reason="bitwise batch independence needs the packed "
+                                                "kernel; BLAS is in use")
 
 
 def assert_close(actual, expected, dtype, name=""):

@@ -13,7 +13,7 @@ import lstm_fast
 from lstm_fast._lstm import activations, build_info, matmul
 from lstm_fast._reference import reference_backward, reference_forward
 
-from conftest import RTOL, assert_close
+from conftest import RTOL, assert_close, needs_packed_kernel
 
 # Largest relative error allowed for sigmoid and tanh, in units of the dtype's epsilon.
 ULPS = 8
@@ -61,6 +61,7 @@ def test_packed_matmul_matches_numpy(dtype, trans_a, m, n, k, beta):
         assert_close(c, want, dtype, f"parts={parts}")
 
 
+@needs_packed_kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [7, 64, 200])
 def test_one_row_gets_the_same_bits_as_in_a_tile(dtype, n):

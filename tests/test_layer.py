@@ -8,7 +8,7 @@ import pytest
 import lstm_fast
 from lstm_fast._reference import reference_backward, reference_forward
 
-from conftest import assert_close
+from conftest import assert_close, needs_packed_kernel
 
 
 def test_default_initialisation():
@@ -102,6 +102,7 @@ def test_chunked_streaming_equals_one_call(dtype, k):
     assert_close(c2, c, dtype)
 
 
+@needs_packed_kernel
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_each_sequence_gets_the_same_bits_in_any_batch(dtype, bidirectional):
     """A sequence's output does not depend on what else is in its batch, bit for bit, on either
