@@ -20,7 +20,7 @@ import time
 
 cnp.import_array()
 
-from _blas cimport gemm, gemm_packed, gemm_packed2, gemm_packed_tn2, pack, packed_kernel
+from _blas cimport gemm_packed, gemm_packed2, gemm_packed_tn2, pack, packed_kernel
 from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
 
 cdef extern from *:
