@@ -7,11 +7,9 @@
 from cython cimport floating
 
 cdef extern from "lstm_kernels.h" nogil:
-    const char *lstm_fast_dispatch
-    float lstm_sigmoid_f(float x)
-    double lstm_sigmoid_d(double x)
-    float lstm_tanh_f(float x)
-    double lstm_tanh_d(double x)
+    const char *lstm_gate_kernel()
+    int lstm_activations_f(Py_ssize_t n, const float *x, float *sig, float *th, int avx512)
+    int lstm_activations_d(Py_ssize_t n, const double *x, double *sig, double *th, int avx512)
     void lstm_gates_forward_f(Py_ssize_t rows, Py_ssize_t H, const float *bias, float *gates,
                               float *cell, float *hidden, Py_ssize_t ld_hidden,
                               float *tanh_cell, float *cell_prev)
@@ -26,18 +24,14 @@ cdef extern from "lstm_kernels.h" nogil:
                                double *d_cell)
 
 
-cdef inline floating sigmoid(floating x) noexcept nogil:
+cdef inline int activations_(Py_ssize_t n, const floating *x, floating *sig, floating *th,
+                             bint avx512) noexcept nogil:
+    """sig = sigmoid(x), th = tanh(x) (n elements) by the AVX-512 build of the forward pass if
+    avx512 and the kernel choice has it (returns 1), else by the portable one (returns 0)."""
     if floating is float:
-        return lstm_sigmoid_f(x)
+        return lstm_activations_f(n, x, sig, th, avx512)
     else:
-        return lstm_sigmoid_d(x)
-
-
-cdef inline floating tanh_(floating x) noexcept nogil:
-    if floating is float:
-        return lstm_tanh_f(x)
-    else:
-        return lstm_tanh_d(x)
+        return lstm_activations_d(n, x, sig, th, avx512)
 
 
 cdef inline void gates_forward(Py_ssize_t rows, Py_ssize_t H, const floating *bias,

@@ -21,7 +21,7 @@ import time
 cnp.import_array()
 
 from _blas cimport gemm_packed, gemm_packed2, gemm_packed_tn2, pack, packed_kernel
-from _gates cimport gates_forward, gates_backward, lstm_fast_dispatch, sigmoid, tanh_
+from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from *:
     """
@@ -60,7 +60,7 @@ def build_info():
     return dict(compiler=LSTM_FAST_COMPILER.decode(), openmp=bool(LSTM_FAST_OPENMP),
                 optimized=bool(LSTM_FAST_OPTIMIZE), avx2=bool(LSTM_FAST_AVX2),
                 avx512f=bool(LSTM_FAST_AVX512F),
-                gate_kernels=lstm_fast_dispatch.decode(), matmul_kernel=packed_kernel().decode(),
+                gate_kernels=lstm_gate_kernel().decode(), matmul_kernel=packed_kernel().decode(),
                 max_threads=lstm_max_threads())
 
 
@@ -542,12 +542,15 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             free(d_bias)
 
 
-def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x):
-    """sig = sigmoid(x), tanh_x = tanh(x) elementwise, by the engine's own kernels (for tests)."""
-    cdef Py_ssize_t k
-    for k in range(x.shape[0]):
-        sig[k] = sigmoid(x[k])
-        tanh_x[k] = tanh_(x[k])
+def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x, bint avx512):
+    """sig = sigmoid(x), tanh_x = tanh(x) elementwise, by the engine's own kernels (for tests):
+    the AVX-512 build if `avx512` and this CPU and kernel choice have it, else the portable one.
+    Returns True if the AVX-512 build ran."""
+    if sig.shape[0] != x.shape[0] or tanh_x.shape[0] != x.shape[0]:
+        raise ValueError("activations: x, sig and tanh_x must have the same length")
+    if x.shape[0] == 0:
+        return False
+    return bool(activations_(x.shape[0], &x[0], &sig[0], &tanh_x[0], avx512))
 
 
 def all_finite(a):

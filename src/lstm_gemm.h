@@ -25,15 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lstm_cpu.h"
+
 #define LSTM_MR 12
 #define LSTM_NP 4
 #define LSTM_KC 256
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
-#define LSTM_HAVE_PACKED 1
-#else
-#define LSTM_HAVE_PACKED 0
-#endif
 
 #if LSTM_HAVE_PACKED
 
@@ -246,30 +242,6 @@ LSTM_DEFINE_TILE(float, f, avx512, "arch=x86-64-v4", 64)
 LSTM_DEFINE_TILE(double, d, avx512, "arch=x86-64-v4", 64)
 LSTM_DEFINE_TILE(float, f, avx2, "arch=x86-64-v3", 32)
 LSTM_DEFINE_TILE(double, d, avx2, "arch=x86-64-v3", 32)
-
-/* 64-byte vectors with AVX-512, 32-byte with AVX2+FMA, 0 where neither (BLAS is used then).
- * LSTM_FAST_KERNEL=avx2 or =blas in the environment (read once) picks a lesser one, for tests. */
-static int lstm_packed_vector_bytes(void)
-{
-    static int bytes = -1;
-    if (bytes < 0) {
-        const char *want = getenv("LSTM_FAST_KERNEL");
-        int avx2 = want == NULL || strcmp(want, "blas") != 0;
-        int avx512 = avx2 && (want == NULL || strcmp(want, "avx2") != 0);
-        __builtin_cpu_init();
-        if (avx512 && __builtin_cpu_supports("avx512f"))
-            bytes = 64;
-        else if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            bytes = 32;
-        else
-            bytes = 0;
-    }
-    return bytes;
-}
-
-#else
-
-static int lstm_packed_vector_bytes(void) { return 0; }
 
 #endif /* LSTM_HAVE_PACKED */
 

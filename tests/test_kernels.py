@@ -19,8 +19,9 @@ from conftest import RTOL, assert_close, needs_packed_kernel
 ULPS = 8
 
 
+@pytest.mark.parametrize("avx512", [True, False], ids=["avx512", "portable"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sigmoid_and_tanh_are_accurate_everywhere(dtype):
+def test_sigmoid_and_tanh_are_accurate_everywhere(dtype, avx512):
     rng = np.random.default_rng(0)
     x = np.concatenate([
         np.linspace(-30, 30, 200001),
@@ -29,7 +30,8 @@ def test_sigmoid_and_tanh_are_accurate_everywhere(dtype):
         [0.0, -0.0, 1e4, -1e4, np.finfo(dtype).max, -np.finfo(dtype).max],
     ]).astype(dtype)
     sig, th = np.empty_like(x), np.empty_like(x)
-    activations(x, sig, th)
+    ran_avx512 = activations(x, sig, th, avx512)
+    assert ran_avx512 == (avx512 and build_info()["gate_kernels"] == "avx512")
     x64 = x.astype(np.float64)
     with np.errstate(over="ignore"):
         sig_true = np.where(x64 >= 0, 1 / (1 + np.exp(-np.abs(x64))),

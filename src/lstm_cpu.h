@@ -1,0 +1,47 @@
+/*
+ * Which vector kernels run: the engine's products (lstm_gemm.h) and its gate pass
+ * (lstm_kernels.h) are built for AVX-512 and for AVX2+FMA with GCC on x86-64, and the CPU is
+ * asked once which it has. Elsewhere (other compilers, other CPUs) the products go to BLAS and
+ * the gates to portable C.
+ */
+#ifndef LSTM_FAST_CPU_H
+#define LSTM_FAST_CPU_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
+#define LSTM_HAVE_PACKED 1
+#else
+#define LSTM_HAVE_PACKED 0
+#endif
+
+#if LSTM_HAVE_PACKED
+
+/* 64-byte vectors with AVX-512, 32-byte with AVX2+FMA, 0 where neither (BLAS is used then).
+ * LSTM_FAST_KERNEL=avx2 or =blas in the environment (read once) picks a lesser one, for tests. */
+static int lstm_packed_vector_bytes(void)
+{
+    static int bytes = -1;
+    if (bytes < 0) {
+        const char *want = getenv("LSTM_FAST_KERNEL");
+        int avx2 = want == NULL || strcmp(want, "blas") != 0;
+        int avx512 = avx2 && (want == NULL || strcmp(want, "avx2") != 0);
+        __builtin_cpu_init();
+        if (avx512 && __builtin_cpu_supports("avx512f"))
+            bytes = 64;
+        else if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            bytes = 32;
+        else
+            bytes = 0;
+    }
+    return bytes;
+}
+
+#else
+
+static int lstm_packed_vector_bytes(void) { return 0; }
+
+#endif /* LSTM_HAVE_PACKED */
+
+#endif /* LSTM_FAST_CPU_H */
