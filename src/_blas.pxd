@@ -48,7 +48,6 @@ cdef inline void gemv_row(bint trans_a, bint trans_b, int n, int k,
 # weights at every step, so the weights are packed once per call and each step streams them; the
 # weight gradients use the same kernel (op(A) = A^T), so the engine's threads do all its products.
 
-from libc.stdlib cimport malloc
 
 cdef extern from "lstm_gemm.h" nogil:
     Py_ssize_t lstm_packed_size_f(Py_ssize_t K, Py_ssize_t N)
@@ -82,6 +81,7 @@ cdef extern from "lstm_gemm.h" nogil:
     Py_ssize_t lstm_panel_width_f()
     Py_ssize_t lstm_panel_width_d()
     int lstm_packed_vector_bytes()
+    void *lstm_aligned_alloc(size_t bytes)
 
 
 cdef inline const char *packed_kernel() noexcept nogil:
@@ -91,15 +91,15 @@ cdef inline const char *packed_kernel() noexcept nogil:
 
 
 cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ldb) noexcept nogil:
-    """op(B) (k x n) packed for gemm_packed (malloc'ed: free it), or NULL if memory is short.
-    Where no packed kernel runs on this CPU, the "packed" form is op(B) row-major, for BLAS."""
+    """op(B) (k x n) packed for gemm_packed, or NULL if memory is short; cache-line aligned, to be
+    freed. Where no packed kernel runs on this CPU, the "packed" form is op(B) row-major, for BLAS."""
     cdef Py_ssize_t size
     cdef floating *packed
     if floating is float:
         size = lstm_packed_size_f(k, n)
     else:
         size = lstm_packed_size_d(k, n)
-    packed = <floating *> malloc(max(size, 1) * sizeof(floating))
+    packed = <floating *> lstm_aligned_alloc(size * sizeof(floating))
     if packed != NULL:
         if floating is float:
             lstm_pack_f(trans_b, k, n, b, ldb, packed)

@@ -13,14 +13,15 @@
 from cython cimport floating
 cimport numpy as cnp
 from cython.parallel cimport parallel, threadid
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 import time
 
 cnp.import_array()
 
-from _blas cimport gemm_packed, gemm_packed2, gemm_packed_tn2, pack, packed_kernel
+from _blas cimport (gemm_packed, gemm_packed2, gemm_packed_tn2, lstm_aligned_alloc, pack,
+                   packed_kernel)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from *:
@@ -132,8 +133,9 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
 
 
 cdef floating *_alloc(Py_ssize_t n, floating *like) except? NULL nogil:
-    """n elements of the dtype of `like` (only its type matters), or MemoryError."""
-    cdef floating *p = <floating *> malloc(max(n, 1) * sizeof(floating))
+    """n elements of the dtype of `like` (only its type matters), cache-line aligned, or
+    MemoryError."""
+    cdef floating *p = <floating *> lstm_aligned_alloc(n * sizeof(floating))
     if p == NULL:
         with gil:
             raise MemoryError(f"lstm_fast: cannot allocate {n} elements of workspace")

