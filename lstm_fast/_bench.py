@@ -200,16 +200,35 @@ def _calls_per_sample(fn, target=2e-3):
     return max(1, int(target / max(per_call, 1e-9)))
 
 
-def _median_seconds(fn, repeat):
-    """Median seconds per call of ``fn`` over ``repeat`` samples, after a warm-up."""
-    n = _calls_per_sample(fn)
+def _samples(fn, repeat, n):
+    """``repeat`` samples of seconds per call of ``fn``, each the mean of ``n`` calls."""
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
         for _ in range(n):
             fn()
         samples.append((time.perf_counter() - start) / n)
-    return statistics.median(samples)
+    return samples
+
+
+def _median_seconds(fn, repeat):
+    """Median seconds per call of ``fn`` over ``repeat`` samples, after a warm-up."""
+    return statistics.median(_samples(fn, repeat, _calls_per_sample(fn)))
+
+
+def _interleaved_medians(impls, repeat, rounds, pause):
+    """Median seconds per call of each of ``impls`` over ``repeat`` samples, taken in ``rounds``
+    rounds: each round times every implementation in turn, for its share of the samples, with
+    ``pause`` seconds after each. The machine's slow spells (it is shared) then fall on every
+    implementation alike instead of on the one whose block they hit."""
+    calls = [_calls_per_sample(impl) for impl in impls]
+    samples = [[] for _ in impls]
+    for r in range(rounds):
+        share = repeat * (r + 1) // rounds - repeat * r // rounds
+        for impl, n, taken in zip(impls, calls, samples):
+            taken += _samples(impl, share, n)
+            _let_threads_idle(pause)
+    return [statistics.median(taken) for taken in samples]
 
 
 def _let_threads_idle(pause):
@@ -242,12 +261,14 @@ def fma_peak(dtype, threads, iters=20_000_000, repeat=3):
 
 
 def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy", "torch"),
-                  repeat=15, progress=None, pause=0.3, roof_size=2048, peak_iters=20_000_000):
+                  repeat=15, progress=None, pause=0.3, roof_size=2048, peak_iters=20_000_000,
+                  rounds=3):
     """Time every case, mode and thread count.
 
     Returns ``(results, roofs, peaks)``: a list of result dicts, and per dtype and thread count
     the measured GEMM roof (GF/s of ``roof_size``-cubed products) and FMA peak (GF/s, see
-    `fma_peak`). ``pause`` seconds separate the timings.
+    `fma_peak`). Each cell's implementations are timed in turn, ``rounds`` times over, for
+    ``repeat`` samples each in all, with ``pause`` seconds between the timings.
 
     Each result has ``case``, ``label``, ``mode``, ``threads``, ``flops`` and ``impls``: a dict from
     implementation name to ``{"median_us", "gflops", "peak_fraction"}``, with ``ratio`` (peer time
@@ -268,10 +289,7 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
                 with threadpool_limits(limits=n_threads):
                     impls = [cls(case, training, n_threads) for cls in [_LstmFast] + peer_classes]
                     _let_threads_idle(pause)  # building them ran multi-threaded BLAS (QR)
-                    medians = []
-                    for impl in impls:
-                        medians.append(_median_seconds(impl, repeat))
-                        _let_threads_idle(pause)
+                    medians = _interleaved_medians(impls, repeat, min(rounds, repeat), pause)
                 flops = case.forward_flops() * (3 if training else 1)
                 entry = dict(case=case.name, label=case.label, mode=mode, threads=n_threads,
                              flops=flops, impls={})

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lstm_fast import cli
-from lstm_fast._bench import STANDARD_SUITE, Case, fma_peak, run_benchmark
+from lstm_fast._bench import (STANDARD_SUITE, Case, _interleaved_medians, fma_peak,
+                              run_benchmark)
 
 
 def test_standard_suite_is_the_baseline_grid():
@@ -46,6 +47,19 @@ def test_run_benchmark_reports_every_cell():
             assert ours["peak_fraction"] == pytest.approx(ours["gflops"] / peaks["float32 1 thr"])
         assert r["impls"]["numpy"]["ratio"] == pytest.approx(
             r["impls"]["numpy"]["median_us"] / ours["median_us"])
+
+
+def test_implementations_are_timed_in_turn_for_every_round():
+    log = []
+
+    def impl(name):
+        return lambda: log.append(name)
+
+    medians = _interleaved_medians([impl("a"), impl("b")], repeat=5, rounds=3, pause=0)
+    assert len(medians) == 2 and all(m > 0 for m in medians)
+    # each is calibrated (warm-up calls) in turn, then every round times a and then b
+    blocks = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]
+    assert blocks == ["a", "b"] * 4
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
