@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._checks import as_float_array, check_dtype, check_finite, check_int
-from ._lstm import backward_layer, forward_layer, threads_for
+from ._lstm import Workspace, backward_layer, forward_layer, threads_for
 from ._packing import packing_for
 
 # backward_layer specialised per dtype, looked up once: calling a Cython fused function through
@@ -113,11 +113,19 @@ class LSTM:
         # Activation storage of the last backpropagated forward, reused by the next one of the
         # same size (fresh large arrays cost page faults every training step).
         self._spare = {}
+        # Each layer-direction's engine workspace, kept for the next call (see Workspace).
+        self._workspaces = {}
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_spare"] = {}
+        state["_workspaces"] = {}
         return state
+
+    def _workspace(self, layer, direction):
+        """The layer-direction's workspace, taken for one engine call: put it back after. A call
+        that runs beside another one on the same layer-direction gets a new one."""
+        return self._workspaces.pop((layer, direction), None) or Workspace()
 
     # ----------------------------------------------------------------------------- parameters
 
@@ -284,10 +292,12 @@ class LSTM:
         """One layer-direction through the engine; returns what backward needs (or None)."""
         _, w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights[layer, direction]
         P = self.output_size
+        workspace = self._workspace(layer, direction)
         if not training:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
                           packing.offsets, h, c, out, direction * P, bool(direction),
-                          n_threads=threads)
+                          n_threads=threads, workspace=workspace)
+            self._workspaces[layer, direction] = workspace
             return None
         H, N, dt = self.hidden_size, packing.n_rows, self.dtype
         stored = self._spare.pop((layer, direction), None)
@@ -296,7 +306,8 @@ class LSTM:
                       np.empty((N, P), dt))
         forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
                       packing.offsets, h, c, out, direction * P, bool(direction), *stored,
-                      n_threads=threads)
+                      n_threads=threads, workspace=workspace)
+        self._workspaces[layer, direction] = workspace
         return stored
 
     # ----------------------------------------------------------------------------- backward
@@ -347,11 +358,14 @@ class LSTM:
                 sfx, w_ih, w_hh, _, _, w_hr = self._layer_weights[layer, direction]
                 g = self.grads
                 d_in = np.zeros_like(layer_in)
+                workspace = self._workspace(layer, direction)
                 _BACKWARD[layer_in.dtype](
                     layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets, d_out,
                     direction * P, bool(direction), d_h[k], d_c[k], *stored, d_in,
                     g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
-                    g.get("bias_hh" + sfx), g.get("weight_hr" + sfx), n_threads=threads)
+                    g.get("bias_hh" + sfx), g.get("weight_hr" + sfx), n_threads=threads,
+                    workspace=workspace)
+                self._workspaces[layer, direction] = workspace
                 self._spare[layer, direction] = stored
                 return d_in
 

@@ -90,21 +90,30 @@ cdef inline const char *packed_kernel() noexcept nogil:
     return b"avx512" if bytes == 64 else b"avx2" if bytes == 32 else b"blas"
 
 
+cdef inline Py_ssize_t packed_size(int k, int n, const floating *like) noexcept nogil:
+    """Elements of op(B) (k x n) packed for gemm_packed (`like` gives only the dtype)."""
+    if floating is float:
+        return lstm_packed_size_f(k, n)
+    else:
+        return lstm_packed_size_d(k, n)
+
+
+cdef inline void pack_into(bint trans_b, int k, int n, const floating *b, int ldb,
+                           floating *packed) noexcept nogil:
+    """packed (packed_size(k, n) elements) <- op(B) (k x n) packed for gemm_packed. Where no
+    packed kernel runs on this CPU, the "packed" form is op(B) row-major, for BLAS."""
+    if floating is float:
+        lstm_pack_f(trans_b, k, n, b, ldb, packed)
+    else:
+        lstm_pack_d(trans_b, k, n, b, ldb, packed)
+
+
 cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ldb) noexcept nogil:
     """op(B) (k x n) packed for gemm_packed, or NULL if memory is short; cache-line aligned, to be
-    freed. Where no packed kernel runs on this CPU, the "packed" form is op(B) row-major, for BLAS."""
-    cdef Py_ssize_t size
-    cdef floating *packed
-    if floating is float:
-        size = lstm_packed_size_f(k, n)
-    else:
-        size = lstm_packed_size_d(k, n)
-    packed = <floating *> lstm_aligned_alloc(size * sizeof(floating))
+    freed."""
+    cdef floating *packed = <floating *> lstm_aligned_alloc(packed_size(k, n, b) * sizeof(floating))
     if packed != NULL:
-        if floating is float:
-            lstm_pack_f(trans_b, k, n, b, ldb, packed)
-        else:
-            lstm_pack_d(trans_b, k, n, b, ldb, packed)
+        pack_into(trans_b, k, n, b, ldb, packed)
     return packed
 
 

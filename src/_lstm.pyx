@@ -21,7 +21,7 @@ import time
 cnp.import_array()
 
 from _blas cimport (gemm_packed, gemm_packed2, gemm_packed_tn2, lstm_aligned_alloc, pack,
-                   packed_kernel)
+                   pack_into, packed_kernel, packed_size)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from *:
@@ -132,14 +132,45 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
     return 1 if B * 4 * H * P < PARALLEL_MIN_MACS else lstm_max_threads()
 
 
-cdef floating *_alloc(Py_ssize_t n, floating *like) except? NULL nogil:
-    """n elements of the dtype of `like` (only its type matters), cache-line aligned, or
-    MemoryError."""
-    cdef floating *p = <floating *> lstm_aligned_alloc(n * sizeof(floating))
-    if p == NULL:
-        with gil:
-            raise MemoryError(f"lstm_fast: cannot allocate {n} elements of workspace")
-    return p
+cdef class Workspace:
+    """Memory an engine call takes its buffers from (packed weights, gate rows, gradients of
+    the projection), kept from one call to the next: a call that allocated them afresh faulted in
+    and zeroed new pages every time, 5% of a training call at N = 3200 (profile). One call at a
+    time may use a workspace; the layer keeps one per layer-direction."""
+    cdef char *data
+    cdef size_t size
+
+    def __dealloc__(self):
+        free(self.data)
+
+    cdef char *reserve(self, size_t nbytes) except NULL:
+        """At least nbytes (> 0), cache-line aligned; what was there before is not kept."""
+        if nbytes > self.size:
+            free(self.data)
+            self.size = 0
+            self.data = <char *> lstm_aligned_alloc(nbytes)
+            if self.data == NULL:
+                raise MemoryError(f"lstm_fast: cannot allocate {nbytes} bytes of workspace")
+            self.size = nbytes
+        return self.data
+
+
+cdef inline Py_ssize_t _lines(Py_ssize_t nbytes) noexcept nogil:
+    """nbytes rounded up to whole cache lines (64 bytes)."""
+    return (nbytes + 63) // 64 * 64
+
+
+cdef int _carve(Workspace ws, const Py_ssize_t *sizes, floating **bufs, int n) except -1:
+    """bufs[i] <- room for sizes[i] elements (NULL where 0) in ws, each from a cache line."""
+    cdef Py_ssize_t total = 64, i
+    cdef char *base
+    for i in range(n):
+        total += _lines(sizes[i] * <Py_ssize_t> sizeof(floating))
+    base = ws.reserve(total)
+    for i in range(n):
+        bufs[i] = <floating *> base if sizes[i] > 0 else NULL
+        base += _lines(sizes[i] * <Py_ssize_t> sizeof(floating))
+    return 0
 
 
 cdef floating *_packed(bint trans_b, int k, int n, const floating *b,
@@ -264,7 +295,7 @@ cdef void *_data(object a, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols
 
 def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
                   Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
-                  hidden_prev=None, int n_threads=0):
+                  hidden_prev=None, int n_threads=0, Workspace workspace=None):
     """Run one layer-direction over packed sequences.
 
     Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
@@ -275,6 +306,7 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     activated gates, tanh(c_t), c_{t-1} and h_{t-1} of every step are stored for backward; None for
     inference, which keeps only the state and O(B*H) workspace.
     n_threads: threads for this call; 0 chooses (see threads_for).
+    workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
 
     The arguments are checked as arrays here rather than typed as memoryviews: acquiring a
     memoryview costs ~0.15 us an argument, a sixth of a whole call at batch 1 (row 12 of the grid).
@@ -301,15 +333,19 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     if (out_col < 0 or out_col + P > ld_out or (gates is None) != (tanh_cell is None)
             or (args[5] == NULL and P != H)):
         raise ValueError("forward_layer: inconsistent shapes")
+    if workspace is None:
+        workspace = Workspace()
     if dt == cnp.NPY_FLOAT32:
-        _forward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads)
+        _forward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
+                       workspace)
     else:
-        _forward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads)
+        _forward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
+                       workspace)
 
 
 cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
                          Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out, Py_ssize_t out_col,
-                         bint reverse, int n_threads) except *:
+                         bint reverse, int n_threads, Workspace ws) except *:
     """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
     tanh_cell, cell_prev, hidden_prev (NULL for inference), in its order."""
     cdef Py_ssize_t G = 4 * H, chunk, j
@@ -330,48 +366,46 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *hidden_prev = args[14]
     cdef bint training = gates != NULL, project = w_hr != NULL, hoist
     cdef int nt
-    cdef floating *bias = NULL
-    cdef floating *work = NULL
-    cdef floating *hidden_raw = NULL
-    cdef floating *w_hh_packed = NULL
-    cdef floating *w_ih_packed = NULL
-    cdef floating *w_hr_packed = NULL
+    cdef Py_ssize_t sizes[6]
+    cdef floating *bufs[6]
     # Small batches: the input projection a chunk of steps at a time, just before those steps run,
     # so that its output is still in cache when the recurrent products add to it (see CHUNK_BYTES).
     hoist = B < HOIST_BELOW_BATCH
     chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
     nt = n_threads if n_threads > 0 else threads_for(B, H, P)
+    # The workspace: bias, gate rows (inference), r_t (projection), and the packed weights.
+    sizes[0] = G
+    sizes[1] = 0 if training else min(N, chunk * B) * G
+    sizes[2] = B * H if project else 0
+    sizes[3] = packed_size(H, P, x) if project else 0
+    sizes[4] = packed_size(P, G, x)
+    sizes[5] = packed_size(I, G, x)
+    _carve(ws, sizes, bufs, 6)
+    cdef floating *bias = bufs[0]
+    cdef floating *work = bufs[1]
+    cdef floating *hidden_raw = bufs[2]
+    cdef floating *w_hr_packed = bufs[3]
+    cdef floating *w_hh_packed = bufs[4]
+    cdef floating *w_ih_packed = bufs[5]
     with nogil:
-        try:
-            bias = _alloc(G, bias)
-            for j in range(G):
-                bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL else 0)
-            if not training:
-                work = _alloc(min(N, chunk * B) * G, work)
-            if project:
-                hidden_raw = _alloc(B * H, hidden_raw)
-                w_hr_packed = _packed(True, H, P, w_hr, H)
-            w_hh_packed = _packed(True, P, G, w_hh, P)
-            w_ih_packed = _packed(True, I, G, w_ih, I)
-            if nt == 1:
-                _forward_steps(0, 1, T, chunk, hoist, reverse, I, H, P, batch_sizes, offsets, x,
-                               w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
-                               hidden_raw, out, ld_out, gates if training else work, tanh_cell,
-                               cell_prev, hidden_prev)
-            else:
-                with parallel(num_threads=nt):
-                    _forward_steps(threadid(), lstm_team_size(), T, chunk, hoist, reverse, I, H, P,
-                                   batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
-                                   w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
-                                   gates if training else work, tanh_cell, cell_prev,
-                                   hidden_prev)
-        finally:
-            free(bias)
-            free(work)
-            free(hidden_raw)
-            free(w_hh_packed)
-            free(w_ih_packed)
-            free(w_hr_packed)
+        for j in range(G):
+            bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL else 0)
+        if project:
+            pack_into(True, H, P, w_hr, H, w_hr_packed)
+        pack_into(True, P, G, w_hh, P, w_hh_packed)
+        pack_into(True, I, G, w_ih, I, w_ih_packed)
+        if nt == 1:
+            _forward_steps(0, 1, T, chunk, hoist, reverse, I, H, P, batch_sizes, offsets, x,
+                           w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
+                           hidden_raw, out, ld_out, gates if training else work, tanh_cell,
+                           cell_prev, hidden_prev)
+        else:
+            with parallel(num_threads=nt):
+                _forward_steps(threadid(), lstm_team_size(), T, chunk, hoist, reverse, I, H, P,
+                               batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
+                               w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
+                               gates if training else work, tanh_cell, cell_prev,
+                               hidden_prev)
 
 
 cdef void _backward_steps(int part, int parts, Py_ssize_t T, bint reverse, Py_ssize_t H,
@@ -454,7 +488,7 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                    const floating[:, ::1] cell_prev, const floating[:, ::1] hidden_prev,
                    floating[:, ::1] d_x, floating[:, ::1] d_w_ih, floating[:, ::1] d_w_hh,
                    floating[::1] d_b_ih, floating[::1] d_b_hh, floating[:, ::1] d_w_hr,
-                   int n_threads=0):
+                   int n_threads=0, Workspace workspace=None):
     """Backpropagate through one layer-direction after a training forward_layer.
 
     d_out (N x D*P): dL/doutput, columns out_col .. out_col + P - 1 are this direction's.
@@ -464,6 +498,7 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     d_x (N x I), d_w_ih, d_w_hh, d_b_ih, d_b_hh (4H), d_w_hr: gradients, ADDED to; the bias and
     projection ones may be None (no bias, no projection; then w_hr is None too).
     n_threads: threads for this call; 0 chooses (see threads_for).
+    workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
     """
     cdef Py_ssize_t T = batch_sizes.shape[0]
     cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = d_cell.shape[1], P = d_hidden.shape[1]
@@ -472,16 +507,8 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None
     cdef Py_ssize_t j
     cdef int nt
-    cdef floating *d_raw = NULL
-    cdef floating *d_hidden_all = NULL
-    cdef floating *w_hh_packed = NULL
-    cdef floating *w_hr_packed = NULL
-    cdef floating *x_packed = NULL
-    cdef floating *h_packed = NULL
-    cdef floating *w_ih_packed = NULL
-    cdef floating *r_packed = NULL
-    cdef floating *d_bias = NULL
-
+    cdef Py_ssize_t sizes[9]
+    cdef floating *bufs[9]
     if (gates.shape[0] != N or gates.shape[1] != G or tanh_cell.shape[0] != N
             or cell_prev.shape[0] != N or hidden_prev.shape[0] != N or d_out.shape[0] != N
             or d_x.shape[0] != N or d_x.shape[1] != I or out_col + P > ld_out
@@ -489,59 +516,66 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             or (project and (d_w_hr is None or d_w_hr.shape[0] != P))):
         raise ValueError("backward_layer: inconsistent shapes")
     nt = n_threads if n_threads > 0 else threads_for(B, H, P)
+    # The workspace: packed weights for the steps, the projection's gradients, packed X, H_{t-1}
+    # and R for the weight gradients, the bias gradient.
+    sizes[0] = packed_size(G, P, &x[0, 0])
+    sizes[1] = B * H if project else 0
+    sizes[2] = N * P if project else 0
+    sizes[3] = packed_size(P, H, &x[0, 0]) if project else 0
+    sizes[4] = packed_size(N, I, &x[0, 0])
+    sizes[5] = packed_size(N, P, &x[0, 0])
+    sizes[6] = packed_size(G, I, &x[0, 0])
+    sizes[7] = packed_size(N, H, &x[0, 0]) if project else 0
+    sizes[8] = G
+    _carve(workspace if workspace is not None else Workspace(), sizes, bufs, 9)
+    cdef floating *w_hh_packed = bufs[0]
+    cdef floating *d_raw = bufs[1]
+    cdef floating *d_hidden_all = bufs[2]
+    cdef floating *w_hr_packed = bufs[3]
+    cdef floating *x_packed = bufs[4]
+    cdef floating *h_packed = bufs[5]
+    cdef floating *w_ih_packed = bufs[6]
+    cdef floating *r_packed = bufs[7]
+    cdef floating *d_bias = bufs[8]
     with nogil:
-        try:
-            w_hh_packed = _packed(False, G, P, &w_hh[0, 0], P)
-            if project:
-                d_raw = _alloc(B * H, d_raw)
-                d_hidden_all = _alloc(N * P, d_hidden_all)
-                w_hr_packed = _packed(False, P, H, &w_hr[0, 0], H)
-            if nt == 1:
-                _backward_steps(0, 1, T, reverse, H, P, &batch_sizes[0], &offsets[0],
-                                w_hh_packed, w_hr_packed, &d_out[0, out_col], ld_out,
-                                &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
-                                &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
-            else:
-                with parallel(num_threads=nt):
-                    _backward_steps(threadid(), lstm_team_size(), T, reverse, H, P,
-                                    &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
-                                    &d_out[0, out_col], ld_out, &d_hidden[0, 0], &d_cell[0, 0],
-                                    d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],
-                                    &cell_prev[0, 0])
+        pack_into(False, G, P, &w_hh[0, 0], P, w_hh_packed)
+        if project:
+            pack_into(False, P, H, &w_hr[0, 0], H, w_hr_packed)
+        if nt == 1:
+            _backward_steps(0, 1, T, reverse, H, P, &batch_sizes[0], &offsets[0],
+                            w_hh_packed, w_hr_packed, &d_out[0, out_col], ld_out,
+                            &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
+                            &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
+        else:
+            with parallel(num_threads=nt):
+                _backward_steps(threadid(), lstm_team_size(), T, reverse, H, P,
+                                &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
+                                &d_out[0, out_col], ld_out, &d_hidden[0, 0], &d_cell[0, 0],
+                                d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],
+                                &cell_prev[0, 0])
 
-            # The weight gradients: one product each over all steps, with B packed first.
-            x_packed = _packed(False, N, I, &x[0, 0], I)
-            h_packed = _packed(False, N, P, &hidden_prev[0, 0], P)
-            w_ih_packed = _packed(False, G, I, &w_ih[0, 0], I)
-            if project:
-                r_packed = _packed(False, N, H, &tanh_cell[0, 0], H)
-            d_bias = _alloc(G, d_bias)
-            if nt == 1:
-                _backward_weights(0, 1, N, I, H, P, &gates[0, 0], x_packed, h_packed,
-                                  w_ih_packed, r_packed, d_hidden_all, &d_x[0, 0],
-                                  &d_w_ih[0, 0], &d_w_hh[0, 0],
+        # The weight gradients: one product each over all steps, with B packed first.
+        pack_into(False, N, I, &x[0, 0], I, x_packed)
+        pack_into(False, N, P, &hidden_prev[0, 0], P, h_packed)
+        pack_into(False, G, I, &w_ih[0, 0], I, w_ih_packed)
+        if project:
+            pack_into(False, N, H, &tanh_cell[0, 0], H, r_packed)
+        if nt == 1:
+            _backward_weights(0, 1, N, I, H, P, &gates[0, 0], x_packed, h_packed,
+                              w_ih_packed, r_packed, d_hidden_all, &d_x[0, 0],
+                              &d_w_ih[0, 0], &d_w_hh[0, 0],
+                              &d_w_hr[0, 0] if project else NULL, d_bias)
+        else:
+            with parallel(num_threads=nt):
+                _backward_weights(threadid(), lstm_team_size(), N, I, H, P, &gates[0, 0],
+                                  x_packed, h_packed, w_ih_packed, r_packed, d_hidden_all,
+                                  &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
                                   &d_w_hr[0, 0] if project else NULL, d_bias)
-            else:
-                with parallel(num_threads=nt):
-                    _backward_weights(threadid(), lstm_team_size(), N, I, H, P, &gates[0, 0],
-                                      x_packed, h_packed, w_ih_packed, r_packed, d_hidden_all,
-                                      &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
-                                      &d_w_hr[0, 0] if project else NULL, d_bias)
-            for j in range(G):
-                if has_b_ih:
-                    d_b_ih[j] += d_bias[j]
-                if has_b_hh:
-                    d_b_hh[j] += d_bias[j]
-        finally:
-            free(d_raw)
-            free(d_hidden_all)
-            free(w_hh_packed)
-            free(w_hr_packed)
-            free(x_packed)
-            free(h_packed)
-            free(w_ih_packed)
-            free(r_packed)
-            free(d_bias)
+        for j in range(G):
+            if has_b_ih:
+                d_b_ih[j] += d_bias[j]
+            if has_b_hh:
+                d_b_hh[j] += d_bias[j]
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x, bint avx512):
