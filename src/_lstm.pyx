@@ -133,10 +133,10 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
 
 
 cdef class Workspace:
-    """Memory an engine call takes its buffers from (packed weights, gate rows, gradients of
-    the projection), kept from one call to the next: a call that allocated them afresh faulted in
-    and zeroed new pages every time, 5% of a training call at N = 3200 (profile). One call at a
-    time may use a workspace; the layer keeps one per layer-direction."""
+    """Memory an engine call takes its buffers from (packed weights and inputs, gate rows, the
+    projection's gradients), kept from one call to the next: a call that allocated them afresh
+    faulted in and zeroed new pages every time, 5% of a training call at N = 3200 (profile). One
+    call at a time may use a workspace; the layer keeps one per layer-direction."""
     cdef char *data
     cdef size_t size
 
@@ -162,11 +162,11 @@ cdef inline Py_ssize_t _lines(Py_ssize_t nbytes) noexcept nogil:
 
 cdef int _carve(Workspace ws, const Py_ssize_t *sizes, floating **bufs, int n) except -1:
     """bufs[i] <- room for sizes[i] elements (NULL where 0) in ws, each from a cache line."""
-    cdef Py_ssize_t total = 64, i
+    cdef Py_ssize_t total = 0, i
     cdef char *base
     for i in range(n):
         total += _lines(sizes[i] * <Py_ssize_t> sizeof(floating))
-    base = ws.reserve(total)
+    base = ws.reserve(max(total, 64))
     for i in range(n):
         bufs[i] = <floating *> base if sizes[i] > 0 else NULL
         base += _lines(sizes[i] * <Py_ssize_t> sizeof(floating))
