@@ -108,15 +108,6 @@ cdef inline void pack_into(bint trans_b, int k, int n, const floating *b, int ld
         lstm_pack_d(trans_b, k, n, b, ldb, packed)
 
 
-cdef inline floating *pack(bint trans_b, int k, int n, const floating *b, int ldb) noexcept nogil:
-    """op(B) (k x n) packed for gemm_packed, or NULL if memory is short; cache-line aligned, to be
-    freed."""
-    cdef floating *packed = <floating *> lstm_aligned_alloc(packed_size(k, n, b) * sizeof(floating))
-    if packed != NULL:
-        pack_into(trans_b, k, n, b, ldb, packed)
-    return packed
-
-
 cdef inline Py_ssize_t panel_width(const floating *like) noexcept nogil:
     """Columns per packed panel for the dtype of `like` (only its type matters); 0 with BLAS."""
     if floating is float:
@@ -139,7 +130,7 @@ cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *
                              const floating *packed, floating beta, floating *c, int ldc,
                              int part=0, int parts=1) noexcept nogil:
     """Columns of part `part` of `parts` of C (m x n) = op(A) op(B) + beta C, row-major, op(B)
-    packed by pack(). The packed kernel splits C between parts by whole panels; BLAS (where no
+    packed by pack_into(). The packed kernel splits C between parts by whole panels; BLAS (where no
     packed kernel runs) computes all of C in part 0.  parts=1 (the default) is the whole product.
     """
     cdef Py_ssize_t width = panel_width(a), c0, c1
@@ -160,7 +151,7 @@ cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
                               const floating *packed2, floating beta, floating *c, int ldc,
                               int part=0, int parts=1) noexcept nogil:
     """Columns of part `part` of `parts` of C (m x n) = A op(B) + A2 op(B2) + beta C, both op(B)
-    packed by pack(): two products summed in one pass over C (each tile of C is stored once)."""
+    packed by pack_into(): two products summed in one pass over C (each tile of C stored once)."""
     cdef Py_ssize_t width = panel_width(a), c0, c1
     if width == 0:
         if part == 0:
@@ -180,7 +171,7 @@ cdef inline void gemm_packed_tn2(int m, int k, const floating *a, int lda,
                                  int n2, const floating *packed2, floating *c2,
                                  int ldc2) noexcept nogil:
     """C (m x n) += A^T op(B) and C2 (m x n2) += A^T op(B2), A (k x m), both op(B) packed by
-    pack(): two products with the same A, whose strips are copied once for both."""
+    pack_into(): two products with the same A, whose strips are copied once for both."""
     if m == 0:
         return
     if panel_width(a) == 0:

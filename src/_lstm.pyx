@@ -20,8 +20,8 @@ import time
 
 cnp.import_array()
 
-from _blas cimport (gemm_packed, gemm_packed2, gemm_packed_tn2, lstm_aligned_alloc, pack,
-                   pack_into, packed_kernel, packed_size)
+from _blas cimport (gemm_packed, gemm_packed2, gemm_packed_tn2, lstm_aligned_alloc, pack_into,
+                   packed_kernel, packed_size)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from *:
@@ -171,16 +171,6 @@ cdef int _carve(Workspace ws, const Py_ssize_t *sizes, floating **bufs, int n) e
         bufs[i] = <floating *> base if sizes[i] > 0 else NULL
         base += _lines(sizes[i] * <Py_ssize_t> sizeof(floating))
     return 0
-
-
-cdef floating *_packed(bint trans_b, int k, int n, const floating *b,
-                       int ldb) except? NULL nogil:
-    """pack(): op(B) (k x n) packed for gemm_packed, or MemoryError."""
-    cdef floating *p = pack(trans_b, k, n, b, ldb)
-    if p == NULL:
-        with gil:
-            raise MemoryError(f"lstm_fast: cannot allocate a packed {k} x {n} matrix")
-    return p
 
 
 cdef inline floating *_rows(floating *a, Py_ssize_t row, Py_ssize_t width) noexcept nogil:
@@ -527,7 +517,9 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     sizes[6] = packed_size(G, I, &x[0, 0])
     sizes[7] = packed_size(N, H, &x[0, 0]) if project else 0
     sizes[8] = G
-    _carve(workspace if workspace is not None else Workspace(), sizes, bufs, 9)
+    if workspace is None:
+        workspace = Workspace()  # held until the call returns: the buffers live in it
+    _carve(workspace, sizes, bufs, 9)
     cdef floating *w_hh_packed = bufs[0]
     cdef floating *d_raw = bufs[1]
     cdef floating *d_hidden_all = bufs[2]
@@ -619,13 +611,16 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
     """c = op(a) b + beta c through the engine's packed product, computed in `parts` column parts
     one after the other (for tests: the kernels the time loops use, on any shape)."""
     cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], part
+    cdef Py_ssize_t size
     cdef floating *packed
     if (a.shape[1] if trans_a else a.shape[0]) != m or (a.shape[0] if trans_a else a.shape[1]) != k \
             or b.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError("matmul: inconsistent shapes")
+    cdef Workspace workspace = Workspace()
+    size = packed_size(k, n, &b[0, 0])
+    _carve(workspace, &size, &packed, 1)
     with nogil:
-        packed = _packed(False, k, n, &b[0, 0], n)
+        pack_into(False, k, n, &b[0, 0], n, packed)
         for part in range(parts):
             gemm_packed(trans_a, m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n,
                         part, parts)
-        free(packed)
