@@ -46,7 +46,8 @@ cdef inline void gemv_row(bint trans_a, bint trans_b, int n, int k,
 
 # Packed products (lstm_gemm.h): the per-step recurrent and projection products reuse the same
 # weights at every step, so the weights are packed once per call and each step streams them; the
-# weight gradients use the same kernel (op(A) = A^T), so the engine's threads do all its products.
+# weight gradients use the same tiles (gemm_tn2: A^T B, nothing packed), so the engine's threads do
+# all its products.
 
 
 cdef extern from "lstm_gemm.h" nogil:
@@ -56,12 +57,12 @@ cdef extern from "lstm_gemm.h" nogil:
                      float *packed)
     void lstm_pack_d(int trans, Py_ssize_t K, Py_ssize_t N, const double *B, Py_ssize_t ldb,
                      double *packed)
-    void lstm_gemm_packed_f(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                            const float *A, Py_ssize_t lda, const float *packed, float beta,
-                            float *C, Py_ssize_t ldc)
-    void lstm_gemm_packed_d(int trans_a, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-                            const double *A, Py_ssize_t lda, const double *packed, double beta,
-                            double *C, Py_ssize_t ldc)
+    void lstm_gemm_packed_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                            Py_ssize_t lda, const float *packed, float beta, float *C,
+                            Py_ssize_t ldc)
+    void lstm_gemm_packed_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
+                            Py_ssize_t lda, const double *packed, double beta, double *C,
+                            Py_ssize_t ldc)
     void lstm_gemm_packed2_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
                              Py_ssize_t lda, const float *packed, Py_ssize_t K2, const float *A2,
                              Py_ssize_t lda2, const float *packed2, float beta, float *C,
@@ -70,14 +71,14 @@ cdef extern from "lstm_gemm.h" nogil:
                              Py_ssize_t lda, const double *packed, Py_ssize_t K2,
                              const double *A2, Py_ssize_t lda2, const double *packed2,
                              double beta, double *C, Py_ssize_t ldc)
-    void lstm_gemm_packed_tn2_f(Py_ssize_t M, Py_ssize_t K, const float *A, Py_ssize_t lda,
-                                Py_ssize_t N, const float *packed, float *C, Py_ssize_t ldc,
-                                Py_ssize_t N2, const float *packed2, float *C2, Py_ssize_t ldc2,
-                                float beta)
-    void lstm_gemm_packed_tn2_d(Py_ssize_t M, Py_ssize_t K, const double *A, Py_ssize_t lda,
-                                Py_ssize_t N, const double *packed, double *C, Py_ssize_t ldc,
-                                Py_ssize_t N2, const double *packed2, double *C2,
-                                Py_ssize_t ldc2, double beta)
+    void lstm_gemm_tn2_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                         const float *B, Py_ssize_t ldb, float beta, float *C, Py_ssize_t ldc,
+                         Py_ssize_t M2, const float *A2, Py_ssize_t lda2, float *C2,
+                         Py_ssize_t ldc2)
+    void lstm_gemm_tn2_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
+                         Py_ssize_t lda, const double *B, Py_ssize_t ldb, double beta, double *C,
+                         Py_ssize_t ldc, Py_ssize_t M2, const double *A2, Py_ssize_t lda2,
+                         double *C2, Py_ssize_t ldc2)
     Py_ssize_t lstm_panel_width_f()
     Py_ssize_t lstm_panel_width_d()
     int lstm_packed_vector_bytes()
@@ -126,24 +127,22 @@ cdef inline bint part_columns(Py_ssize_t n, Py_ssize_t width, int part, int part
     return c0[0] < c1[0]
 
 
-cdef inline void gemm_packed(bint trans_a, int m, int n, int k, const floating *a, int lda,
+cdef inline void gemm_packed(int m, int n, int k, const floating *a, int lda,
                              const floating *packed, floating beta, floating *c, int ldc,
                              int part=0, int parts=1) noexcept nogil:
-    """Columns of part `part` of `parts` of C (m x n) = op(A) op(B) + beta C, row-major, op(B)
-    packed by pack_into(). The packed kernel splits C between parts by whole panels; BLAS (where no
-    packed kernel runs) computes all of C in part 0.  parts=1 (the default) is the whole product.
+    """Columns of part `part` of `parts` of C (m x n) = A op(B) + beta C, row-major, op(B) packed
+    by pack_into(). The packed kernel splits C between parts by whole panels; BLAS (where no packed
+    kernel runs) computes all of C in part 0.  parts=1 (the default) is the whole product.
     """
     cdef Py_ssize_t width = panel_width(a), c0, c1
     if width == 0:
         if part == 0:
-            gemm(trans_a, False, m, n, k, 1, a, lda, packed, n, beta, c, ldc)
+            gemm(False, False, m, n, k, 1, a, lda, packed, n, beta, c, ldc)
     elif part_columns(n, width, part, parts, &c0, &c1):
         if floating is float:
-            lstm_gemm_packed_f(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0,
-                               ldc)
+            lstm_gemm_packed_f(m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
         else:
-            lstm_gemm_packed_d(trans_a, m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0,
-                               ldc)
+            lstm_gemm_packed_d(m, c1 - c0, k, a, lda, packed + c0 * k, beta, c + c0, ldc)
 
 
 cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
@@ -166,18 +165,19 @@ cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
                                 packed2 + c0 * k2, beta, c + c0, ldc)
 
 
-cdef inline void gemm_packed_tn2(int m, int k, const floating *a, int lda,
-                                 int n, const floating *packed, floating *c, int ldc,
-                                 int n2, const floating *packed2, floating *c2,
-                                 int ldc2) noexcept nogil:
-    """C (m x n) += A^T op(B) and C2 (m x n2) += A^T op(B2), A (k x m), both op(B) packed by
-    pack_into(): two products with the same A, whose strips are copied once for both."""
-    if m == 0:
+cdef inline void gemm_tn2(int m, int n, int k, const floating *a, int lda, const floating *b,
+                          int ldb, floating beta, floating *c, int ldc, int m2,
+                          const floating *a2, int lda2, floating *c2, int ldc2) noexcept nogil:
+    """C (m x n) = A^T B + beta C and C2 (m2 x n) = A2^T B + beta C2, row-major, A (k x m), A2
+    (k x m2), B (k x n), none packed (m2 = 0: no second product): two products with the same B,
+    which the packed kernel reads once for both."""
+    if n == 0:
         return
     if panel_width(a) == 0:
-        gemm(True, False, m, n, k, 1, a, lda, packed, n, 1, c, ldc)
-        gemm(True, False, m, n2, k, 1, a, lda, packed2, n2, 1, c2, ldc2)
+        gemm(True, False, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+        if m2 > 0:
+            gemm(True, False, m2, n, k, 1, a2, lda2, b, ldb, beta, c2, ldc2)
     elif floating is float:
-        lstm_gemm_packed_tn2_f(m, k, a, lda, n, packed, c, ldc, n2, packed2, c2, ldc2, 1)
+        lstm_gemm_tn2_f(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2)
     else:
-        lstm_gemm_packed_tn2_d(m, k, a, lda, n, packed, c, ldc, n2, packed2, c2, ldc2, 1)
+        lstm_gemm_tn2_d(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2)

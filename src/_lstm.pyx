@@ -20,7 +20,7 @@ import time
 
 cnp.import_array()
 
-from _blas cimport (gemm_packed, gemm_packed2, gemm_packed_tn2, lstm_aligned_alloc, pack_into,
+from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, pack_into,
                    packed_kernel, packed_size)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
@@ -219,7 +219,7 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
         g_t = gates + first_row * G if training else gates
         if hoist:
             # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x 4H)
-            gemm_packed(False, rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G,
+            gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G,
                         part, parts)
             lstm_barrier(parts)
         for k in range(stop - start):
@@ -229,7 +229,7 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
             g_t = gates + (row if training else row - first_row) * G
             if hoist:
                 # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x 4H)
-                gemm_packed(False, rows, G, P, hidden, P, w_hh_packed, 1, g_t, G, part, parts)
+                gemm_packed(rows, G, P, hidden, P, w_hh_packed, 1, g_t, G, part, parts)
             else:
                 # G_t = x_t W_ih^T + h_{t-1} W_hh^T     (b_t x I) (I x 4H) + (b_t x P) (P x 4H)
                 gemm_packed2(rows, G, I, x + row * I, I, w_ih_packed, P, hidden, P, w_hh_packed,
@@ -246,7 +246,7 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
             if project:
                 lstm_barrier(parts)
                 # h_t = r_t W_hr^T                                (b_t x H) (H x P)
-                gemm_packed(False, rows, P, H, r_t, H, w_hr_packed, 0, hidden, P, part, parts)
+                gemm_packed(rows, P, H, r_t, H, w_hr_packed, 0, hidden, P, part, parts)
                 lstm_barrier(parts)
             for b in range(r0, r1):
                 memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
@@ -427,46 +427,59 @@ cdef void _backward_steps(int part, int parts, Py_ssize_t T, bint reverse, Py_ss
                    (r1 - r0) * P * sizeof(floating))
             lstm_barrier(parts)
             # dL/dr_t = dL/dh_t W_hr                               (b_t x P) (P x H)
-            gemm_packed(False, rows, H, P, d_hidden, P, w_hr_packed, 0, d_raw, H, part, parts)
+            gemm_packed(rows, H, P, d_hidden, P, w_hr_packed, 0, d_raw, H, part, parts)
             lstm_barrier(parts)
         gates_backward(r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
                        tanh_cell + (row + r0) * H, cell_prev + (row + r0) * H, d_cell + r0 * H)
         lstm_barrier(parts)
         # dL/dh_{t-1} = dL/da_t W_hh                               (b_t x 4H) (4H x P)
-        gemm_packed(False, rows, P, G, gates + row * G, G, w_hh_packed, 0, d_hidden, P,
+        gemm_packed(rows, P, G, gates + row * G, G, w_hh_packed, 0, d_hidden, P,
                     part, parts)
         lstm_barrier(parts)
 
 
 cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
-                            Py_ssize_t P, const floating *gates, const floating *x_packed,
-                            const floating *h_packed, const floating *w_ih_packed,
-                            const floating *r_packed, const floating *d_hidden_all,
-                            floating *d_x, floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
-                            floating *d_bias) noexcept nogil:
+                            Py_ssize_t P, const floating *gates, const floating *x,
+                            const floating *hidden_prev, const floating *w_ih_packed,
+                            const floating *r, const floating *d_hidden_all, floating *d_x,
+                            floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
+                            floating *d_bias, floating *w_t) noexcept nogil:
     """The weight gradients, each one product over every packed row, split between `parts`.
 
-    Each part computes a band of rows of every product (unlike the per-step products, split by
-    columns): so the parts read disjoint bands of dA, which is as large as the whole sequence.
+    dW_ih and dW_hh are computed transposed, into w_t ((I + P) x 4H), then added: dA, as large as
+    the whole sequence, is then the product's right operand, read once in column panels (and each
+    part reads its own columns), while X and H_{t-1}, I + P wide, are the rows of the tiles.
+    r (N x H) is R = o tanh(c) when projecting, else NULL.
     """
     cdef Py_ssize_t G = 4 * H, row, j
     cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
     cdef Py_ssize_t n0 = _first(N, part, parts), n1 = _first(N, part + 1, parts)
-    cdef Py_ssize_t p0 = _first(P, part, parts), p1 = _first(P, part + 1, parts)
-    # dW_ih += dA^T X,  dW_hh += dA^T H_prev, rows j0..j1    (4H x N) (N x I),  (4H x N) (N x P)
-    gemm_packed_tn2(j1 - j0, N, gates + j0, G, I, x_packed, d_w_ih + j0 * I, I,
-                    P, h_packed, d_w_hh + j0 * P, P)
+    cdef Py_ssize_t h0 = _first(H, part, parts), h1 = _first(H, part + 1, parts)
+    # dW_ih^T = X^T dA,  dW_hh^T = H_prev^T dA, columns j0..j1    (I x N) (N x 4H),  (P x N) (N x 4H)
+    gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, 0, w_t + j0, G,
+             P, hidden_prev, P, w_t + I * G + j0, G)
+    _add_transposed(j0, j1, I, w_t, G, d_w_ih)
+    _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
     # dX += dA W_ih, rows n0..n1                                   (N x 4H) (4H x I)
-    gemm_packed(False, n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
-    if r_packed != NULL:
-        # dW_hr += dH^T R, R = o tanh(c), rows p0..p1              (P x N) (N x H)
-        gemm_packed(True, p1 - p0, H, N, d_hidden_all + p0, P, r_packed, 1, d_w_hr + p0 * H, H)
+    gemm_packed(n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
+    if r != NULL:
+        # dW_hr += dH^T R, columns h0..h1                          (P x N) (N x H)
+        gemm_tn2(P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1, NULL, 1)
     # db = sum over rows of dA, on this part's columns
     for j in range(j0, j1):
         d_bias[j] = 0
     for row in range(N):
         for j in range(j0, j1):
             d_bias[j] += gates[row * G + j]
+
+
+cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, const floating *src,
+                                 Py_ssize_t ld_src, floating *dst) noexcept nogil:
+    """dst[j, i] += src[i, j] for rows j0..j1 of dst (n columns); src has ld_src columns."""
+    cdef Py_ssize_t i, j
+    for j in range(j0, j1):
+        for i in range(n):
+            dst[j * n + i] += src[i * ld_src + j]
 
 
 def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
@@ -497,8 +510,8 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None
     cdef Py_ssize_t j
     cdef int nt
-    cdef Py_ssize_t sizes[9]
-    cdef floating *bufs[9]
+    cdef Py_ssize_t sizes[7]
+    cdef floating *bufs[7]
     if (gates.shape[0] != N or gates.shape[1] != G or tanh_cell.shape[0] != N
             or cell_prev.shape[0] != N or hidden_prev.shape[0] != N or d_out.shape[0] != N
             or d_x.shape[0] != N or d_x.shape[1] != I or out_col + P > ld_out
@@ -506,29 +519,25 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
             or (project and (d_w_hr is None or d_w_hr.shape[0] != P))):
         raise ValueError("backward_layer: inconsistent shapes")
     nt = n_threads if n_threads > 0 else threads_for(B, H, P)
-    # The workspace: packed weights for the steps, the projection's gradients, packed X, H_{t-1}
-    # and R for the weight gradients, the bias gradient.
+    # The workspace: packed weights, the projection's gradients, the transposed dW_ih and dW_hh,
+    # the bias gradient.
     sizes[0] = packed_size(G, P, &x[0, 0])
     sizes[1] = B * H if project else 0
     sizes[2] = N * P if project else 0
     sizes[3] = packed_size(P, H, &x[0, 0]) if project else 0
-    sizes[4] = packed_size(N, I, &x[0, 0])
-    sizes[5] = packed_size(N, P, &x[0, 0])
-    sizes[6] = packed_size(G, I, &x[0, 0])
-    sizes[7] = packed_size(N, H, &x[0, 0]) if project else 0
-    sizes[8] = G
+    sizes[4] = packed_size(G, I, &x[0, 0])
+    sizes[5] = (I + P) * G
+    sizes[6] = G
     if workspace is None:
         workspace = Workspace()  # held until the call returns: the buffers live in it
-    _carve(workspace, sizes, bufs, 9)
+    _carve(workspace, sizes, bufs, 7)
     cdef floating *w_hh_packed = bufs[0]
     cdef floating *d_raw = bufs[1]
     cdef floating *d_hidden_all = bufs[2]
     cdef floating *w_hr_packed = bufs[3]
-    cdef floating *x_packed = bufs[4]
-    cdef floating *h_packed = bufs[5]
-    cdef floating *w_ih_packed = bufs[6]
-    cdef floating *r_packed = bufs[7]
-    cdef floating *d_bias = bufs[8]
+    cdef floating *w_ih_packed = bufs[4]
+    cdef floating *w_t = bufs[5]
+    cdef floating *d_bias = bufs[6]
     with nogil:
         pack_into(False, G, P, &w_hh[0, 0], P, w_hh_packed)
         if project:
@@ -546,23 +555,20 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                                 d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],
                                 &cell_prev[0, 0])
 
-        # The weight gradients: one product each over all steps, with B packed first.
-        pack_into(False, N, I, &x[0, 0], I, x_packed)
-        pack_into(False, N, P, &hidden_prev[0, 0], P, h_packed)
+        # The weight gradients: one product each over all steps.
         pack_into(False, G, I, &w_ih[0, 0], I, w_ih_packed)
-        if project:
-            pack_into(False, N, H, &tanh_cell[0, 0], H, r_packed)
         if nt == 1:
-            _backward_weights(0, 1, N, I, H, P, &gates[0, 0], x_packed, h_packed,
-                              w_ih_packed, r_packed, d_hidden_all, &d_x[0, 0],
-                              &d_w_ih[0, 0], &d_w_hh[0, 0],
-                              &d_w_hr[0, 0] if project else NULL, d_bias)
+            _backward_weights(0, 1, N, I, H, P, &gates[0, 0], &x[0, 0], &hidden_prev[0, 0],
+                              w_ih_packed, &tanh_cell[0, 0] if project else NULL, d_hidden_all,
+                              &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
+                              &d_w_hr[0, 0] if project else NULL, d_bias, w_t)
         else:
             with parallel(num_threads=nt):
                 _backward_weights(threadid(), lstm_team_size(), N, I, H, P, &gates[0, 0],
-                                  x_packed, h_packed, w_ih_packed, r_packed, d_hidden_all,
+                                  &x[0, 0], &hidden_prev[0, 0], w_ih_packed,
+                                  &tanh_cell[0, 0] if project else NULL, d_hidden_all,
                                   &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
-                                  &d_w_hr[0, 0] if project else NULL, d_bias)
+                                  &d_w_hr[0, 0] if project else NULL, d_bias, w_t)
         for j in range(G):
             if has_b_ih:
                 d_b_ih[j] += d_bias[j]
@@ -608,10 +614,11 @@ cdef bint _all_finite(const floating *a, Py_ssize_t n) noexcept nogil:
 
 def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
            floating beta, int parts=1):
-    """c = op(a) b + beta c through the engine's packed product, computed in `parts` column parts
-    one after the other (for tests: the kernels the time loops use, on any shape)."""
+    """c = op(a) b + beta c through the engine's products, computed in `parts` column parts one
+    after the other (for tests: the kernels the time loops use, on any shape): b packed, or with
+    trans_a the weight gradients' product (nothing packed)."""
     cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], part
-    cdef Py_ssize_t size
+    cdef Py_ssize_t size, c0, c1
     cdef floating *packed
     if (a.shape[1] if trans_a else a.shape[0]) != m or (a.shape[0] if trans_a else a.shape[1]) != k \
             or b.shape[1] != n or m == 0 or n == 0 or k == 0:
@@ -620,7 +627,13 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
     size = packed_size(k, n, &b[0, 0])
     _carve(workspace, &size, &packed, 1)
     with nogil:
-        pack_into(False, k, n, &b[0, 0], n, packed)
+        if not trans_a:
+            pack_into(False, k, n, &b[0, 0], n, packed)
         for part in range(parts):
-            gemm_packed(trans_a, m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n,
-                        part, parts)
+            if not trans_a:
+                gemm_packed(m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n, part, parts)
+                continue
+            c0 = _first(n, part, parts)
+            c1 = _first(n, part + 1, parts)
+            gemm_tn2(m, c1 - c0, k, &a[0, 0], m, &b[0, c0], n, beta, &c[0, c0], n, 0, NULL, 1,
+                     NULL, 1)

@@ -1,7 +1,7 @@
 /*
  * Small-M matrix product with a packed right operand, for the per-step recurrent products:
  *
- *     C (M x N) = beta C + op(A) (M x K) op(B) (K x N),  M = active sequences (1 .. a few hundred)
+ *     C (M x N) = beta C + A (M x K) op(B) (K x N),  M = active sequences (1 .. a few hundred)
  *
  * OpenBLAS is slow at these shapes (BASELINE.md: M = 1 sgemm, 53% of its roof at M = 32), and the
  * right operand (a weight matrix) is the same for every step, so it is packed ONCE per call into
@@ -11,8 +11,8 @@
  * loads of the panel per k), so a panel is read from cache once per 12 rows; a single row (batch
  * 1) takes four panels at a time instead, so that its sums do not wait on each other. Every sum
  * starts from beta C and adds its terms in k order, whatever the path, so a row's result does not
- * depend on the other rows. op(A) = A^T serves the weight gradients (dW = dA^T X), so the engine
- * never wakes BLAS's own threads.
+ * depend on the other rows. The same tiles serve the weight gradients (dW^T = X^T dA, A^T B with
+ * neither packed: lstm_gemm_tn), so the engine never wakes BLAS's own threads.
  *
  * Written once with GCC vector extensions over float and double, compiled for AVX-512 (64-byte
  * vectors) and AVX2+FMA (32-byte vectors); the CPU is asked once which it has. Elsewhere (other
@@ -34,7 +34,7 @@
 #if LSTM_HAVE_PACKED
 
 /* The arguments lstm_tile_any passes on to lstm_tile after the row count. */
-#define LSTM_TILE_ARGS K, A, lda, panel, K2, A2, lda2, panel2, beta, C, ldc, ncols
+#define LSTM_TILE_ARGS K, A, ars, aks, panel, ldp, K2, A2, lda2, panel2, beta, C, ldc, ncols
 
 /* One tile: rows (<= MR, a constant where inlined) x ncols (<= NB) of C from one panel, plus
  * (when K2 > 0) a second product A2 (rows x K2) times a panel of a second packed operand. */
@@ -42,8 +42,9 @@
 typedef T lstm_vec_##SUF##_##ISA __attribute__((vector_size(BYTES)));                           \
                                                                                                  \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SUF##_##ISA(       \
-    const int rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, ptrdiff_t K2,        \
-    const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C, ptrdiff_t ldc, ptrdiff_t ncols)  \
+    const int rows, ptrdiff_t K, const T *A, ptrdiff_t ars, ptrdiff_t aks, const T *panel,        \
+    ptrdiff_t ldp, ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C,      \
+    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
 {                                                                                                \
     typedef lstm_vec_##SUF##_##ISA V;                                                            \
     enum { VL = BYTES / sizeof(T) };                                                             \
@@ -71,11 +72,11 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
     }                                                                                            \
     for (ptrdiff_t k = 0; k < K; k++) {                                                          \
         V b0, b1;                                                                                \
-        memcpy(&b0, panel + k * 2 * VL, BYTES);                                                  \
-        memcpy(&b1, panel + k * 2 * VL + VL, BYTES);                                             \
+        memcpy(&b0, panel + k * ldp, BYTES);                                                     \
+        memcpy(&b1, panel + k * ldp + VL, BYTES);                                                \
         _Pragma("GCC unroll 12")                                                                 \
         for (int r = 0; r < rows; r++) {                                                         \
-            T a = A[r * lda + k];                                                                \
+            T a = A[r * ars + k * aks];                                                          \
             acc0[r] += a * b0;                                                                   \
             acc1[r] += a * b1;                                                                   \
         }                                                                                        \
@@ -109,8 +110,9 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
                                                                                                  \
 /* A tile of any height 1..MR: the switch makes each height a constant for lstm_tile. */         \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_##SUF##_##ISA(   \
-    ptrdiff_t rows, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *panel, ptrdiff_t K2,        \
-    const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C, ptrdiff_t ldc, ptrdiff_t ncols)  \
+    ptrdiff_t rows, ptrdiff_t K, const T *A, ptrdiff_t ars, ptrdiff_t aks, const T *panel,        \
+    ptrdiff_t ldp, ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C,      \
+    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
 {                                                                                                \
     switch (rows) {                                                                              \
     case 12: lstm_tile_##SUF##_##ISA(12, LSTM_TILE_ARGS); break;                                 \
@@ -198,42 +200,43 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
         for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                               \
             lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda, lda,  \
-                                        packed + p * K, K2, A2 + m * lda2, lda2,                 \
+                                        1, packed + p * K, nb, K2, A2 + m * lda2, lda2,          \
                                         packed2 + p * K2, beta, C + m * ldc + p, ldc,            \
                                         N - p < nb ? N - p : nb);                                \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + A^T B and C2 (M x N2) = beta C2 + A^T B2, A (K x M), B and B2 packed by  \
- * lstm_pack (N2 = 0: no second product): the weight gradients, where K (every packed row) is    \
- * long. K is taken KC at a time; each MR-column strip of A in that block is first copied to a   \
- * small row-major buffer, then multiplied by every panel's block, of B and then of B2: products \
- * that share A share the copies. */                                                             \
+/* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B, A (K x M), A2 (K x M2) and B   \
+ * (K x N) row-major, none packed (M2 = 0: no second product): the weight gradients as dW^T =    \
+ * X^T dA, where K (every packed row) is long and B (dA) is read once. K is taken KC rows at a    \
+ * time; each panel of that block of B is copied to a contiguous buffer (rows of B are 4H apart: \
+ * read in place they fall into a few cache sets), which every MR-row tile of C and then of C2   \
+ * multiplies while it is in L1. A's rows are read in place, MR elements of each. */             \
 __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(                          \
-    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed, T beta,   \
-    T *C, ptrdiff_t ldc, ptrdiff_t N2, const T *packed2, T *C2, ptrdiff_t ldc2)                  \
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb, \
+    T beta, T *C, ptrdiff_t ldc, ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2)\
 {                                                                                                \
-    const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
-    T strip[LSTM_MR * LSTM_KC];                                                                  \
+    enum { NB = 2 * BYTES / sizeof(T) };                                                         \
+    T block[LSTM_KC * NB] __attribute__((aligned(64)));                                          \
     for (ptrdiff_t k0 = 0; k0 < K; k0 += LSTM_KC) {                                              \
         ptrdiff_t kc = K - k0 < LSTM_KC ? K - k0 : LSTM_KC;                                      \
         T b = k0 == 0 ? beta : (T)1;                                                             \
-        for (ptrdiff_t m = 0; m < M; m += LSTM_MR) {                                             \
-            ptrdiff_t mr = M - m < LSTM_MR ? M - m : LSTM_MR;                                    \
-            for (ptrdiff_t k = 0; k < kc; k++) {                                                 \
-                /* the copy reads kc rows lda apart: ask now for what the strip after next       \
-                 * will read of this row (measured: the whole product 5% faster) */              \
-                __builtin_prefetch(A + (k0 + k) * lda + m + 2 * LSTM_MR);                        \
-                for (ptrdiff_t r = 0; r < mr; r++)                                               \
-                    strip[r * kc + k] = A[(k0 + k) * lda + m + r];                               \
-            }                                                                                    \
-            for (ptrdiff_t p = 0; p < N; p += nb)                                                \
-                lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed + p * K + k0 * nb, 0,      \
-                                            NULL, 0, NULL, b, C + m * ldc + p, ldc,              \
-                                            N - p < nb ? N - p : nb);                            \
-            for (ptrdiff_t p = 0; p < N2; p += nb)                                               \
-                lstm_tile_any_##SUF##_##ISA(mr, kc, strip, kc, packed2 + p * K + k0 * nb, 0,     \
-                                            NULL, 0, NULL, b, C2 + m * ldc2 + p, ldc2,           \
-                                            N2 - p < nb ? N2 - p : nb);                          \
+        for (ptrdiff_t p = 0; p < N; p += NB) {                                                  \
+            ptrdiff_t ncols = N - p < NB ? N - p : NB;                                           \
+            if (ncols == NB)                                                                     \
+                for (ptrdiff_t k = 0; k < kc; k++)                                               \
+                    memcpy(block + k * NB, B + (k0 + k) * ldb + p, NB * sizeof(T));              \
+            else                                                                                 \
+                for (ptrdiff_t k = 0; k < kc; k++)                                               \
+                    for (ptrdiff_t j = 0; j < NB; j++)                                           \
+                        block[k * NB + j] = j < ncols ? B[(k0 + k) * ldb + p + j] : (T)0;        \
+            for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                           \
+                lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, kc,               \
+                                            A + k0 * lda + m, 1, lda, block, NB, 0, NULL, 0,     \
+                                            NULL, b, C + m * ldc + p, ldc, ncols);               \
+            for (ptrdiff_t m = 0; m < M2; m += LSTM_MR)                                          \
+                lstm_tile_any_##SUF##_##ISA(M2 - m < LSTM_MR ? M2 - m : LSTM_MR, kc,             \
+                                            A2 + k0 * lda2 + m, 1, lda2, block, NB, 0, NULL, 0,  \
+                                            NULL, b, C2 + m * ldc2 + p, ldc2, ncols);            \
         }                                                                                        \
     }                                                                                            \
 }
@@ -282,10 +285,9 @@ static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptr
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + op(A) (M x K) op(B), op(B) packed by lstm_pack; op(A) = A^T if trans_a */\
-static void lstm_gemm_packed_##SUF(int trans_a, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,           \
-                                   const T *A, ptrdiff_t lda, const T *packed, T beta, T *C,     \
-                                   ptrdiff_t ldc)                                                \
+/* C (M x N) = beta C + A (M x K) op(B), op(B) packed by lstm_pack. */                            \
+static void lstm_gemm_packed_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A,            \
+                                   ptrdiff_t lda, const T *packed, T beta, T *C, ptrdiff_t ldc)  \
 {                                                                                                \
     LSTM_PACKED_DISPATCH(SUF)                                                                    \
 }                                                                                                \
@@ -300,38 +302,33 @@ static void lstm_gemm_packed2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
     LSTM_PACKED2_DISPATCH(SUF)                                                                   \
 }                                                                                                \
                                                                                                  \
-/* C (M x N) = beta C + A^T B and C2 (M x N2) = beta C2 + A^T B2, A (K x M), B and B2 packed by  \
- * lstm_pack: two products with the same A, which is read once (a packed kernel must run). */   \
-static void lstm_gemm_packed_tn2_##SUF(ptrdiff_t M, ptrdiff_t K, const T *A, ptrdiff_t lda,      \
-                                       ptrdiff_t N, const T *packed, T *C, ptrdiff_t ldc,        \
-                                       ptrdiff_t N2, const T *packed2, T *C2, ptrdiff_t ldc2,    \
-                                       T beta)                                                   \
+/* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B, A (K x M), A2 (K x M2), B      \
+ * (K x N), all row-major and unpacked: two products with the same B, which is read once (a      \
+ * packed kernel must run: callers check lstm_panel_width first). */                             \
+static void lstm_gemm_tn2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,\
+                                const T *B, ptrdiff_t ldb, T beta, T *C, ptrdiff_t ldc,          \
+                                ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2)\
 {                                                                                                \
-    LSTM_PACKED_TN2_DISPATCH(SUF)                                                                \
+    LSTM_TN2_DISPATCH(SUF)                                                                       \
 }
 
 #if LSTM_HAVE_PACKED
 #define LSTM_PACKED_DISPATCH(SUF)                                                                \
-    int wide = lstm_packed_vector_bytes() == 64;                                                 \
-    if (trans_a)                                                                                 \
-        (wide ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_tn_##SUF##_avx2)(                         \
-            M, N, K, A, lda, packed, beta, C, ldc, 0, NULL, NULL, 0);                            \
-    else                                                                                         \
-        (wide ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)(                         \
-            M, N, K, A, lda, packed, 0, NULL, 0, NULL, beta, C, ldc);
+    (lstm_packed_vector_bytes() == 64 ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)( \
+        M, N, K, A, lda, packed, 0, NULL, 0, NULL, beta, C, ldc);
 #define LSTM_PACKED2_DISPATCH(SUF)                                                               \
     (lstm_packed_vector_bytes() == 64 ? lstm_gemm_nn_##SUF##_avx512 : lstm_gemm_nn_##SUF##_avx2)( \
         M, N, K, A, lda, packed, K2, A2, lda2, packed2, beta, C, ldc);
-#define LSTM_PACKED_TN2_DISPATCH(SUF)                                                            \
+#define LSTM_TN2_DISPATCH(SUF)                                                                   \
     (lstm_packed_vector_bytes() == 64 ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_tn_##SUF##_avx2)( \
-        M, N, K, A, lda, packed, beta, C, ldc, N2, packed2, C2, ldc2);
+        M, N, K, A, lda, B, ldb, beta, C, ldc, M2, A2, lda2, C2, ldc2);
 #else
-#define LSTM_PACKED_DISPATCH(SUF) (void)trans_a; (void)M; (void)N; (void)K; (void)A; (void)lda;  \
-    (void)packed; (void)beta; (void)C; (void)ldc;
+#define LSTM_PACKED_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;   \
+    (void)beta; (void)C; (void)ldc;
 #define LSTM_PACKED2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;  \
     (void)K2; (void)A2; (void)lda2; (void)packed2; (void)beta; (void)C; (void)ldc;
-#define LSTM_PACKED_TN2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda;             \
-    (void)packed; (void)beta; (void)C; (void)ldc; (void)N2; (void)packed2; (void)C2; (void)ldc2;
+#define LSTM_TN2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; \
+    (void)beta; (void)C; (void)ldc; (void)M2; (void)A2; (void)lda2; (void)C2; (void)ldc2;
 #endif
 
 LSTM_DEFINE_PACKED_API(float, f)
