@@ -31,6 +31,12 @@
 #define LSTM_NP 4
 #define LSTM_KC 256
 
+/* M rows are taken in LSTM_TILES(M) tiles of nearly equal height (at most MR), tile i from row
+ * LSTM_TILE_ROW(M, i, tiles): 13 rows as 7 + 6, not 12 + 1, whose single row would wait on the
+ * FMA latency at every k. */
+#define LSTM_TILES(M) (((M) + LSTM_MR - 1) / LSTM_MR)
+#define LSTM_TILE_ROW(M, i, tiles) ((M) * (i) / (tiles))
+
 #if LSTM_HAVE_PACKED
 
 /* The arguments lstm_tile_any passes on to lstm_tile after the row count. */
@@ -198,11 +204,12 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
         return;                                                                                  \
     }                                                                                            \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
-        for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                               \
-            lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, K, A + m * lda, lda,  \
-                                        1, packed + p * K, nb, K2, A2 + m * lda2, lda2,          \
-                                        packed2 + p * K2, beta, C + m * ldc + p, ldc,            \
-                                        N - p < nb ? N - p : nb);                                \
+        for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                           \
+            ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles), mr = LSTM_TILE_ROW(M, i + 1, tiles) - m;   \
+            lstm_tile_any_##SUF##_##ISA(mr, K, A + m * lda, lda, 1, packed + p * K, nb, K2,      \
+                                        A2 + m * lda2, lda2, packed2 + p * K2, beta,             \
+                                        C + m * ldc + p, ldc, N - p < nb ? N - p : nb);          \
+        }                                                                                        \
 }                                                                                                \
                                                                                                  \
 /* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B, A (K x M), A2 (K x M2) and B   \
@@ -229,14 +236,18 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
                 for (ptrdiff_t k = 0; k < kc; k++)                                               \
                     for (ptrdiff_t j = 0; j < NB; j++)                                           \
                         block[k * NB + j] = j < ncols ? B[(k0 + k) * ldb + p + j] : (T)0;        \
-            for (ptrdiff_t m = 0; m < M; m += LSTM_MR)                                           \
-                lstm_tile_any_##SUF##_##ISA(M - m < LSTM_MR ? M - m : LSTM_MR, kc,               \
+            for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                       \
+                ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles);                                        \
+                lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M, i + 1, tiles) - m, kc,              \
                                             A + k0 * lda + m, 1, lda, block, NB, 0, NULL, 0,     \
                                             NULL, b, C + m * ldc + p, ldc, ncols);               \
-            for (ptrdiff_t m = 0; m < M2; m += LSTM_MR)                                          \
-                lstm_tile_any_##SUF##_##ISA(M2 - m < LSTM_MR ? M2 - m : LSTM_MR, kc,             \
+            }                                                                                    \
+            for (ptrdiff_t i = 0, tiles = LSTM_TILES(M2); i < tiles; i++) {                      \
+                ptrdiff_t m = LSTM_TILE_ROW(M2, i, tiles);                                       \
+                lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M2, i + 1, tiles) - m, kc,             \
                                             A2 + k0 * lda2 + m, 1, lda2, block, NB, 0, NULL, 0,  \
                                             NULL, b, C2 + m * ldc2 + p, ldc2, ncols);            \
+            }                                                                                    \
         }                                                                                        \
     }                                                                                            \
 }
