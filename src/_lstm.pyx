@@ -21,7 +21,7 @@ import time
 cnp.import_array()
 
 from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, pack_into,
-                   packed_kernel, packed_size)
+                   packed_kernel, packed_size, panel_width)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from *:
@@ -111,6 +111,26 @@ cdef extern from *:
     void lstm_barrier(int parts) noexcept nogil
 
 
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    #include <string.h>
+    /* LSTM_FAST_SPLIT=rows or =columns in the environment (read once) forces how threads share a
+     * time loop, for tests and measurements: 1 rows, 0 columns, -1 chosen by size. */
+    static int lstm_split_override(void)
+    {
+        static int split = -2;
+        if (split == -2) {
+            const char *want = getenv("LSTM_FAST_SPLIT");
+            split = want == NULL ? -1 : strcmp(want, "rows") == 0 ? 1
+                    : strcmp(want, "columns") == 0 ? 0 : -1;
+        }
+        return split;
+    }
+    """
+    int lstm_split_override() noexcept nogil
+
+
 cdef extern from "lstm_peak.h" nogil:
     double lstm_fma_chains_threads(int dbl, long iters, int threads, double *sink)
 
@@ -124,6 +144,25 @@ def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
     with nogil:
         flops = lstm_fma_chains_threads(double, iters, threads, &sink)
     return flops / (time.perf_counter() - start) / 1e9
+
+
+# How threads share a time loop (see _forward_steps): by rows, each thread runs its own
+# sequences with no barrier at all, but multiplies them by all of the weights; by columns, each
+# reads half of the weights, but the threads meet two or three times a step.  Measured at 2
+# threads: rows were as fast or faster from 4 sequences a thread up (rows 3-11 of the grid: 1.0 to
+# 1.7x; weights of 1-5 MiB, beyond L2, stream from L3 fast enough), columns with 2 a thread.
+cdef enum:
+    ROWS_MIN_BATCH = 4
+
+
+cdef bint _split_by_rows(Py_ssize_t B, int threads, bint packed) noexcept nogil:
+    """Whether `threads` threads share a layer-direction's time loops by rows (sequences).
+    Only with the packed kernel (`packed`), whose rows do not depend on which others are in the
+    product: BLAS's do (gemv for one row), and results must not depend on the thread count."""
+    cdef int forced = lstm_split_override()
+    if not packed:
+        return False
+    return forced == 1 if forced >= 0 else B >= ROWS_MIN_BATCH * threads
 
 
 cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
@@ -183,8 +222,28 @@ cdef inline Py_ssize_t _first(Py_ssize_t n, int part, int parts) noexcept nogil:
     return n * part // parts
 
 
-cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bint hoist,
-                         bint reverse,
+cdef Py_ssize_t _row_bound(int part, int parts, Py_ssize_t B, Py_ssize_t T,
+                           const Py_ssize_t *batch_sizes) noexcept nogil:
+    """First sequence (row) of part `part` of `parts` in a split by rows that gives each part
+    about as many row-steps: the least b with sum_t min(b_t, b) >= part / parts of them all. With
+    lengths, the longest sequences come first, so equal counts of rows would not do."""
+    cdef Py_ssize_t lo = 0, hi = B, mid, t, work, total = 0
+    for t in range(T):
+        total += batch_sizes[t]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        work = 0
+        for t in range(T):
+            work += min(batch_sizes[t], mid)
+        if work * parts >= total * part:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssize_t chunk,
+                         bint hoist, bint reverse, Py_ssize_t B,
                          Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
                          const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
                          const floating *x, const floating *w_ih_packed,
@@ -195,16 +254,25 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
                          floating *hidden_prev) noexcept nogil:
     """The forward time loop, as walked by part `part` of `parts` threads (see forward_layer).
 
+    by_rows: the part runs its own sequences (rows) through every product and pass, alone, with
+    no barrier; else each product is split between the parts by column panels and each
+    element-wise pass by rows, with a barrier after each (see _split_by_rows).
     hoist: the input projection is computed for `chunk` steps at a time, before them; else
     (chunk = 1) each step computes x_t W_ih^T and h_{t-1} W_hh^T together, in one pass over G_t.
     gates is the (N x 4H) store when training, else a workspace of one chunk; tanh_cell,
     cell_prev and hidden_prev are NULL for inference.  hidden_raw is NULL without projection.
     """
     cdef Py_ssize_t G = 4 * H, ci, start, stop, step, k, t, rows, row, first_row, b, r0, r1
+    cdef Py_ssize_t lo = 0, hi
     cdef bint training = tanh_cell != NULL, project = hidden_raw != NULL
     cdef floating *g_t
     cdef floating *r_t = hidden_raw if project else hidden
     cdef int ld_r = H if project else P
+    # The products' split: whole rows (each part all columns of its own), or columns of all rows.
+    cdef int cpart = 0 if by_rows else part, cparts = 1 if by_rows else parts
+    cdef int sync = 1 if by_rows else parts
+    cdef Py_ssize_t row0 = _row_bound(part, parts, B, T, batch_sizes) if by_rows else 0
+    cdef Py_ssize_t row1 = _row_bound(part + 1, parts, B, T, batch_sizes) if by_rows else 0
     for ci in range((T + chunk - 1) // chunk):
         step = ci * chunk
         # Chunks of steps [start, stop), taken from the end for the reverse direction.
@@ -219,38 +287,46 @@ cdef void _forward_steps(int part, int parts, Py_ssize_t T, Py_ssize_t chunk, bi
         g_t = gates + first_row * G if training else gates
         if hoist:
             # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x 4H)
-            gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G,
-                        part, parts)
+            gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G, part, parts)
             lstm_barrier(parts)
         for k in range(stop - start):
             t = stop - 1 - k if reverse else start + k
             rows = batch_sizes[t]
             row = offsets[t]
             g_t = gates + (row if training else row - first_row) * G
+            # The rows lo..hi this part multiplies, and r0..r1 it runs element-wise.
+            if by_rows:
+                lo = min(rows, row0)
+                hi = min(rows, row1)
+                r0, r1 = lo, hi
+            else:
+                hi = rows
+                r0 = _first(rows, part, parts)
+                r1 = _first(rows, part + 1, parts)
             if hoist:
                 # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x 4H)
-                gemm_packed(rows, G, P, hidden, P, w_hh_packed, 1, g_t, G, part, parts)
+                gemm_packed(hi - lo, G, P, hidden + lo * P, P, w_hh_packed, 1, g_t + lo * G, G,
+                            cpart, cparts)
             else:
                 # G_t = x_t W_ih^T + h_{t-1} W_hh^T     (b_t x I) (I x 4H) + (b_t x P) (P x 4H)
-                gemm_packed2(rows, G, I, x + row * I, I, w_ih_packed, P, hidden, P, w_hh_packed,
-                             0, g_t, G, part, parts)
-            lstm_barrier(parts)
+                gemm_packed2(hi - lo, G, I, x + (row + lo) * I, I, w_ih_packed, P,
+                             hidden + lo * P, P, w_hh_packed, 0, g_t + lo * G, G, cpart, cparts)
+            lstm_barrier(sync)
             # Element-wise, on this part's rows: keep h_{t-1}; gates; c_t and r_t.
-            r0 = _first(rows, part, parts)
-            r1 = _first(rows, part + 1, parts)
             if training:
                 memcpy(hidden_prev + (row + r0) * P, hidden + r0 * P,
                        (r1 - r0) * P * sizeof(floating))
             gates_forward(r1 - r0, H, bias, g_t + r0 * G, cell + r0 * H, r_t + r0 * ld_r, ld_r,
                           _rows(tanh_cell, row + r0, H), _rows(cell_prev, row + r0, H))
             if project:
-                lstm_barrier(parts)
+                lstm_barrier(sync)
                 # h_t = r_t W_hr^T                                (b_t x H) (H x P)
-                gemm_packed(rows, P, H, r_t, H, w_hr_packed, 0, hidden, P, part, parts)
-                lstm_barrier(parts)
+                gemm_packed(hi - lo, P, H, r_t + lo * H, H, w_hr_packed, 0, hidden + lo * P, P,
+                            cpart, cparts)
+                lstm_barrier(sync)
             for b in range(r0, r1):
                 memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
-            lstm_barrier(parts)
+            lstm_barrier(sync)
 
 
 cdef int _array_type(object a, str name) except -1:
@@ -354,7 +430,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *tanh_cell = args[12]
     cdef floating *cell_prev = args[13]
     cdef floating *hidden_prev = args[14]
-    cdef bint training = gates != NULL, project = w_hr != NULL, hoist
+    cdef bint training = gates != NULL, project = w_hr != NULL, hoist, by_rows
     cdef int nt
     cdef Py_ssize_t sizes[6]
     cdef floating *bufs[6]
@@ -385,39 +461,54 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
         pack_into(True, P, G, w_hh, P, w_hh_packed)
         pack_into(True, I, G, w_ih, I, w_ih_packed)
         if nt == 1:
-            _forward_steps(0, 1, T, chunk, hoist, reverse, I, H, P, batch_sizes, offsets, x,
-                           w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
+            _forward_steps(0, 1, False, T, chunk, hoist, reverse, B, I, H, P, batch_sizes,
+                           offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
                            hidden_raw, out, ld_out, gates if training else work, tanh_cell,
                            cell_prev, hidden_prev)
         else:
+            # The hoisted input projection is shared by columns: it needs the column split.
+            by_rows = not hoist and _split_by_rows(B, nt, panel_width(x) != 0)
             with parallel(num_threads=nt):
-                _forward_steps(threadid(), lstm_team_size(), T, chunk, hoist, reverse, I, H, P,
+                _forward_steps(threadid(), lstm_team_size(), by_rows, T, chunk, hoist, reverse,
+                               B, I, H, P,
                                batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
                                w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
                                gates if training else work, tanh_cell, cell_prev,
                                hidden_prev)
 
 
-cdef void _backward_steps(int part, int parts, Py_ssize_t T, bint reverse, Py_ssize_t H,
-                          Py_ssize_t P, const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
+cdef void _backward_steps(int part, int parts, bint by_rows, Py_ssize_t T, bint reverse,
+                          Py_ssize_t B, Py_ssize_t H, Py_ssize_t P,
+                          const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
                           const floating *w_hh_packed, const floating *w_hr_packed,
                           const floating *d_out, Py_ssize_t ld_out, floating *d_hidden,
                           floating *d_cell, floating *d_raw, floating *d_hidden_all,
                           floating *gates, floating *tanh_cell,
                           const floating *cell_prev) noexcept nogil:
-    """The reverse time loop, as walked by part `part` of `parts` threads (see backward_layer).
+    """The reverse time loop, as walked by part `part` of `parts` threads (see backward_layer;
+    by_rows as in _forward_steps).
 
     d_raw (B x H) and d_hidden_all (N x P) are workspaces when projecting, else NULL.
     """
-    cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1
+    cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1, lo = 0, hi
     cdef bint project = d_raw != NULL
     cdef floating *dr_t = d_raw if project else d_hidden
+    cdef int cpart = 0 if by_rows else part, cparts = 1 if by_rows else parts
+    cdef int sync = 1 if by_rows else parts
+    cdef Py_ssize_t row0 = _row_bound(part, parts, B, T, batch_sizes) if by_rows else 0
+    cdef Py_ssize_t row1 = _row_bound(part + 1, parts, B, T, batch_sizes) if by_rows else 0
     for step in range(T):
         t = step if reverse else T - 1 - step
         rows = batch_sizes[t]
         row = offsets[t]
-        r0 = _first(rows, part, parts)
-        r1 = _first(rows, part + 1, parts)
+        if by_rows:
+            lo = min(rows, row0)
+            hi = min(rows, row1)
+            r0, r1 = lo, hi
+        else:
+            hi = rows
+            r0 = _first(rows, part, parts)
+            r1 = _first(rows, part + 1, parts)
         # dL/dh_t = dL/dout_t + dL/dh_t (from step t+1), on this part's rows
         for b in range(r0, r1):
             for j in range(P):
@@ -425,17 +516,18 @@ cdef void _backward_steps(int part, int parts, Py_ssize_t T, bint reverse, Py_ss
         if project:
             memcpy(d_hidden_all + (row + r0) * P, d_hidden + r0 * P,
                    (r1 - r0) * P * sizeof(floating))
-            lstm_barrier(parts)
+            lstm_barrier(sync)
             # dL/dr_t = dL/dh_t W_hr                               (b_t x P) (P x H)
-            gemm_packed(rows, H, P, d_hidden, P, w_hr_packed, 0, d_raw, H, part, parts)
-            lstm_barrier(parts)
+            gemm_packed(hi - lo, H, P, d_hidden + lo * P, P, w_hr_packed, 0, d_raw + lo * H, H,
+                        cpart, cparts)
+            lstm_barrier(sync)
         gates_backward(r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
                        tanh_cell + (row + r0) * H, cell_prev + (row + r0) * H, d_cell + r0 * H)
-        lstm_barrier(parts)
+        lstm_barrier(sync)
         # dL/dh_{t-1} = dL/da_t W_hh                               (b_t x 4H) (4H x P)
-        gemm_packed(rows, P, G, gates + row * G, G, w_hh_packed, 0, d_hidden, P,
-                    part, parts)
-        lstm_barrier(parts)
+        gemm_packed(hi - lo, P, G, gates + (row + lo) * G, G, w_hh_packed, 0, d_hidden + lo * P,
+                    P, cpart, cparts)
+        lstm_barrier(sync)
 
 
 cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
@@ -507,7 +599,7 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = d_cell.shape[1], P = d_hidden.shape[1]
     cdef Py_ssize_t B = d_hidden.shape[0], G = 4 * H, ld_out = d_out.shape[1]
     cdef bint project = w_hr is not None
-    cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None
+    cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None, by_rows
     cdef Py_ssize_t j
     cdef int nt
     cdef Py_ssize_t sizes[7]
@@ -543,13 +635,14 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         if project:
             pack_into(False, P, H, &w_hr[0, 0], H, w_hr_packed)
         if nt == 1:
-            _backward_steps(0, 1, T, reverse, H, P, &batch_sizes[0], &offsets[0],
+            _backward_steps(0, 1, False, T, reverse, B, H, P, &batch_sizes[0], &offsets[0],
                             w_hh_packed, w_hr_packed, &d_out[0, out_col], ld_out,
                             &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
                             &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
         else:
+            by_rows = _split_by_rows(B, nt, panel_width(&x[0, 0]) != 0)
             with parallel(num_threads=nt):
-                _backward_steps(threadid(), lstm_team_size(), T, reverse, H, P,
+                _backward_steps(threadid(), lstm_team_size(), by_rows, T, reverse, B, H, P,
                                 &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
                                 &d_out[0, out_col], ld_out, &d_hidden[0, 0], &d_cell[0, 0],
                                 d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],

@@ -89,8 +89,12 @@ def test_build_info_names_the_kernels():
 
 def _reference_errors(dtype_name):
     """Max relative error of forward+backward against the reference, over a few configurations
-    large enough to use both threads. Run in a subprocess by the test below."""
-    dtype = np.dtype(dtype_name).type
+    large enough to use both threads, on two threads. Run in a subprocess by the test below."""
+    with threadpool_limits(limits=2):
+        return _reference_errors_here(np.dtype(dtype_name).type)
+
+
+def _reference_errors_here(dtype):
     worst = 0.0
     rng = np.random.default_rng(0)
     for bidirectional, proj_size, lengths in [(False, 0, None), (True, 16, [30, 12, 25, 1] * 4)]:
@@ -114,42 +118,66 @@ def _reference_errors(dtype_name):
     return worst
 
 
-@pytest.mark.parametrize("kernel", ["auto", "avx2", "blas"])
+@pytest.mark.parametrize("kernel,split", [("auto", "auto"), ("auto", "rows"), ("auto", "columns"),
+                                          ("avx2", "auto"), ("blas", "auto")])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_every_kernel_choice_matches_reference(kernel, dtype):
-    env = dict(os.environ)
-    env.pop("LSTM_FAST_KERNEL", None)
-    if kernel != "auto":
-        env["LSTM_FAST_KERNEL"] = kernel
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_kernels import "
-            "_reference_errors; from lstm_fast._lstm import build_info; "
-            "print(build_info()['matmul_kernel'], _reference_errors(sys.argv[2]))")
-    # Run from the tests folder: from the repository root, Python would import the source tree's
-    # lstm_fast (which holds no built extension) instead of the installed one.
-    here = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run([sys.executable, "-c", code, here, dtype], env=env, cwd=here,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    used, err = result.stdout.split()
+def test_every_kernel_choice_matches_reference(kernel, split, dtype):
+    env = {} if kernel == "auto" else {"LSTM_FAST_KERNEL": kernel}
+    if split != "auto":
+        env["LSTM_FAST_SPLIT"] = split
+    used, err = _run_in_subprocess(f"t._reference_errors({dtype!r})", env)
     if kernel != "auto":
         assert used in (kernel, "blas")  # a CPU without AVX2 falls back to BLAS
     assert float(err) <= RTOL[np.dtype(dtype).type], f"{used}: {err}"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_two_threads_give_the_same_bits_as_one(dtype):
+def _thread_bits_differ(dtype_name):
+    """How many arrays (outputs, states, every gradient) differ bitwise between 1 and 2 threads.
+    Run in a subprocess by the tests below."""
+    dtype = np.dtype(dtype_name).type
     rng = np.random.default_rng(1)
-    lstm = lstm_fast.LSTM(8, 64, num_layers=2, bidirectional=True, proj_size=32, dtype=dtype,
-                          random_state=0)
-    x = rng.standard_normal((20, 32, 8)).astype(dtype)
-    lengths = rng.integers(1, 21, size=32)
-    g = rng.standard_normal((20, 32, 64)).astype(dtype)
-    results = []
-    for threads in (1, 2):
-        with threadpool_limits(limits=threads):
-            lstm.zero_grad()
-            out, (h, c) = lstm.forward(x, lengths=lengths, training=True)
-            grad_x = lstm.backward(g)
-            results.append([out, h, c, grad_x] + [v.copy() for v in lstm.grads.values()])
-    for one, two in zip(*results):
-        np.testing.assert_array_equal(one, two)
+    differ = 0
+    # One direction: both threads walk each time loop; two: one direction each.
+    for bidirectional in (False, True):
+        lstm = lstm_fast.LSTM(8, 64, num_layers=2, bidirectional=bidirectional, proj_size=32,
+                              dtype=dtype, random_state=0)
+        x = rng.standard_normal((20, 32, 8)).astype(dtype)
+        lengths = rng.integers(1, 21, size=32)
+        g = rng.standard_normal((20, 32, 32 * lstm.num_directions)).astype(dtype)
+        results = []
+        for threads in (1, 2):
+            with threadpool_limits(limits=threads):
+                lstm.zero_grad()
+                out, (h, c) = lstm.forward(x, lengths=lengths, training=True)
+                grad_x = lstm.backward(g)
+                results.append([out, h, c, grad_x] + [v.copy() for v in lstm.grads.values()])
+        differ += sum(not np.array_equal(one, two) for one, two in zip(*results))
+    return differ
+
+
+def _run_in_subprocess(call, env_vars):
+    """Print-and-parse the result of `call` (code using this module) in a fresh interpreter with
+    extra environment variables (the kernel and split choices are read once per process)."""
+    env = dict(os.environ)
+    for name in ("LSTM_FAST_KERNEL", "LSTM_FAST_SPLIT"):
+        env.pop(name, None)
+    env.update(env_vars)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_kernels as t; "
+            "from lstm_fast._lstm import build_info; "
+            f"print(build_info()['matmul_kernel'], {call})")
+    # Run from the tests folder: from the repository root, Python would import the source tree's
+    # lstm_fast (which holds no built extension) instead of the installed one.
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, "-c", code, here], env=env, cwd=here,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("split", ["auto", "rows", "columns"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_threads_give_the_same_bits_as_one(dtype, split):
+    """However the two threads share the time loops (by sequences or by weight columns)."""
+    env = {} if split == "auto" else {"LSTM_FAST_SPLIT": split}
+    _, differ = _run_in_subprocess(f"t._thread_bits_differ({dtype!r})", env)
+    assert int(differ) == 0
