@@ -74,11 +74,11 @@ cdef extern from "lstm_gemm.h" nogil:
     void lstm_gemm_tn2_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t lda,
                          const float *B, Py_ssize_t ldb, float beta, float *C, Py_ssize_t ldc,
                          Py_ssize_t M2, const float *A2, Py_ssize_t lda2, float *C2,
-                         Py_ssize_t ldc2)
+                         Py_ssize_t ldc2, float *colsum)
     void lstm_gemm_tn2_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A,
                          Py_ssize_t lda, const double *B, Py_ssize_t ldb, double beta, double *C,
                          Py_ssize_t ldc, Py_ssize_t M2, const double *A2, Py_ssize_t lda2,
-                         double *C2, Py_ssize_t ldc2)
+                         double *C2, Py_ssize_t ldc2, double *colsum)
     Py_ssize_t lstm_panel_width_f()
     Py_ssize_t lstm_panel_width_d()
     int lstm_packed_vector_bytes()
@@ -167,17 +167,26 @@ cdef inline void gemm_packed2(int m, int n, int k, const floating *a, int lda,
 
 cdef inline void gemm_tn2(int m, int n, int k, const floating *a, int lda, const floating *b,
                           int ldb, floating beta, floating *c, int ldc, int m2,
-                          const floating *a2, int lda2, floating *c2, int ldc2) noexcept nogil:
+                          const floating *a2, int lda2, floating *c2, int ldc2,
+                          floating *colsum) noexcept nogil:
     """C (m x n) = A^T B + beta C and C2 (m2 x n) = A2^T B + beta C2, row-major, A (k x m), A2
     (k x m2), B (k x n), none packed (m2 = 0: no second product): two products with the same B,
-    which the packed kernel reads once for both."""
+    which the packed kernel reads once for both; colsum (n) = the sums of B's columns, unless NULL.
+    """
+    cdef Py_ssize_t i, j
     if n == 0:
         return
     if panel_width(a) == 0:
         gemm(True, False, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
         if m2 > 0:
             gemm(True, False, m2, n, k, 1, a2, lda2, b, ldb, beta, c2, ldc2)
+        if colsum != NULL:
+            for j in range(n):
+                colsum[j] = 0
+            for i in range(k):
+                for j in range(n):
+                    colsum[j] += b[i * ldb + j]
     elif floating is float:
-        lstm_gemm_tn2_f(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2)
+        lstm_gemm_tn2_f(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2, colsum)
     else:
-        lstm_gemm_tn2_d(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2)
+        lstm_gemm_tn2_d(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2, colsum)

@@ -543,26 +543,22 @@ cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_
     part reads its own columns), while X and H_{t-1}, I + P wide, are the rows of the tiles.
     r (N x H) is R = o tanh(c) when projecting, else NULL.
     """
-    cdef Py_ssize_t G = 4 * H, row, j
+    cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
     cdef Py_ssize_t n0 = _first(N, part, parts), n1 = _first(N, part + 1, parts)
     cdef Py_ssize_t h0 = _first(H, part, parts), h1 = _first(H, part + 1, parts)
     # dW_ih^T = X^T dA,  dW_hh^T = H_prev^T dA, columns j0..j1    (I x N) (N x 4H),  (P x N) (N x 4H)
+    # db = the sums of dA's columns, on the way
     gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, 0, w_t + j0, G,
-             P, hidden_prev, P, w_t + I * G + j0, G)
+             P, hidden_prev, P, w_t + I * G + j0, G, d_bias + j0)
     _add_transposed(j0, j1, I, w_t, G, d_w_ih)
     _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
     # dX += dA W_ih, rows n0..n1                                   (N x 4H) (4H x I)
     gemm_packed(n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
     if r != NULL:
         # dW_hr += dH^T R, columns h0..h1                          (P x N) (N x H)
-        gemm_tn2(P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1, NULL, 1)
-    # db = sum over rows of dA, on this part's columns
-    for j in range(j0, j1):
-        d_bias[j] = 0
-    for row in range(N):
-        for j in range(j0, j1):
-            d_bias[j] += gates[row * G + j]
+        gemm_tn2(P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1, NULL, 1,
+                 NULL)
 
 
 cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, const floating *src,
@@ -729,4 +725,4 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
             c0 = _first(n, part, parts)
             c1 = _first(n, part + 1, parts)
             gemm_tn2(m, c1 - c0, k, &a[0, 0], m, &b[0, c0], n, beta, &c[0, c0], n, 0, NULL, 1,
-                     NULL, 1)
+                     NULL, 1, NULL)

@@ -217,10 +217,12 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
  * X^T dA, where K (every packed row) is long and B (dA) is read once. K is taken KC rows at a    \
  * time; each panel of that block of B is copied to a contiguous buffer (rows of B are 4H apart: \
  * read in place they fall into a few cache sets), which every MR-row tile of C and then of C2   \
- * multiplies while it is in L1. A's rows are read in place, MR elements of each. */             \
+ * multiplies while it is in L1. A's rows are read in place, MR elements of each. The copy also  \
+ * sums B's columns into colsum (N; unless NULL): the bias gradient, with no pass of its own. */ \
 __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(                          \
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *B, ptrdiff_t ldb, \
-    T beta, T *C, ptrdiff_t ldc, ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2)\
+    T beta, T *C, ptrdiff_t ldc, ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2,\
+    T *colsum)                                                                                   \
 {                                                                                                \
     enum { NB = 2 * BYTES / sizeof(T) };                                                         \
     T block[LSTM_KC * NB] __attribute__((aligned(64)));                                          \
@@ -229,13 +231,22 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
         T b = k0 == 0 ? beta : (T)1;                                                             \
         for (ptrdiff_t p = 0; p < N; p += NB) {                                                  \
             ptrdiff_t ncols = N - p < NB ? N - p : NB;                                           \
+            T sums[NB] = {0};                                                                    \
             if (ncols == NB)                                                                     \
                 for (ptrdiff_t k = 0; k < kc; k++)                                               \
-                    memcpy(block + k * NB, B + (k0 + k) * ldb + p, NB * sizeof(T));              \
+                    for (ptrdiff_t j = 0; j < NB; j++) {                                         \
+                        block[k * NB + j] = B[(k0 + k) * ldb + p + j];                           \
+                        sums[j] += block[k * NB + j];                                            \
+                    }                                                                            \
             else                                                                                 \
                 for (ptrdiff_t k = 0; k < kc; k++)                                               \
-                    for (ptrdiff_t j = 0; j < NB; j++)                                           \
+                    for (ptrdiff_t j = 0; j < NB; j++) {                                         \
                         block[k * NB + j] = j < ncols ? B[(k0 + k) * ldb + p + j] : (T)0;        \
+                        sums[j] += block[k * NB + j];                                            \
+                    }                                                                            \
+            if (colsum != NULL)                                                                  \
+                for (ptrdiff_t j = 0; j < ncols; j++)                                            \
+                    colsum[p + j] = (k0 == 0 ? (T)0 : colsum[p + j]) + sums[j];                  \
             for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                       \
                 ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles);                                        \
                 lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M, i + 1, tiles) - m, kc,              \
@@ -314,11 +325,13 @@ static void lstm_gemm_packed2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
 }                                                                                                \
                                                                                                  \
 /* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B, A (K x M), A2 (K x M2), B      \
- * (K x N), all row-major and unpacked: two products with the same B, which is read once (a      \
- * packed kernel must run: callers check lstm_panel_width first). */                             \
+ * (K x N), all row-major and unpacked: two products with the same B, which is read once; colsum \
+ * (N) = the sums of B's columns, unless NULL (a packed kernel must run: callers check           \
+ * lstm_panel_width first). */                             \
 static void lstm_gemm_tn2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,\
                                 const T *B, ptrdiff_t ldb, T beta, T *C, ptrdiff_t ldc,          \
-                                ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2)\
+                                ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2,\
+                                T *colsum)                                                       \
 {                                                                                                \
     LSTM_TN2_DISPATCH(SUF)                                                                       \
 }
@@ -332,14 +345,15 @@ static void lstm_gemm_tn2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *
         M, N, K, A, lda, packed, K2, A2, lda2, packed2, beta, C, ldc);
 #define LSTM_TN2_DISPATCH(SUF)                                                                   \
     (lstm_packed_vector_bytes() == 64 ? lstm_gemm_tn_##SUF##_avx512 : lstm_gemm_tn_##SUF##_avx2)( \
-        M, N, K, A, lda, B, ldb, beta, C, ldc, M2, A2, lda2, C2, ldc2);
+        M, N, K, A, lda, B, ldb, beta, C, ldc, M2, A2, lda2, C2, ldc2, colsum);
 #else
 #define LSTM_PACKED_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;   \
     (void)beta; (void)C; (void)ldc;
 #define LSTM_PACKED2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)packed;  \
     (void)K2; (void)A2; (void)lda2; (void)packed2; (void)beta; (void)C; (void)ldc;
 #define LSTM_TN2_DISPATCH(SUF) (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; \
-    (void)beta; (void)C; (void)ldc; (void)M2; (void)A2; (void)lda2; (void)C2; (void)ldc2;
+    (void)beta; (void)C; (void)ldc; (void)M2; (void)A2; (void)lda2; (void)C2; (void)ldc2;        \
+    (void)colsum;
 #endif
 
 LSTM_DEFINE_PACKED_API(float, f)
