@@ -39,18 +39,36 @@
 
 #if LSTM_HAVE_PACKED
 
-/* The arguments lstm_tile_any passes on to lstm_tile after the row count. */
+/* The arguments lstm_tile_any passes on to lstm_tile after the row and vector counts. */
 #define LSTM_TILE_ARGS K, A, ars, aks, panel, ldp, K2, A2, lda2, panel2, beta, C, ldc, ncols
+#define LSTM_TILE_CASES(SUF, ISA, NV)                                                            \
+    switch (rows) {                                                                              \
+    case 12: lstm_tile_##SUF##_##ISA(12, NV, LSTM_TILE_ARGS); break;                             \
+    case 11: lstm_tile_##SUF##_##ISA(11, NV, LSTM_TILE_ARGS); break;                             \
+    case 10: lstm_tile_##SUF##_##ISA(10, NV, LSTM_TILE_ARGS); break;                             \
+    case 9: lstm_tile_##SUF##_##ISA(9, NV, LSTM_TILE_ARGS); break;                               \
+    case 8: lstm_tile_##SUF##_##ISA(8, NV, LSTM_TILE_ARGS); break;                               \
+    case 7: lstm_tile_##SUF##_##ISA(7, NV, LSTM_TILE_ARGS); break;                               \
+    case 6: lstm_tile_##SUF##_##ISA(6, NV, LSTM_TILE_ARGS); break;                               \
+    case 5: lstm_tile_##SUF##_##ISA(5, NV, LSTM_TILE_ARGS); break;                               \
+    case 4: lstm_tile_##SUF##_##ISA(4, NV, LSTM_TILE_ARGS); break;                               \
+    case 3: lstm_tile_##SUF##_##ISA(3, NV, LSTM_TILE_ARGS); break;                               \
+    case 2: lstm_tile_##SUF##_##ISA(2, NV, LSTM_TILE_ARGS); break;                               \
+    case 1: lstm_tile_##SUF##_##ISA(1, NV, LSTM_TILE_ARGS); break;                               \
+    default: break;                                                                              \
+    }
 
-/* One tile: rows (<= MR, a constant where inlined) x ncols (<= NB) of C from one panel, plus
- * (when K2 > 0) a second product A2 (rows x K2) times a panel of a second packed operand. */
+/* One tile: rows (<= MR) x ncols (<= nv vectors) of C from one panel of nv (1 or 2; both
+ * constants where inlined) vectors' width, ldp apart from one k to the next, plus (when K2 > 0) a
+ * second product A2 (rows x K2) times a panel of a second packed operand. A[r][k] is
+ * A[r * ars + k * aks]: A row-major (ars = lda, aks = 1) or transposed (ars = 1, aks = lda). */
 #define LSTM_DEFINE_TILE(T, SUF, ISA, TARGET, BYTES)                                             \
 typedef T lstm_vec_##SUF##_##ISA __attribute__((vector_size(BYTES)));                           \
                                                                                                  \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SUF##_##ISA(       \
-    const int rows, ptrdiff_t K, const T *A, ptrdiff_t ars, ptrdiff_t aks, const T *panel,        \
-    ptrdiff_t ldp, ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C,      \
-    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
+    const int rows, const int nv, ptrdiff_t K, const T *A, ptrdiff_t ars, ptrdiff_t aks,         \
+    const T *panel, ptrdiff_t ldp, ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *panel2,   \
+    T beta, T *C, ptrdiff_t ldc, ptrdiff_t ncols)                                                \
 {                                                                                                \
     typedef lstm_vec_##SUF##_##ISA V;                                                            \
     enum { VL = BYTES / sizeof(T) };                                                             \
@@ -63,11 +81,13 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
         const T *c = C + r * ldc;                                                                \
         if (beta == (T)0) {                                                                      \
             acc0[r] = acc1[r] = (V){0};                                                          \
-        } else if (ncols == 2 * VL) {                                                            \
+        } else if (ncols == nv * VL) {                                                           \
             memcpy(&acc0[r], c, BYTES);                                                          \
-            memcpy(&acc1[r], c + VL, BYTES);                                                     \
             acc0[r] *= beta;                                                                     \
-            acc1[r] *= beta;                                                                     \
+            if (nv == 2) {                                                                       \
+                memcpy(&acc1[r], c + VL, BYTES);                                                 \
+                acc1[r] *= beta;                                                                 \
+            }                                                                                    \
         } else {                                                                                 \
             T tile[2 * VL];                                                                      \
             for (ptrdiff_t j = 0; j < 2 * VL; j++)                                               \
@@ -79,31 +99,36 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
     for (ptrdiff_t k = 0; k < K; k++) {                                                          \
         V b0, b1;                                                                                \
         memcpy(&b0, panel + k * ldp, BYTES);                                                     \
-        memcpy(&b1, panel + k * ldp + VL, BYTES);                                                \
+        if (nv == 2)                                                                             \
+            memcpy(&b1, panel + k * ldp + VL, BYTES);                                            \
         _Pragma("GCC unroll 12")                                                                 \
         for (int r = 0; r < rows; r++) {                                                         \
             T a = A[r * ars + k * aks];                                                          \
             acc0[r] += a * b0;                                                                   \
-            acc1[r] += a * b1;                                                                   \
+            if (nv == 2)                                                                         \
+                acc1[r] += a * b1;                                                               \
         }                                                                                        \
     }                                                                                            \
     for (ptrdiff_t k = 0; k < K2; k++) {                                                         \
         V b0, b1;                                                                                \
-        memcpy(&b0, panel2 + k * 2 * VL, BYTES);                                                 \
-        memcpy(&b1, panel2 + k * 2 * VL + VL, BYTES);                                            \
+        memcpy(&b0, panel2 + k * nv * VL, BYTES);                                                \
+        if (nv == 2)                                                                             \
+            memcpy(&b1, panel2 + k * nv * VL + VL, BYTES);                                       \
         _Pragma("GCC unroll 12")                                                                 \
         for (int r = 0; r < rows; r++) {                                                         \
             T a = A2[r * lda2 + k];                                                              \
             acc0[r] += a * b0;                                                                   \
-            acc1[r] += a * b1;                                                                   \
+            if (nv == 2)                                                                         \
+                acc1[r] += a * b1;                                                               \
         }                                                                                        \
     }                                                                                            \
     _Pragma("GCC unroll 12")                                                                     \
     for (int r = 0; r < rows; r++) {                                                             \
         T *c = C + r * ldc;                                                                      \
-        if (ncols == 2 * VL) {                                                                   \
+        if (ncols == nv * VL) {                                                                  \
             memcpy(c, &acc0[r], BYTES);                                                          \
-            memcpy(c + VL, &acc1[r], BYTES);                                                     \
+            if (nv == 2)                                                                         \
+                memcpy(c + VL, &acc1[r], BYTES);                                                 \
         } else {                                                                                 \
             T tile[2 * VL];                                                                      \
             memcpy(tile, &acc0[r], BYTES);                                                       \
@@ -114,26 +139,17 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SU
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
-/* A tile of any height 1..MR: the switch makes each height a constant for lstm_tile. */         \
+/* A tile of any height 1..MR, two vectors wide, or one if ncols fits in one: the switches make  \
+ * each height and width a constant for lstm_tile. */                                            \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_##SUF##_##ISA(   \
     ptrdiff_t rows, ptrdiff_t K, const T *A, ptrdiff_t ars, ptrdiff_t aks, const T *panel,        \
     ptrdiff_t ldp, ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *panel2, T beta, T *C,      \
     ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
 {                                                                                                \
-    switch (rows) {                                                                              \
-    case 12: lstm_tile_##SUF##_##ISA(12, LSTM_TILE_ARGS); break;                                 \
-    case 11: lstm_tile_##SUF##_##ISA(11, LSTM_TILE_ARGS); break;                                 \
-    case 10: lstm_tile_##SUF##_##ISA(10, LSTM_TILE_ARGS); break;                                 \
-    case 9: lstm_tile_##SUF##_##ISA(9, LSTM_TILE_ARGS); break;                                   \
-    case 8: lstm_tile_##SUF##_##ISA(8, LSTM_TILE_ARGS); break;                                   \
-    case 7: lstm_tile_##SUF##_##ISA(7, LSTM_TILE_ARGS); break;                                   \
-    case 6: lstm_tile_##SUF##_##ISA(6, LSTM_TILE_ARGS); break;                                   \
-    case 5: lstm_tile_##SUF##_##ISA(5, LSTM_TILE_ARGS); break;                                   \
-    case 4: lstm_tile_##SUF##_##ISA(4, LSTM_TILE_ARGS); break;                                   \
-    case 3: lstm_tile_##SUF##_##ISA(3, LSTM_TILE_ARGS); break;                                   \
-    case 2: lstm_tile_##SUF##_##ISA(2, LSTM_TILE_ARGS); break;                                   \
-    case 1: lstm_tile_##SUF##_##ISA(1, LSTM_TILE_ARGS); break;                                   \
-    default: break;                                                                              \
+    if (ncols > (ptrdiff_t)(BYTES / sizeof(T))) {                                                \
+        LSTM_TILE_CASES(SUF, ISA, 2)                                                             \
+    } else {                                                                                     \
+        LSTM_TILE_CASES(SUF, ISA, 1)                                                             \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
@@ -189,10 +205,12 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda, const T *packed,           \
     ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *packed2, T beta, T *C, ptrdiff_t ldc)    \
 {                                                                                                \
-    const ptrdiff_t nb = 2 * BYTES / sizeof(T);                                                  \
+    enum { VL = BYTES / sizeof(T), nb = 2 * VL };                                                \
+    /* Columns [0, wide) are in panels of nb, the rest (at most VL) in one of VL (lstm_pack). */ \
+    ptrdiff_t last = (N - 1) / nb * nb, wide = N - last <= VL ? last : N;                        \
     if (M == 1) {                                                                                \
-        for (ptrdiff_t p = 0; p < N; p += LSTM_NP * nb) {                                        \
-            ptrdiff_t ncols = N - p < LSTM_NP * nb ? N - p : LSTM_NP * nb;                       \
+        for (ptrdiff_t p = 0; p < wide; p += LSTM_NP * nb) {                                     \
+            ptrdiff_t ncols = wide - p < LSTM_NP * nb ? wide - p : LSTM_NP * nb;                 \
             const T *b = packed + p * K, *b2 = packed2 + p * K2;                                 \
             switch ((ncols + nb - 1) / nb) {                                                     \
             case 4: lstm_row_##SUF##_##ISA(4, K, A, b, K2, A2, b2, beta, C + p, ncols); break;   \
@@ -201,14 +219,18 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
             default: lstm_row_##SUF##_##ISA(1, K, A, b, K2, A2, b2, beta, C + p, ncols); break;  \
             }                                                                                    \
         }                                                                                        \
+        if (wide < N)                                                                            \
+            lstm_tile_any_##SUF##_##ISA(1, K, A, lda, 1, packed + wide * K, VL, K2, A2, lda2,    \
+                                        packed2 + wide * K2, beta, C + wide, ldc, N - wide);     \
         return;                                                                                  \
     }                                                                                            \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
         for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                           \
             ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles), mr = LSTM_TILE_ROW(M, i + 1, tiles) - m;   \
-            lstm_tile_any_##SUF##_##ISA(mr, K, A + m * lda, lda, 1, packed + p * K, nb, K2,      \
-                                        A2 + m * lda2, lda2, packed2 + p * K2, beta,             \
-                                        C + m * ldc + p, ldc, N - p < nb ? N - p : nb);          \
+            lstm_tile_any_##SUF##_##ISA(mr, K, A + m * lda, lda, 1, packed + p * K,              \
+                                        p < wide ? nb : VL, K2, A2 + m * lda2, lda2,             \
+                                        packed2 + p * K2, beta, C + m * ldc + p, ldc,            \
+                                        N - p < nb ? N - p : nb);                                \
         }                                                                                        \
 }                                                                                                \
                                                                                                  \
@@ -295,15 +317,18 @@ static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptr
         nb = N;                                                                                  \
     for (ptrdiff_t p = 0; p < N; p += nb, packed += nb * K) {                                    \
         ptrdiff_t w = N - p < nb ? N - p : nb;  /* columns of B in this panel; zeros after */   \
-        if (w < nb)                                                                              \
-            memset(packed, 0, (size_t)(nb * K) * sizeof(T));                                     \
+        /* a last panel of at most one vector is packed one vector wide (half a panel would be  \
+         * zeros, multiplied all the same) */                                                    \
+        ptrdiff_t width = w <= nb / 2 ? nb / 2 : nb;                                             \
+        if (w < width)                                                                           \
+            memset(packed, 0, (size_t)(width * K) * sizeof(T));                                 \
         if (trans)  /* column j of op(B) is row j of B: read it along, write it down */         \
             for (ptrdiff_t j = 0; j < w; j++)                                                    \
                 for (ptrdiff_t k = 0; k < K; k++)                                                \
-                    packed[k * nb + j] = B[(p + j) * ldb + k];                                   \
+                    packed[k * width + j] = B[(p + j) * ldb + k];                                \
         else        /* row k of the panel is w contiguous elements of row k of B */             \
             for (ptrdiff_t k = 0; k < K; k++)                                                    \
-                memcpy(packed + k * nb, B + k * ldb + p, (size_t)w * sizeof(T));                 \
+                memcpy(packed + k * width, B + k * ldb + p, (size_t)w * sizeof(T));              \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
