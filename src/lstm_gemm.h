@@ -322,9 +322,9 @@ static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptr
         ptrdiff_t width = w <= nb / 2 ? nb / 2 : nb;                                             \
         if (w < width)                                                                           \
             memset(packed, 0, (size_t)(width * K) * sizeof(T));                                 \
-        if (trans)  /* column j of op(B) is row j of B: read it along, write it down */         \
-            for (ptrdiff_t j = 0; j < w; j++)                                                    \
-                for (ptrdiff_t k = 0; k < K; k++)                                                \
+        if (trans)  /* column j of op(B) is row j of B: each panel row gathers one column */    \
+            for (ptrdiff_t k = 0; k < K; k++)                                                    \
+                for (ptrdiff_t j = 0; j < w; j++)                                                \
                     packed[k * width + j] = B[(p + j) * ldb + k];                                \
         else        /* row k of the panel is w contiguous elements of row k of B */             \
             for (ptrdiff_t k = 0; k < K; k++)                                                    \
