@@ -713,7 +713,7 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
             or b.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError("matmul: inconsistent shapes")
     cdef Workspace workspace = Workspace()
-    size = packed_size(k, n, &b[0, 0])
+    size = 0 if trans_a else packed_size(k, n, &b[0, 0])
     _carve(workspace, &size, &packed, 1)
     with nogil:
         if not trans_a:
