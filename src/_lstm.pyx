@@ -147,22 +147,29 @@ def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
 
 
 # How threads share a time loop (see _forward_steps): by rows, each thread runs its own
-# sequences with no barrier at all, but multiplies them by all of the weights; by columns, each
-# reads half of the weights, but the threads meet two or three times a step.  Measured at 2
-# threads: rows were as fast or faster from 4 sequences a thread up (rows 3-11 of the grid: 1.0 to
-# 1.7x; weights of 1-5 MiB, beyond L2, stream from L3 fast enough), columns with 2 a thread.
+# sequences with no barrier at all, but multiplies them by all of the weights, which must then
+# stay in its core's L2 (1 MiB here) from step to step; by columns, each reads half of the
+# weights, but the threads meet two or three times a step.  Measured at 2 threads: rows were as
+# fast or faster from 4 sequences a thread up (rows 3 and 8 of the grid: 1.1-1.7x), columns with 2
+# a thread (batch 4: 0.9x).  With weights beyond L2 (1.3 MiB, row 4), rows streamed them from the
+# shared L3: as fast as columns in some processes, 1.6x slower in others (12 or 20 ms, inference).
 cdef enum:
     ROWS_MIN_BATCH = 4
+    ROWS_MAX_WEIGHT_BYTES = 1 << 19
 
 
-cdef bint _split_by_rows(Py_ssize_t B, int threads, bint packed) noexcept nogil:
+cdef bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, int threads,
+                         Py_ssize_t itemsize, bint packed) noexcept nogil:
     """Whether `threads` threads share a layer-direction's time loops by rows (sequences).
     Only with the packed kernel (`packed`), whose rows do not depend on which others are in the
     product: BLAS's do (gemv for one row), and results must not depend on the thread count."""
     cdef int forced = lstm_split_override()
     if not packed:
         return False
-    return forced == 1 if forced >= 0 else B >= ROWS_MIN_BATCH * threads
+    if forced >= 0:
+        return forced == 1
+    return (B >= ROWS_MIN_BATCH * threads
+            and ((I + P) * 4 * H + H * P) * itemsize <= ROWS_MAX_WEIGHT_BYTES)
 
 
 cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
@@ -467,7 +474,8 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
                            cell_prev, hidden_prev)
         else:
             # The hoisted input projection is shared by columns: it needs the column split.
-            by_rows = not hoist and _split_by_rows(B, nt, panel_width(x) != 0)
+            by_rows = not hoist and _split_by_rows(B, I, H, P, nt, sizeof(floating),
+                                                   panel_width(x) != 0)
             with parallel(num_threads=nt):
                 _forward_steps(threadid(), lstm_team_size(), by_rows, T, chunk, hoist, reverse,
                                B, I, H, P,
@@ -547,7 +555,7 @@ cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_
     cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
     cdef Py_ssize_t n0 = _first(N, part, parts), n1 = _first(N, part + 1, parts)
     cdef Py_ssize_t h0 = _first(H, part, parts), h1 = _first(H, part + 1, parts)
-    # dW_ih^T = X^T dA,  dW_hh^T = H_prev^T dA, columns j0..j1    (I x N) (N x 4H),  (P x N) (N x 4H)
+    # dW_ih^T = X^T dA,  dW_hh^T = H_prev^T dA, columns j0..j1   (I x N) (N x 4H), (P x N) (N x 4H)
     # db = the sums of dA's columns, on the way
     gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, 0, w_t + j0, G,
              P, hidden_prev, P, w_t + I * G + j0, G, d_bias + j0)
@@ -636,7 +644,8 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
                             &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
                             &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
         else:
-            by_rows = _split_by_rows(B, nt, panel_width(&x[0, 0]) != 0)
+            by_rows = _split_by_rows(B, I, H, P, nt, sizeof(floating),
+                                     panel_width(&x[0, 0]) != 0)
             with parallel(num_threads=nt):
                 _backward_steps(threadid(), lstm_team_size(), by_rows, T, reverse, B, H, P,
                                 &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
