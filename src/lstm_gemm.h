@@ -6,10 +6,11 @@
  * OpenBLAS is slow at these shapes (BASELINE.md: M = 1 sgemm, 53% of its roof at M = 32), and the
  * right operand (a weight matrix) is the same for every step, so it is packed ONCE per call into
  * column panels of NB = 2 vector widths: panel p holds op(B)[k][p*NB .. p*NB + NB) for k = 0..K-1,
- * contiguous, zero beyond N. The product then walks the panels; for each it computes tiles of up to
- * MR = 12 rows x NB columns in 24 vector accumulators (one broadcast of A[r][k] times two vector
- * loads of the panel per k), so a panel is read from cache once per 12 rows; a single row (batch
- * 1) takes four panels at a time instead, so that its sums do not wait on each other. Every sum
+ * contiguous, zero beyond N (a last panel of at most one vector of columns is one vector wide). The
+ * product then walks the panels; for each it computes tiles of up to MR = 12 rows x NB columns in
+ * 24 vector accumulators (one broadcast of A[r][k] times two vector loads of the panel per k), so a
+ * panel is read from cache once per tile; a single row (batch 1) takes four panels at a time
+ * instead, so that its sums do not wait on each other. Every sum
  * starts from beta C and adds its terms in k order, whatever the path, so a row's result does not
  * depend on the other rows. The same tiles serve the weight gradients (dW^T = X^T dA, A^T B with
  * neither packed: lstm_gemm_tn), so the engine never wakes BLAS's own threads.
