@@ -179,8 +179,8 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
 
 
 cdef class Workspace:
-    """Memory an engine call takes its buffers from (packed weights and inputs, gate rows, the
-    projection's gradients), kept from one call to the next: a call that allocated them afresh
+    """Memory an engine call takes its buffers from (packed weights, gate rows, the transposed
+    weight gradients, the projection's gradients), kept from one call to the next: a call that allocated them afresh
     faulted in and zeroed new pages every time, 5% of a training call at N = 3200 (profile). One
     call at a time may use a workspace; the layer keeps one per layer-direction."""
     cdef char *data
