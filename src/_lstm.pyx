@@ -180,9 +180,10 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
 
 cdef class Workspace:
     """Memory an engine call takes its buffers from (packed weights, gate rows, the transposed
-    weight gradients, the projection's gradients), kept from one call to the next: a call that allocated them afresh
-    faulted in and zeroed new pages every time, 5% of a training call at N = 3200 (profile). One
-    call at a time may use a workspace; the layer keeps one per layer-direction."""
+    weight gradients, the projection's gradients), kept from one call to the next: a call that
+    allocated them afresh faulted in and zeroed new pages every time, 5% of a training call at
+    N = 3200 (profile). One call at a time may use a workspace; the layer keeps one per
+    layer-direction."""
     cdef char *data
     cdef size_t size
 
@@ -249,6 +250,41 @@ cdef Py_ssize_t _row_bound(int part, int parts, Py_ssize_t B, Py_ssize_t T,
     return lo
 
 
+cdef struct _Split:
+    # How part `part` of `parts` shares a time loop: its products' column part (cpart of cparts),
+    # the team that must meet after each of them (sync), and with by_rows its sequences row0..row1.
+    int part, parts, cpart, cparts, sync
+    bint by_rows
+    Py_ssize_t row0, row1
+
+
+cdef inline _Split _split(int part, int parts, bint by_rows, Py_ssize_t B, Py_ssize_t T,
+                          const Py_ssize_t *batch_sizes) noexcept nogil:
+    """The split of a time loop for part `part` of `parts` (see _split_by_rows)."""
+    cdef _Split s
+    s.part, s.parts, s.by_rows = part, parts, by_rows
+    s.cpart = 0 if by_rows else part
+    s.cparts = 1 if by_rows else parts
+    s.sync = 1 if by_rows else parts
+    s.row0 = _row_bound(part, parts, B, T, batch_sizes) if by_rows else 0
+    s.row1 = _row_bound(part + 1, parts, B, T, batch_sizes) if by_rows else 0
+    return s
+
+
+cdef inline void _step_rows(const _Split *s, Py_ssize_t rows, Py_ssize_t *lo, Py_ssize_t *hi,
+                            Py_ssize_t *r0, Py_ssize_t *r1) noexcept nogil:
+    """At a step with `rows` active sequences: the rows lo..hi the part multiplies (all of them
+    when split by columns), and r0..r1 it runs element-wise."""
+    if s.by_rows:
+        lo[0] = min(rows, s.row0)
+        hi[0] = min(rows, s.row1)
+        r0[0], r1[0] = lo[0], hi[0]
+    else:
+        lo[0], hi[0] = 0, rows
+        r0[0] = _first(rows, s.part, s.parts)
+        r1[0] = _first(rows, s.part + 1, s.parts)
+
+
 cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssize_t chunk,
                          bint hoist, bint reverse, Py_ssize_t B,
                          Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
@@ -270,16 +306,13 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
     cell_prev and hidden_prev are NULL for inference.  hidden_raw is NULL without projection.
     """
     cdef Py_ssize_t G = 4 * H, ci, start, stop, step, k, t, rows, row, first_row, b, r0, r1
-    cdef Py_ssize_t lo = 0, hi
+    cdef Py_ssize_t lo, hi
     cdef bint training = tanh_cell != NULL, project = hidden_raw != NULL
     cdef floating *g_t
     cdef floating *r_t = hidden_raw if project else hidden
     cdef int ld_r = H if project else P
-    # The products' split: whole rows (each part all columns of its own), or columns of all rows.
-    cdef int cpart = 0 if by_rows else part, cparts = 1 if by_rows else parts
-    cdef int sync = 1 if by_rows else parts
-    cdef Py_ssize_t row0 = _row_bound(part, parts, B, T, batch_sizes) if by_rows else 0
-    cdef Py_ssize_t row1 = _row_bound(part + 1, parts, B, T, batch_sizes) if by_rows else 0
+    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes)
+    cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
     for ci in range((T + chunk - 1) // chunk):
         step = ci * chunk
         # Chunks of steps [start, stop), taken from the end for the reverse direction.
@@ -301,15 +334,7 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
             rows = batch_sizes[t]
             row = offsets[t]
             g_t = gates + (row if training else row - first_row) * G
-            # The rows lo..hi this part multiplies, and r0..r1 it runs element-wise.
-            if by_rows:
-                lo = min(rows, row0)
-                hi = min(rows, row1)
-                r0, r1 = lo, hi
-            else:
-                hi = rows
-                r0 = _first(rows, part, parts)
-                r1 = _first(rows, part + 1, parts)
+            _step_rows(&sp, rows, &lo, &hi, &r0, &r1)
             if hoist:
                 # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x 4H)
                 gemm_packed(hi - lo, G, P, hidden + lo * P, P, w_hh_packed, 1, g_t + lo * G, G,
@@ -498,25 +523,16 @@ cdef void _backward_steps(int part, int parts, bint by_rows, Py_ssize_t T, bint 
 
     d_raw (B x H) and d_hidden_all (N x P) are workspaces when projecting, else NULL.
     """
-    cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1, lo = 0, hi
+    cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1, lo, hi
     cdef bint project = d_raw != NULL
     cdef floating *dr_t = d_raw if project else d_hidden
-    cdef int cpart = 0 if by_rows else part, cparts = 1 if by_rows else parts
-    cdef int sync = 1 if by_rows else parts
-    cdef Py_ssize_t row0 = _row_bound(part, parts, B, T, batch_sizes) if by_rows else 0
-    cdef Py_ssize_t row1 = _row_bound(part + 1, parts, B, T, batch_sizes) if by_rows else 0
+    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes)
+    cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
     for step in range(T):
         t = step if reverse else T - 1 - step
         rows = batch_sizes[t]
         row = offsets[t]
-        if by_rows:
-            lo = min(rows, row0)
-            hi = min(rows, row1)
-            r0, r1 = lo, hi
-        else:
-            hi = rows
-            r0 = _first(rows, part, parts)
-            r1 = _first(rows, part + 1, parts)
+        _step_rows(&sp, rows, &lo, &hi, &r0, &r1)
         # dL/dh_t = dL/dout_t + dL/dh_t (from step t+1), on this part's rows
         for b in range(r0, r1):
             for j in range(P):
@@ -728,10 +744,10 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
         if not trans_a:
             pack_into(False, k, n, &b[0, 0], n, packed)
         for part in range(parts):
-            if not trans_a:
+            if trans_a:
+                c0 = _first(n, part, parts)
+                c1 = _first(n, part + 1, parts)
+                gemm_tn2(m, c1 - c0, k, &a[0, 0], m, &b[0, c0], n, beta, &c[0, c0], n, 0, NULL,
+                         1, NULL, 1, NULL)
+            else:
                 gemm_packed(m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n, part, parts)
-                continue
-            c0 = _first(n, part, parts)
-            c1 = _first(n, part + 1, parts)
-            gemm_tn2(m, c1 - c0, k, &a[0, 0], m, &b[0, c0], n, beta, &c[0, c0], n, 0, NULL, 1,
-                     NULL, 1, NULL)

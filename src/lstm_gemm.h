@@ -10,10 +10,10 @@
  * product then walks the panels; for each it computes tiles of up to MR = 12 rows x NB columns in
  * 24 vector accumulators (one broadcast of A[r][k] times two vector loads of the panel per k), so a
  * panel is read from cache once per tile; a single row (batch 1) takes four panels at a time
- * instead, so that its sums do not wait on each other. Every sum
- * starts from beta C and adds its terms in k order, whatever the path, so a row's result does not
- * depend on the other rows. The same tiles serve the weight gradients (dW^T = X^T dA, A^T B with
- * neither packed: lstm_gemm_tn), so the engine never wakes BLAS's own threads.
+ * instead, so that its sums do not wait on each other. Every sum starts from beta C and adds its
+ * terms in k order, whatever the path, so a row's result does not depend on the other rows. The
+ * same tiles serve the weight gradients (dW^T = X^T dA, A^T B with neither packed: lstm_gemm_tn),
+ * so the engine never wakes BLAS's own threads.
  *
  * Written once with GCC vector extensions over float and double, compiled for AVX-512 (64-byte
  * vectors) and AVX2+FMA (32-byte vectors); the CPU is asked once which it has. Elsewhere (other
@@ -37,6 +37,11 @@
  * FMA latency at every k. */
 #define LSTM_TILES(M) (((M) + LSTM_MR - 1) / LSTM_MR)
 #define LSTM_TILE_ROW(M, i, tiles) ((M) * (i) / (tiles))
+
+/* Columns of the packed panel that starts at column p of N, panels being nb wide: a last panel of
+ * at most one vector (nb / 2) is packed one vector wide (half a panel would be zeros, multiplied
+ * all the same). lstm_pack and lstm_gemm_nn both follow it. */
+#define LSTM_PANEL_COLS(N, p, nb) ((N) - (p) <= (nb) / 2 ? (nb) / 2 : (nb))
 
 #if LSTM_HAVE_PACKED
 
@@ -207,8 +212,8 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
     ptrdiff_t K2, const T *A2, ptrdiff_t lda2, const T *packed2, T beta, T *C, ptrdiff_t ldc)    \
 {                                                                                                \
     enum { VL = BYTES / sizeof(T), nb = 2 * VL };                                                \
-    /* Columns [0, wide) are in panels of nb, the rest (at most VL) in one of VL (lstm_pack). */ \
-    ptrdiff_t last = (N - 1) / nb * nb, wide = N - last <= VL ? last : N;                        \
+    /* Columns [0, wide) are in panels of nb, the rest in one narrow panel (LSTM_PANEL_COLS). */ \
+    ptrdiff_t last = (N - 1) / nb * nb, wide = LSTM_PANEL_COLS(N, last, nb) < nb ? last : N;     \
     if (M == 1) {                                                                                \
         for (ptrdiff_t p = 0; p < wide; p += LSTM_NP * nb) {                                     \
             ptrdiff_t ncols = wide - p < LSTM_NP * nb ? wide - p : LSTM_NP * nb;                 \
@@ -229,10 +234,24 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
         for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                           \
             ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles), mr = LSTM_TILE_ROW(M, i + 1, tiles) - m;   \
             lstm_tile_any_##SUF##_##ISA(mr, K, A + m * lda, lda, 1, packed + p * K,              \
-                                        p < wide ? nb : VL, K2, A2 + m * lda2, lda2,             \
+                                        LSTM_PANEL_COLS(N, p, nb), K2, A2 + m * lda2, lda2,      \
                                         packed2 + p * K2, beta, C + m * ldc + p, ldc,            \
                                         N - p < nb ? N - p : nb);                                \
         }                                                                                        \
+}                                                                                                \
+                                                                                                 \
+/* C (M x ncols) = beta C + A^T block, A (kc x M) read in place, block (kc x ncols, rows NB      \
+ * apart) copied by lstm_gemm_tn: every tile of C against the block while it is in L1. */        \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_tn_block_##SUF##_##ISA(   \
+    ptrdiff_t M, ptrdiff_t kc, const T *A, ptrdiff_t lda, const T *block, T beta, T *C,          \
+    ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
+{                                                                                                \
+    for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                               \
+        ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles);                                                \
+        lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M, i + 1, tiles) - m, kc, A + m, 1, lda, block, \
+                                    2 * BYTES / sizeof(T), 0, NULL, 0, NULL, beta, C + m * ldc,  \
+                                    ldc, ncols);                                                 \
+    }                                                                                            \
 }                                                                                                \
                                                                                                  \
 /* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B, A (K x M), A2 (K x M2) and B   \
@@ -270,18 +289,9 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
             if (colsum != NULL)                                                                  \
                 for (ptrdiff_t j = 0; j < ncols; j++)                                            \
                     colsum[p + j] = (k0 == 0 ? (T)0 : colsum[p + j]) + sums[j];                  \
-            for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                       \
-                ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles);                                        \
-                lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M, i + 1, tiles) - m, kc,              \
-                                            A + k0 * lda + m, 1, lda, block, NB, 0, NULL, 0,     \
-                                            NULL, b, C + m * ldc + p, ldc, ncols);               \
-            }                                                                                    \
-            for (ptrdiff_t i = 0, tiles = LSTM_TILES(M2); i < tiles; i++) {                      \
-                ptrdiff_t m = LSTM_TILE_ROW(M2, i, tiles);                                       \
-                lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M2, i + 1, tiles) - m, kc,             \
-                                            A2 + k0 * lda2 + m, 1, lda2, block, NB, 0, NULL, 0,  \
-                                            NULL, b, C2 + m * ldc2 + p, ldc2, ncols);            \
-            }                                                                                    \
+            lstm_tn_block_##SUF##_##ISA(M, kc, A + k0 * lda, lda, block, b, C + p, ldc, ncols);  \
+            lstm_tn_block_##SUF##_##ISA(M2, kc, A2 + k0 * lda2, lda2, block, b, C2 + p, ldc2,    \
+                                        ncols);                                                  \
         }                                                                                        \
     }                                                                                            \
 }
@@ -318,9 +328,7 @@ static void lstm_pack_##SUF(int trans, ptrdiff_t K, ptrdiff_t N, const T *B, ptr
         nb = N;                                                                                  \
     for (ptrdiff_t p = 0; p < N; p += nb, packed += nb * K) {                                    \
         ptrdiff_t w = N - p < nb ? N - p : nb;  /* columns of B in this panel; zeros after */   \
-        /* a last panel of at most one vector is packed one vector wide (half a panel would be  \
-         * zeros, multiplied all the same) */                                                    \
-        ptrdiff_t width = w <= nb / 2 ? nb / 2 : nb;                                             \
+        ptrdiff_t width = LSTM_PANEL_COLS(N, p, nb);                                             \
         if (w < width)                                                                           \
             memset(packed, 0, (size_t)(width * K) * sizeof(T));                                 \
         if (trans)  /* column j of op(B) is row j of B: each panel row gathers one column */    \
@@ -353,7 +361,7 @@ static void lstm_gemm_packed2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
 /* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B, A (K x M), A2 (K x M2), B      \
  * (K x N), all row-major and unpacked: two products with the same B, which is read once; colsum \
  * (N) = the sums of B's columns, unless NULL (a packed kernel must run: callers check           \
- * lstm_panel_width first). */                             \
+ * lstm_panel_width first). */                                                                   \
 static void lstm_gemm_tn2_##SUF(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T *A, ptrdiff_t lda,\
                                 const T *B, ptrdiff_t ldb, T beta, T *C, ptrdiff_t ldc,          \
                                 ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2,\

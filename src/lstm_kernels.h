@@ -27,8 +27,8 @@
 
 #include "lstm_cpu.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && __GNUC__ >= 12
+/* target_clones needs the loader's ifuncs, so Linux too */
+#if LSTM_HAVE_PACKED && defined(__linux__)
 #define LSTM_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define LSTM_DISPATCH_NAME "x86-64-v4 (AVX-512) / x86-64-v3 (AVX2+FMA) / baseline, chosen at load"
 #else
