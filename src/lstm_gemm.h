@@ -266,7 +266,8 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
     T beta, T *C, ptrdiff_t ldc, ptrdiff_t M2, const T *A2, ptrdiff_t lda2, T *C2, ptrdiff_t ldc2,\
     T *colsum)                                                                                   \
 {                                                                                                \
-    enum { NB = 2 * BYTES / sizeof(T) };                                                         \
+    typedef lstm_vec_##SUF##_##ISA V;                                                            \
+    enum { VL = BYTES / sizeof(T), NB = 2 * VL };                                                \
     T block[LSTM_KC * NB] __attribute__((aligned(64)));                                          \
     for (ptrdiff_t k0 = 0; k0 < K; k0 += LSTM_KC) {                                              \
         ptrdiff_t kc = K - k0 < LSTM_KC ? K - k0 : LSTM_KC;                                      \
@@ -274,13 +275,19 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
         for (ptrdiff_t p = 0; p < N; p += NB) {                                                  \
             ptrdiff_t ncols = N - p < NB ? N - p : NB;                                           \
             T sums[NB] = {0};                                                                    \
-            if (ncols == NB)                                                                     \
-                for (ptrdiff_t k = 0; k < kc; k++)                                               \
-                    for (ptrdiff_t j = 0; j < NB; j++) {                                         \
-                        block[k * NB + j] = B[(k0 + k) * ldb + p + j];                           \
-                        sums[j] += block[k * NB + j];                                            \
-                    }                                                                            \
-            else                                                                                 \
+            if (ncols == NB) {  /* in vectors: GCC leaves the loop below scalar for double */   \
+                V s0 = {0}, s1 = {0}, b0, b1;                                                    \
+                for (ptrdiff_t k = 0; k < kc; k++) {                                             \
+                    memcpy(&b0, B + (k0 + k) * ldb + p, BYTES);                                  \
+                    memcpy(&b1, B + (k0 + k) * ldb + p + VL, BYTES);                             \
+                    memcpy(block + k * NB, &b0, BYTES);                                          \
+                    memcpy(block + k * NB + VL, &b1, BYTES);                                     \
+                    s0 += b0;                                                                    \
+                    s1 += b1;                                                                    \
+                }                                                                                \
+                memcpy(sums, &s0, BYTES);                                                        \
+                memcpy(sums + VL, &s1, BYTES);                                                   \
+            } else                                                                               \
                 for (ptrdiff_t k = 0; k < kc; k++)                                               \
                     for (ptrdiff_t j = 0; j < NB; j++) {                                         \
                         block[k * NB + j] = j < ncols ? B[(k0 + k) * ldb + p + j] : (T)0;        \
