@@ -10,11 +10,13 @@ cdef extern from "lstm_kernels.h" nogil:
     const char *lstm_gate_kernel()
     int lstm_activations_f(Py_ssize_t n, const float *x, float *sig, float *th, int avx512)
     int lstm_activations_d(Py_ssize_t n, const double *x, double *sig, double *th, int avx512)
-    void lstm_gates_forward_f(Py_ssize_t rows, Py_ssize_t H, const float *bias, float *gates,
-                              float *cell, float *hidden, Py_ssize_t ld_hidden,
+    void lstm_gates_forward_f(Py_ssize_t rows, Py_ssize_t H, const float *bias,
+                              const float *gates, float *act, float *cell, float *hidden,
+                              Py_ssize_t ld_hidden, float *out, Py_ssize_t ld_out,
                               float *tanh_cell, float *cell_prev)
-    void lstm_gates_forward_d(Py_ssize_t rows, Py_ssize_t H, const double *bias, double *gates,
-                              double *cell, double *hidden, Py_ssize_t ld_hidden,
+    void lstm_gates_forward_d(Py_ssize_t rows, Py_ssize_t H, const double *bias,
+                              const double *gates, double *act, double *cell, double *hidden,
+                              Py_ssize_t ld_hidden, double *out, Py_ssize_t ld_out,
                               double *tanh_cell, double *cell_prev)
     void lstm_gates_backward_f(Py_ssize_t rows, Py_ssize_t H, const float *d_hidden,
                                float *gates, float *tanh_cell, const float *cell_prev,
@@ -35,17 +37,22 @@ cdef inline int activations_(Py_ssize_t n, const floating *x, floating *sig, flo
 
 
 cdef inline void gates_forward(Py_ssize_t rows, Py_ssize_t H, const floating *bias,
-                               floating *gates, floating *cell, floating *hidden,
-                               Py_ssize_t ld_hidden, floating *tanh_cell,
+                               const floating *gates, floating *act, floating *cell,
+                               floating *hidden, Py_ssize_t ld_hidden, floating *out,
+                               Py_ssize_t ld_out, floating *tanh_cell,
                                floating *cell_prev) noexcept nogil:
-    """gates (rows x 4H) pre-activations -> activated; c_{t-1} -> c_t; hidden = o tanh(c_t).
+    """gates (rows x 4H) pre-activations; c_{t-1} -> c_t; hidden and (unless NULL) out get
+    r_t = o tanh(c_t), rows ld_hidden and ld_out apart.
 
-    tanh_cell and cell_prev (rows x H) receive tanh(c_t) and c_{t-1} for backward, unless NULL.
+    For backward (training), act (rows x 4H) receives the activated gates, tanh_cell and cell_prev
+    (rows x H) tanh(c_t) and c_{t-1}; for inference all three are NULL.
     """
     if floating is float:
-        lstm_gates_forward_f(rows, H, bias, gates, cell, hidden, ld_hidden, tanh_cell, cell_prev)
+        lstm_gates_forward_f(rows, H, bias, gates, act, cell, hidden, ld_hidden, out, ld_out,
+                             tanh_cell, cell_prev)
     else:
-        lstm_gates_forward_d(rows, H, bias, gates, cell, hidden, ld_hidden, tanh_cell, cell_prev)
+        lstm_gates_forward_d(rows, H, bias, gates, act, cell, hidden, ld_hidden, out, ld_out,
+                             tanh_cell, cell_prev)
 
 
 cdef inline void gates_backward(Py_ssize_t rows, Py_ssize_t H, const floating *d_hidden,

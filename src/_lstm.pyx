@@ -292,8 +292,8 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
                          const floating *x, const floating *w_ih_packed,
                          const floating *w_hh_packed, const floating *w_hr_packed,
                          const floating *bias, floating *hidden, floating *cell,
-                         floating *hidden_raw, floating *out, Py_ssize_t ld_out, floating *gates,
-                         floating *tanh_cell, floating *cell_prev,
+                         floating *hidden_raw, floating *out, Py_ssize_t ld_out, floating *work,
+                         floating *gates, floating *tanh_cell, floating *cell_prev,
                          floating *hidden_prev) noexcept nogil:
     """The forward time loop, as walked by part `part` of `parts` threads (see forward_layer).
 
@@ -302,12 +302,14 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
     element-wise pass by rows, with a barrier after each (see _split_by_rows).
     hoist: the input projection is computed for `chunk` steps at a time, before them; else
     (chunk = 1) each step computes x_t W_ih^T and h_{t-1} W_hh^T together, in one pass over G_t.
-    gates is the (N x 4H) store when training, else a workspace of one chunk; tanh_cell,
-    cell_prev and hidden_prev are NULL for inference.  hidden_raw is NULL without projection.
+    work (one chunk's rows x 4H) receives the pre-activations, which the gate pass reads while
+    they are in cache.  gates (N x 4H), tanh_cell, cell_prev and hidden_prev are where training
+    stores the activated gates, tanh(c_t), c_{t-1} and h_{t-1} of every step; NULL for inference.
+    hidden_raw is NULL without projection.
     """
     cdef Py_ssize_t G = 4 * H, ci, start, stop, step, k, t, rows, row, first_row, b, r0, r1
     cdef Py_ssize_t lo, hi
-    cdef bint training = tanh_cell != NULL, project = hidden_raw != NULL
+    cdef bint training = gates != NULL, project = hidden_raw != NULL
     cdef floating *g_t
     cdef floating *r_t = hidden_raw if project else hidden
     cdef int ld_r = H if project else P
@@ -324,7 +326,7 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
             stop = min(T, step + chunk)
         first_row = offsets[start]
         rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
-        g_t = gates + first_row * G if training else gates
+        g_t = work
         if hoist:
             # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x 4H)
             gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G, part, parts)
@@ -333,7 +335,7 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
             t = stop - 1 - k if reverse else start + k
             rows = batch_sizes[t]
             row = offsets[t]
-            g_t = gates + (row if training else row - first_row) * G
+            g_t = work + (row - first_row) * G
             _step_rows(&sp, rows, &lo, &hi, &r0, &r1)
             if hoist:
                 # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x 4H)
@@ -348,7 +350,9 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
             if training:
                 memcpy(hidden_prev + (row + r0) * P, hidden + r0 * P,
                        (r1 - r0) * P * sizeof(floating))
-            gates_forward(r1 - r0, H, bias, g_t + r0 * G, cell + r0 * H, r_t + r0 * ld_r, ld_r,
+            gates_forward(r1 - r0, H, bias, g_t + r0 * G, _rows(gates, row + r0, G),
+                          cell + r0 * H, r_t + r0 * ld_r, ld_r,
+                          NULL if project else out + (row + r0) * ld_out, ld_out,
                           _rows(tanh_cell, row + r0, H), _rows(cell_prev, row + r0, H))
             if project:
                 lstm_barrier(sync)
@@ -356,8 +360,8 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
                 gemm_packed(hi - lo, P, H, r_t + lo * H, H, w_hr_packed, 0, hidden + lo * P, P,
                             cpart, cparts)
                 lstm_barrier(sync)
-            for b in range(r0, r1):
-                memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
+                for b in range(r0, r1):
+                    memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
             lstm_barrier(sync)
 
 
@@ -471,9 +475,10 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     hoist = B < HOIST_BELOW_BATCH
     chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
     nt = n_threads if n_threads > 0 else threads_for(B, H, P)
-    # The workspace: bias, gate rows (inference), r_t (projection), and the packed weights.
+    # The workspace: bias, the pre-activations of a chunk of steps, r_t (projection), and the
+    # packed weights.
     sizes[0] = G
-    sizes[1] = 0 if training else min(N, chunk * B) * G
+    sizes[1] = min(N, chunk * B) * G
     sizes[2] = B * H if project else 0
     sizes[3] = packed_size(H, P, x) if project else 0
     sizes[4] = packed_size(P, G, x)
@@ -495,8 +500,8 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
         if nt == 1:
             _forward_steps(0, 1, False, T, chunk, hoist, reverse, B, I, H, P, batch_sizes,
                            offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
-                           hidden_raw, out, ld_out, gates if training else work, tanh_cell,
-                           cell_prev, hidden_prev)
+                           hidden_raw, out, ld_out, work, gates, tanh_cell, cell_prev,
+                           hidden_prev)
         else:
             # The hoisted input projection is shared by columns: it needs the column split.
             by_rows = not hoist and _split_by_rows(B, I, H, P, nt, sizeof(floating),
@@ -506,8 +511,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
                                B, I, H, P,
                                batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
                                w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
-                               gates if training else work, tanh_cell, cell_prev,
-                               hidden_prev)
+                               work, gates, tanh_cell, cell_prev, hidden_prev)
 
 
 cdef void _backward_steps(int part, int parts, bint by_rows, Py_ssize_t T, bint reverse,

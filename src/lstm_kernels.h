@@ -95,45 +95,50 @@ static inline T lstm_tanh_##SUF(T x)                                            
 /* One step forward for one sequence: the body of lstm_gates_forward; `store` is a constant   \
  * where it is inlined, so the compiler makes one branch-free loop for each case. */             \
 static inline void lstm_row_forward_##SUF(                                                       \
-    ptrdiff_t H, const T *restrict bias, T *restrict ai, T *restrict c, T *restrict h,           \
-    T *restrict tc_out, const int store)                                                         \
+    ptrdiff_t H, const T *restrict bias, const T *restrict a, T *restrict act, T *restrict c,    \
+    T *restrict h, T *restrict tc_out, const int store)                                          \
 {                                                                                                \
-    T *restrict af = ai + H, *restrict ag = ai + 2 * H, *restrict ao = ai + 3 * H;               \
     for (ptrdiff_t j = 0; j < H; j++) {                                                          \
-        T i = lstm_sigmoid_##SUF(ai[j] + bias[j]);                                               \
-        T f = lstm_sigmoid_##SUF(af[j] + bias[H + j]);                                           \
-        T g = lstm_tanh_##SUF(ag[j] + bias[2 * H + j]);                                          \
-        T o = lstm_sigmoid_##SUF(ao[j] + bias[3 * H + j]);                                       \
+        T i = lstm_sigmoid_##SUF(a[j] + bias[j]);                                                \
+        T f = lstm_sigmoid_##SUF(a[H + j] + bias[H + j]);                                        \
+        T g = lstm_tanh_##SUF(a[2 * H + j] + bias[2 * H + j]);                                   \
+        T o = lstm_sigmoid_##SUF(a[3 * H + j] + bias[3 * H + j]);                                \
         T c_new = f * c[j] + i * g;                                                              \
         T tc = lstm_tanh_##SUF(c_new);                                                           \
         c[j] = c_new;                                                                            \
         h[j] = o * tc;                                                                           \
-        ai[j] = i;                                                                               \
-        af[j] = f;                                                                               \
-        ag[j] = g;                                                                               \
-        ao[j] = o;                                                                               \
-        if (store)                                                                               \
+        if (store) {                                                                             \
+            act[j] = i;                                                                          \
+            act[H + j] = f;                                                                      \
+            act[2 * H + j] = g;                                                                  \
+            act[3 * H + j] = o;                                                                  \
             tc_out[j] = tc;                                                                      \
+        }                                                                                        \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
 /* One step forward for `rows` sequences.                                                        \
- *   gates (rows x 4H): pre-activations without bias in, activated [i, f, g, o] out.             \
- *   cell (rows x H): c_{t-1} in, c_t out.  hidden (rows x H, row stride ld_hidden): o tanh(c_t). \
- *   tanh_cell, cell_prev (rows x H): tanh(c_t) and c_{t-1} stored for backward, or NULL. */     \
+ *   gates (rows x 4H): pre-activations without bias.  cell (rows x H): c_{t-1} in, c_t out.    \
+ *   hidden (rows x H, row stride ld_hidden) and, unless NULL, out (row stride ld_out):          \
+ *   r_t = o tanh(c_t).                                                                          \
+ *   act (rows x 4H): the activated gates [i, f, g, o], and tanh_cell, cell_prev (rows x H):     \
+ *   tanh(c_t) and c_{t-1}, stored for backward; all three NULL for inference. */                \
 LSTM_DISPATCH static void lstm_gates_forward_portable_##SUF(                                     \
-    ptrdiff_t rows, ptrdiff_t H, const T *restrict bias, T *restrict gates, T *restrict cell,    \
-    T *restrict hidden, ptrdiff_t ld_hidden, T *restrict tanh_cell, T *restrict cell_prev)       \
+    ptrdiff_t rows, ptrdiff_t H, const T *restrict bias, const T *restrict gates,                \
+    T *restrict act, T *restrict cell, T *restrict hidden, ptrdiff_t ld_hidden, T *restrict out, \
+    ptrdiff_t ld_out, T *restrict tanh_cell, T *restrict cell_prev)                              \
 {                                                                                                \
     if (cell_prev != NULL)                                                                       \
         memcpy(cell_prev, cell, (size_t)(rows * H) * sizeof(T));                                 \
     for (ptrdiff_t b = 0; b < rows; b++) {                                                       \
-        if (tanh_cell != NULL)                                                                   \
-            lstm_row_forward_##SUF(H, bias, gates + b * 4 * H, cell + b * H,                     \
-                                   hidden + b * ld_hidden, tanh_cell + b * H, 1);                \
+        T *h = hidden + b * ld_hidden;                                                           \
+        if (act != NULL)                                                                         \
+            lstm_row_forward_##SUF(H, bias, gates + b * 4 * H, act + b * 4 * H, cell + b * H,    \
+                                   h, tanh_cell + b * H, 1);                                     \
         else                                                                                     \
-            lstm_row_forward_##SUF(H, bias, gates + b * 4 * H, cell + b * H,                     \
-                                   hidden + b * ld_hidden, NULL, 0);                             \
+            lstm_row_forward_##SUF(H, bias, gates + b * 4 * H, NULL, cell + b * H, h, NULL, 0);  \
+        if (out != NULL)                                                                         \
+            memcpy(out + b * ld_out, h, (size_t)H * sizeof(T));                                  \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
@@ -216,14 +221,17 @@ LSTM_AVX512 MASK lstm_first_lanes_##SUF(ptrdiff_t n)                            
                                                                                                  \
 /* lstm_gates_forward, VL columns at a time (the last ones masked). */                           \
 __attribute__((target("avx512f"))) static void lstm_gates_forward_avx512_##SUF(                 \
-    ptrdiff_t rows, ptrdiff_t H, const T *restrict bias, T *restrict gates, T *restrict cell,    \
-    T *restrict hidden, ptrdiff_t ld_hidden, T *restrict tanh_cell, T *restrict cell_prev)       \
+    ptrdiff_t rows, ptrdiff_t H, const T *restrict bias, const T *restrict gates,                \
+    T *restrict act, T *restrict cell, T *restrict hidden, ptrdiff_t ld_hidden, T *restrict out, \
+    ptrdiff_t ld_out, T *restrict tanh_cell, T *restrict cell_prev)                              \
 {                                                                                                \
     enum { VL = 64 / sizeof(T) };                                                                \
     if (cell_prev != NULL)                                                                       \
         memcpy(cell_prev, cell, (size_t)(rows * H) * sizeof(T));                                 \
     for (ptrdiff_t b = 0; b < rows; b++) {                                                       \
-        T *a = gates + b * 4 * H, *c = cell + b * H, *h = hidden + b * ld_hidden;                \
+        const T *a = gates + b * 4 * H;                                                          \
+        T *c = cell + b * H, *h = hidden + b * ld_hidden;                                        \
+        T *s = act != NULL ? act + b * 4 * H : NULL;                                             \
         for (ptrdiff_t j = 0; j < H; j += VL) {                                                  \
             MASK m = lstm_first_lanes_##SUF(H - j);                                              \
             /* a_gate + bias_gate for gate k of [i, f, g, o] */                                  \
@@ -241,12 +249,15 @@ __attribute__((target("avx512f"))) static void lstm_gates_forward_avx512_##SUF( 
                                         _mm512_mul_##PS(i, g));                                  \
             V tc = lstm_tanh_##SUF##_avx512(c_new);                                              \
             _mm512_mask_storeu_##PS(c + j, m, c_new);                                            \
-            _mm512_mask_storeu_##PS(h + j, m, _mm512_mul_##PS(o, tc));                           \
-            if (tanh_cell != NULL) {  /* training: keep what backward needs */                   \
-                _mm512_mask_storeu_##PS(a + j, m, i);                                            \
-                _mm512_mask_storeu_##PS(a + H + j, m, f);                                        \
-                _mm512_mask_storeu_##PS(a + 2 * H + j, m, g);                                    \
-                _mm512_mask_storeu_##PS(a + 3 * H + j, m, o);                                    \
+            V r = _mm512_mul_##PS(o, tc);                                                        \
+            _mm512_mask_storeu_##PS(h + j, m, r);                                                \
+            if (out != NULL)                                                                     \
+                _mm512_mask_storeu_##PS(out + b * ld_out + j, m, r);                             \
+            if (act != NULL) {  /* training: keep what backward needs */                         \
+                _mm512_mask_storeu_##PS(s + j, m, i);                                            \
+                _mm512_mask_storeu_##PS(s + H + j, m, f);                                        \
+                _mm512_mask_storeu_##PS(s + 2 * H + j, m, g);                                    \
+                _mm512_mask_storeu_##PS(s + 3 * H + j, m, o);                                    \
                 _mm512_mask_storeu_##PS(tanh_cell + b * H + j, m, tc);                           \
             }                                                                                    \
         }                                                                                        \
@@ -273,8 +284,8 @@ LSTM_EXPAND(LSTM_DEFINE_AVX512, double, d, __m512d, pd, __mmask8, LSTM_EXPM1_CON
 /* The dispatchers below go to the AVX-512 build when the kernel choice has it. */
 #define LSTM_FORWARD_AVX512(SUF)                                                                 \
     if (LSTM_USE_AVX512_GATES()) {                                                               \
-        lstm_gates_forward_avx512_##SUF(rows, H, bias, gates, cell, hidden, ld_hidden,           \
-                                        tanh_cell, cell_prev);                                   \
+        lstm_gates_forward_avx512_##SUF(rows, H, bias, gates, act, cell, hidden, ld_hidden, out, \
+                                        ld_out, tanh_cell, cell_prev);                           \
         return;                                                                                  \
     }
 #define LSTM_ACTIVATIONS_AVX512(SUF)                                                             \
@@ -291,12 +302,13 @@ LSTM_EXPAND(LSTM_DEFINE_AVX512, double, d, __m512d, pd, __mmask8, LSTM_EXPM1_CON
 /* The forward pass the kernel choice (lstm_cpu.h) asks for: AVX-512 or portable. */
 #define LSTM_DEFINE_DISPATCH(T, SUF)                                                             \
 static void lstm_gates_forward_##SUF(                                                            \
-    ptrdiff_t rows, ptrdiff_t H, const T *restrict bias, T *restrict gates, T *restrict cell,    \
-    T *restrict hidden, ptrdiff_t ld_hidden, T *restrict tanh_cell, T *restrict cell_prev)       \
+    ptrdiff_t rows, ptrdiff_t H, const T *restrict bias, const T *restrict gates,                \
+    T *restrict act, T *restrict cell, T *restrict hidden, ptrdiff_t ld_hidden, T *restrict out, \
+    ptrdiff_t ld_out, T *restrict tanh_cell, T *restrict cell_prev)                              \
 {                                                                                                \
     LSTM_FORWARD_AVX512(SUF)                                                                     \
-    lstm_gates_forward_portable_##SUF(rows, H, bias, gates, cell, hidden, ld_hidden, tanh_cell,  \
-                                      cell_prev);                                                \
+    lstm_gates_forward_portable_##SUF(rows, H, bias, gates, act, cell, hidden, ld_hidden, out,   \
+                                      ld_out, tanh_cell, cell_prev);                             \
 }                                                                                                \
                                                                                                  \
 /* sig = sigmoid(x), th = tanh(x) for n elements, by the AVX-512 build if `avx512` and the       \
