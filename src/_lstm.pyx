@@ -466,7 +466,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *tanh_cell = args[12]
     cdef floating *cell_prev = args[13]
     cdef floating *hidden_prev = args[14]
-    cdef bint training = gates != NULL, project = w_hr != NULL, hoist, by_rows
+    cdef bint project = w_hr != NULL, hoist, by_rows
     cdef int nt
     cdef Py_ssize_t sizes[6]
     cdef floating *bufs[6]
