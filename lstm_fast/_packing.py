@@ -45,7 +45,13 @@ class Packing:
             sorted_lengths = lengths[self.order]
             steps = np.arange(sorted_lengths[0])
             self.batch_sizes = (sorted_lengths[None, :] > steps[:, None]).sum(axis=1).astype(np.intp)
-            self.mask = np.arange(T)[:, None] < sorted_lengths[None, :]
+            # packed row n is step steps[n] of sequence seqs[n] (original order); np.nonzero walks
+            # the (T, B) validity mask of the sorted batch time-major, as the packed rows run
+            valid = np.arange(T)[:, None] < sorted_lengths[None, :]
+            self.steps, sorted_seqs = np.nonzero(valid)
+            self.seqs = self.order[sorted_seqs]
+            self.pad_steps, sorted_pads = np.nonzero(~valid)
+            self.pad_seqs = self.order[sorted_pads]
         self.offsets = np.zeros(len(self.batch_sizes), dtype=np.intp)
         np.cumsum(self.batch_sizes[:-1], out=self.offsets[1:])
         self.n_rows = int(self.batch_sizes.sum())
@@ -56,16 +62,15 @@ class Packing:
         """(T, B, F) padded time-major array to (N, F) packed rows (C-contiguous)."""
         if self.order is None:
             return np.ascontiguousarray(padded.reshape(self.T * self.B, -1))
-        return np.ascontiguousarray(padded[:, self.order][self.mask])
+        return padded[self.steps, self.seqs]
 
     def unpack(self, packed):
         """(N, F) packed rows to a (T, B, F) padded array, zero at padded steps, original order."""
         if self.order is None:
             return packed.reshape(self.T, self.B, -1)
-        sorted_padded = np.zeros((self.T, self.B, packed.shape[1]), dtype=packed.dtype)
-        sorted_padded[self.mask] = packed
-        padded = np.empty_like(sorted_padded)
-        padded[:, self.order] = sorted_padded
+        padded = np.empty((self.T, self.B, packed.shape[1]), dtype=packed.dtype)
+        padded[self.steps, self.seqs] = packed
+        padded[self.pad_steps, self.pad_seqs] = 0
         return padded
 
     def sort_state(self, state):
