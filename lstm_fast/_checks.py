@@ -47,9 +47,9 @@ def as_float_array(a, name, dtype):
 
 def check_finite(arr, name):
     """Raise a ValueError if ``arr`` (a float32 or float64 array) holds NaN or infinity."""
-    # One C loop for small arrays (no temporary); NumPy's vectorised test, a block at a time so
-    # that its temporary stays small, for the rest.
-    if arr.size <= 4096 and arr.flags.c_contiguous:
+    # One vectorised C pass over a contiguous array (no temporary); NumPy's test, a block at a
+    # time so that its temporary stays small, for any other layout.
+    if arr.flags.c_contiguous:
         finite = all_finite(arr)
     else:
         flat = arr.reshape(-1)

@@ -24,6 +24,10 @@ from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, pac
                    packed_kernel, packed_size, panel_width)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
+cdef extern from "lstm_checks.h" nogil:
+    int lstm_all_finite_f(const float *a, Py_ssize_t n)
+    int lstm_all_finite_d(const double *a, Py_ssize_t n)
+
 cdef extern from *:
     """
     #ifdef _OPENMP
@@ -712,22 +716,8 @@ def all_finite(a):
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError("all_finite: a must be C-contiguous")
     if dt == cnp.NPY_FLOAT32:
-        return _all_finite(<const float *> cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
-    return _all_finite(<const double *> cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
-
-
-cdef bint _all_finite(const floating *a, Py_ssize_t n) noexcept nogil:
-    """x * 0 is 0 for a finite x and NaN otherwise; four running sums keep the adds independent."""
-    cdef Py_ssize_t k
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    for k in range(0, n - 3, 4):
-        s0 += a[k] * 0
-        s1 += a[k + 1] * 0
-        s2 += a[k + 2] * 0
-        s3 += a[k + 3] * 0
-    for k in range(n - n % 4, n):
-        s0 += a[k] * 0
-    return s0 + s1 + s2 + s3 == 0
+        return bool(lstm_all_finite_f(<const float *> cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a)))
+    return bool(lstm_all_finite_d(<const double *> cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a)))
 
 
 def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,

@@ -44,6 +44,16 @@ static int lstm_packed_vector_bytes(void) { return 0; }
 
 #endif /* LSTM_HAVE_PACKED */
 
+/* Portable C loops that the compiler vectorises are built for AVX-512, AVX2+FMA and the baseline,
+ * and the loader picks the best the CPU has (target_clones needs the loader's ifuncs: Linux). */
+#if LSTM_HAVE_PACKED && defined(__linux__)
+#define LSTM_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define LSTM_DISPATCH_NAME "x86-64-v4 (AVX-512) / x86-64-v3 (AVX2+FMA) / baseline, chosen at load"
+#else
+#define LSTM_DISPATCH
+#define LSTM_DISPATCH_NAME "baseline only"
+#endif
+
 /* `bytes` of memory aligned to a cache line (64 bytes), to be released with free(); NULL if
  * memory is short. Vectors read from it never straddle two lines: a batch-1 step, which loads a
  * weight vector for every FMA, ran up to 30% slower whenever malloc's 16-byte alignment left the

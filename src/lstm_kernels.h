@@ -27,15 +27,6 @@
 
 #include "lstm_cpu.h"
 
-/* target_clones needs the loader's ifuncs, so Linux too */
-#if LSTM_HAVE_PACKED && defined(__linux__)
-#define LSTM_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define LSTM_DISPATCH_NAME "x86-64-v4 (AVX-512) / x86-64-v3 (AVX2+FMA) / baseline, chosen at load"
-#else
-#define LSTM_DISPATCH
-#define LSTM_DISPATCH_NAME "baseline only"
-#endif
-
 static const char *lstm_fast_dispatch = LSTM_DISPATCH_NAME;
 
 /* 1/k! for k = 2 .. 13: the Taylor coefficients of e^r - 1 - r. */

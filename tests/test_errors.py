@@ -154,3 +154,23 @@ def test_engine_refuses_bad_arrays(change, exc, match):
     forward_layer(**_engine_args())
     with pytest.raises(exc, match=match):
         forward_layer(**_engine_args(**change))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 15, 16, 17, 4097, 100003])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_finite_check_finds_one_bad_value_anywhere(dtype, size, bad):
+    """The vectorised check finds NaN or infinity at the first, a middle and the last element
+    (outside the vector-width loop too) and passes the extremes of the finite range."""
+    from lstm_fast._checks import check_finite
+    finfo = np.finfo(dtype)
+    a = np.resize(np.array([finfo.max, -finfo.max, finfo.tiny / 4, -0.0], dtype), size)
+    check_finite(a, "a")
+    check_finite(a[::-1], "a")  # not contiguous: NumPy's path
+    for at in {0, size // 2, size - 1}:
+        b = a.copy()
+        b[at] = bad
+        with pytest.raises(ValueError, match="b contains NaN or infinity"):
+            check_finite(b, "b")
+        with pytest.raises(ValueError, match="b contains NaN or infinity"):
+            check_finite(b[::-1], "b")
