@@ -369,7 +369,9 @@ class LSTM:
                 self._spare[layer, direction] = stored
                 return d_in
 
-            d_in = sum(self._each_direction(B, run))
+            d_in, *reverse = self._each_direction(B, run)
+            for d_reverse in reverse:
+                d_in += d_reverse
             if mask is not None:
                 d_in *= mask
             d_out = d_in
