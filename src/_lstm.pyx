@@ -94,25 +94,54 @@ cdef enum:
 
 cdef extern from *:
     """
+    #include <sched.h>
     #ifdef _OPENMP
     #include <omp.h>
     static int lstm_max_threads(void) { return omp_get_max_threads(); }
     static int lstm_team_size(void) { return omp_get_num_threads(); }
-    static void lstm_barrier(int parts)
-    {
-        if (parts > 1) {
-            #pragma omp barrier
-        }
-    }
     #else
     static int lstm_max_threads(void) { return 1; }
     static int lstm_team_size(void) { return 1; }
-    static void lstm_barrier(int parts) { (void)parts; }
     #endif
+
+    /* Where the threads of one parallel time loop meet after each product and pass (zeroed
+     * before the region). Not OpenMP's barrier: libgomp's waiters spin only briefly, then sleep
+     * in the kernel, whenever it manages more threads than there are CPUs, which is the case as
+     * soon as a second OS thread (a thread pool, a web server's workers) keeps a team of its own:
+     * a step's two or three barriers then cost a futex wake each, and row 4 of the grid took
+     * 21 ms on 2 threads instead of 11 (as long as on 1). Here a waiter spins, and yields its
+     * core now and then in case the thread it waits for needs it. */
+    typedef struct {
+        int arrived, generation;
+        char alone[56];  /* a line of its own: nothing the threads write may share it */
+    } __attribute__((aligned(64))) lstm_team_barrier;
+
+    static void lstm_barrier(lstm_team_barrier *team, int parts)
+    {
+        if (parts <= 1)
+            return;
+        int generation = __atomic_load_n(&team->generation, __ATOMIC_ACQUIRE);
+        if (__atomic_add_fetch(&team->arrived, 1, __ATOMIC_ACQ_REL) == parts) {
+            /* the last to arrive resets the count, then lets the others go */
+            __atomic_store_n(&team->arrived, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&team->generation, generation + 1, __ATOMIC_RELEASE);
+            return;
+        }
+        for (unsigned spins = 1;
+             __atomic_load_n(&team->generation, __ATOMIC_ACQUIRE) == generation; spins++) {
+    #if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+    #endif
+            if (spins % 4096 == 0)
+                sched_yield();
+        }
+    }
     """
     int lstm_max_threads() noexcept nogil
     int lstm_team_size() noexcept nogil
-    void lstm_barrier(int parts) noexcept nogil
+    ctypedef struct lstm_team_barrier:
+        int arrived, generation
+    void lstm_barrier(lstm_team_barrier *team, int parts) noexcept nogil
 
 
 cdef extern from *:
@@ -256,17 +285,20 @@ cdef Py_ssize_t _row_bound(int part, int parts, Py_ssize_t B, Py_ssize_t T,
 
 cdef struct _Split:
     # How part `part` of `parts` shares a time loop: its products' column part (cpart of cparts),
-    # the team that must meet after each of them (sync), and with by_rows its sequences row0..row1.
+    # the team that must meet after each of them (sync) and where (team), and with by_rows its
+    # sequences row0..row1.
     int part, parts, cpart, cparts, sync
     bint by_rows
     Py_ssize_t row0, row1
+    lstm_team_barrier *team
 
 
 cdef inline _Split _split(int part, int parts, bint by_rows, Py_ssize_t B, Py_ssize_t T,
-                          const Py_ssize_t *batch_sizes) noexcept nogil:
-    """The split of a time loop for part `part` of `parts` (see _split_by_rows)."""
+                          const Py_ssize_t *batch_sizes, lstm_team_barrier *team) noexcept nogil:
+    """The split of a time loop for part `part` of `parts` (see _split_by_rows), whose team
+    meets at `team` (NULL for one part)."""
     cdef _Split s
-    s.part, s.parts, s.by_rows = part, parts, by_rows
+    s.part, s.parts, s.by_rows, s.team = part, parts, by_rows, team
     s.cpart = 0 if by_rows else part
     s.cparts = 1 if by_rows else parts
     s.sync = 1 if by_rows else parts
@@ -289,7 +321,8 @@ cdef inline void _step_rows(const _Split *s, Py_ssize_t rows, Py_ssize_t *lo, Py
         r1[0] = _first(rows, s.part + 1, s.parts)
 
 
-cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssize_t chunk,
+cdef void _forward_steps(int part, int parts, bint by_rows, lstm_team_barrier *team,
+                         Py_ssize_t T, Py_ssize_t chunk,
                          bint hoist, bint reverse, Py_ssize_t B,
                          Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
                          const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
@@ -317,7 +350,7 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
     cdef floating *g_t
     cdef floating *r_t = hidden_raw if project else hidden
     cdef int ld_r = H if project else P
-    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes)
+    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes, team)
     cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
     for ci in range((T + chunk - 1) // chunk):
         step = ci * chunk
@@ -334,7 +367,7 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
         if hoist:
             # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x 4H)
             gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G, part, parts)
-            lstm_barrier(parts)
+            lstm_barrier(sp.team, parts)
         for k in range(stop - start):
             t = stop - 1 - k if reverse else start + k
             rows = batch_sizes[t]
@@ -349,7 +382,7 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
                 # G_t = x_t W_ih^T + h_{t-1} W_hh^T     (b_t x I) (I x 4H) + (b_t x P) (P x 4H)
                 gemm_packed2(hi - lo, G, I, x + (row + lo) * I, I, w_ih_packed, P,
                              hidden + lo * P, P, w_hh_packed, 0, g_t + lo * G, G, cpart, cparts)
-            lstm_barrier(sync)
+            lstm_barrier(sp.team, sync)
             # Element-wise, on this part's rows: keep h_{t-1}; gates; c_t and r_t.
             if training:
                 memcpy(hidden_prev + (row + r0) * P, hidden + r0 * P,
@@ -359,14 +392,14 @@ cdef void _forward_steps(int part, int parts, bint by_rows, Py_ssize_t T, Py_ssi
                           NULL if project else out + (row + r0) * ld_out, ld_out,
                           _rows(tanh_cell, row + r0, H), _rows(cell_prev, row + r0, H))
             if project:
-                lstm_barrier(sync)
+                lstm_barrier(sp.team, sync)
                 # h_t = r_t W_hr^T                                (b_t x H) (H x P)
                 gemm_packed(hi - lo, P, H, r_t + lo * H, H, w_hr_packed, 0, hidden + lo * P, P,
                             cpart, cparts)
-                lstm_barrier(sync)
+                lstm_barrier(sp.team, sync)
                 for b in range(r0, r1):
                     memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
-            lstm_barrier(sync)
+            lstm_barrier(sp.team, sync)
 
 
 cdef int _array_type(object a, str name) except -1:
@@ -472,6 +505,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *hidden_prev = args[14]
     cdef bint project = w_hr != NULL, hoist, by_rows
     cdef int nt
+    cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[6]
     cdef floating *bufs[6]
     # Small batches: the input projection a chunk of steps at a time, just before those steps run,
@@ -502,7 +536,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
         pack_into(True, P, G, w_hh, P, w_hh_packed)
         pack_into(True, I, G, w_ih, I, w_ih_packed)
         if nt == 1:
-            _forward_steps(0, 1, False, T, chunk, hoist, reverse, B, I, H, P, batch_sizes,
+            _forward_steps(0, 1, False, NULL, T, chunk, hoist, reverse, B, I, H, P, batch_sizes,
                            offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
                            hidden_raw, out, ld_out, work, gates, tanh_cell, cell_prev,
                            hidden_prev)
@@ -510,15 +544,16 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
             # The hoisted input projection is shared by columns: it needs the column split.
             by_rows = not hoist and _split_by_rows(B, I, H, P, nt, sizeof(floating),
                                                    panel_width(x) != 0)
+            team.arrived = team.generation = 0
             with parallel(num_threads=nt):
-                _forward_steps(threadid(), lstm_team_size(), by_rows, T, chunk, hoist, reverse,
-                               B, I, H, P,
-                               batch_sizes, offsets, x, w_ih_packed, w_hh_packed,
-                               w_hr_packed, bias, hidden, cell, hidden_raw, out, ld_out,
-                               work, gates, tanh_cell, cell_prev, hidden_prev)
+                _forward_steps(threadid(), lstm_team_size(), by_rows, &team, T, chunk, hoist,
+                               reverse, B, I, H, P, batch_sizes, offsets, x, w_ih_packed,
+                               w_hh_packed, w_hr_packed, bias, hidden, cell, hidden_raw, out,
+                               ld_out, work, gates, tanh_cell, cell_prev, hidden_prev)
 
 
-cdef void _backward_steps(int part, int parts, bint by_rows, Py_ssize_t T, bint reverse,
+cdef void _backward_steps(int part, int parts, bint by_rows, lstm_team_barrier *team,
+                          Py_ssize_t T, bint reverse,
                           Py_ssize_t B, Py_ssize_t H, Py_ssize_t P,
                           const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
                           const floating *w_hh_packed, const floating *w_hr_packed,
@@ -534,7 +569,7 @@ cdef void _backward_steps(int part, int parts, bint by_rows, Py_ssize_t T, bint 
     cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1, lo, hi
     cdef bint project = d_raw != NULL
     cdef floating *dr_t = d_raw if project else d_hidden
-    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes)
+    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes, team)
     cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
     for step in range(T):
         t = step if reverse else T - 1 - step
@@ -548,18 +583,18 @@ cdef void _backward_steps(int part, int parts, bint by_rows, Py_ssize_t T, bint 
         if project:
             memcpy(d_hidden_all + (row + r0) * P, d_hidden + r0 * P,
                    (r1 - r0) * P * sizeof(floating))
-            lstm_barrier(sync)
+            lstm_barrier(sp.team, sync)
             # dL/dr_t = dL/dh_t W_hr                               (b_t x P) (P x H)
             gemm_packed(hi - lo, H, P, d_hidden + lo * P, P, w_hr_packed, 0, d_raw + lo * H, H,
                         cpart, cparts)
-            lstm_barrier(sync)
+            lstm_barrier(sp.team, sync)
         gates_backward(r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
                        tanh_cell + (row + r0) * H, cell_prev + (row + r0) * H, d_cell + r0 * H)
-        lstm_barrier(sync)
+        lstm_barrier(sp.team, sync)
         # dL/dh_{t-1} = dL/da_t W_hh                               (b_t x 4H) (4H x P)
         gemm_packed(hi - lo, P, G, gates + (row + lo) * G, G, w_hh_packed, 0, d_hidden + lo * P,
                     P, cpart, cparts)
-        lstm_barrier(sync)
+        lstm_barrier(sp.team, sync)
 
 
 cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
@@ -630,6 +665,7 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None, by_rows
     cdef Py_ssize_t j
     cdef int nt
+    cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[7]
     cdef floating *bufs[7]
     if (gates.shape[0] != N or gates.shape[1] != G or tanh_cell.shape[0] != N
@@ -663,16 +699,17 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
         if project:
             pack_into(False, P, H, &w_hr[0, 0], H, w_hr_packed)
         if nt == 1:
-            _backward_steps(0, 1, False, T, reverse, B, H, P, &batch_sizes[0], &offsets[0],
+            _backward_steps(0, 1, False, NULL, T, reverse, B, H, P, &batch_sizes[0], &offsets[0],
                             w_hh_packed, w_hr_packed, &d_out[0, out_col], ld_out,
                             &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
                             &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
         else:
             by_rows = _split_by_rows(B, I, H, P, nt, sizeof(floating),
                                      panel_width(&x[0, 0]) != 0)
+            team.arrived = team.generation = 0
             with parallel(num_threads=nt):
-                _backward_steps(threadid(), lstm_team_size(), by_rows, T, reverse, B, H, P,
-                                &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
+                _backward_steps(threadid(), lstm_team_size(), by_rows, &team, T, reverse, B, H,
+                                P, &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
                                 &d_out[0, out_col], ld_out, &d_hidden[0, 0], &d_cell[0, 0],
                                 d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],
                                 &cell_prev[0, 0])

@@ -4,6 +4,7 @@ choice (AVX-512, AVX2, BLAS) and thread count against the NumPy reference."""
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -180,4 +181,36 @@ def test_two_threads_give_the_same_bits_as_one(dtype, split):
     """However the two threads share the time loops (by sequences or by weight columns)."""
     env = {} if split == "auto" else {"LSTM_FAST_SPLIT": split}
     _, differ = _run_in_subprocess(f"t._thread_bits_differ({dtype!r})", env)
+    assert int(differ) == 0
+
+
+def _concurrent_bits_differ(dtype_name):
+    """How many arrays (outputs, input and weight gradients) differ bitwise between calls made one
+    at a time and the same calls made from three threads at once, each on a team of two OpenMP
+    threads meeting at the time loops' barriers: six threads share the cores. Run in a subprocess
+    by the test below."""
+    dtype = np.dtype(dtype_name).type
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((10, 32, 16)).astype(dtype) for _ in range(3)]
+    g = rng.standard_normal((10, 32, 64)).astype(dtype)
+
+    def run(x):
+        lstm = lstm_fast.LSTM(16, 64, dtype=dtype, random_state=0)
+        out, _ = lstm.forward(x, training=True)
+        return [out, lstm.backward(g)] + list(lstm.grads.values())
+
+    alone = [run(x) for x in xs]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(run, xs * 2))
+    return sum(not np.array_equal(a, b)
+               for want, got in zip(alone * 2, together) for a, b in zip(want, got))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_teams_in_several_threads_at_once(dtype):
+    """Time loops split by columns (a barrier after each product and pass) on two threads each,
+    from three Python threads at once: the same bits as one at a time, and no hang when the
+    threads outnumber the cores (a waiter yields its core)."""
+    env = {"LSTM_FAST_SPLIT": "columns", "OMP_NUM_THREADS": "2"}
+    _, differ = _run_in_subprocess(f"t._concurrent_bits_differ({dtype!r})", env)
     assert int(differ) == 0
