@@ -116,10 +116,8 @@ cdef extern from *:
         char alone[56];  /* a line of its own: nothing the threads write may share it */
     } __attribute__((aligned(64))) lstm_team_barrier;
 
-    static void lstm_barrier(lstm_team_barrier *team, int parts)
+    static __attribute__((noinline)) void lstm_barrier_wait(lstm_team_barrier *team, int parts)
     {
-        if (parts <= 1)
-            return;
         int generation = __atomic_load_n(&team->generation, __ATOMIC_ACQUIRE);
         if (__atomic_add_fetch(&team->arrived, 1, __ATOMIC_ACQ_REL) == parts) {
             /* the last to arrive resets the count, then lets the others go */
@@ -135,6 +133,13 @@ cdef extern from *:
             if (spins % 4096 == 0)
                 sched_yield();
         }
+    }
+
+    /* A team of one does not wait: the time loops stay free of a call at every barrier. */
+    static inline void lstm_barrier(lstm_team_barrier *team, int parts)
+    {
+        if (parts > 1)
+            lstm_barrier_wait(team, parts);
     }
     """
     int lstm_max_threads() noexcept nogil
