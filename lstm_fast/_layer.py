@@ -11,11 +11,6 @@ from ._checks import as_float_array, check_dtype, check_finite, check_int
 from ._lstm import Workspace, backward_layer, forward_layer, threads_for
 from ._packing import packing_for
 
-# backward_layer specialised per dtype, looked up once: calling a Cython fused function through
-# its type dispatcher costs about 0.3 us a call.  (forward_layer checks its arrays itself.)
-_BACKWARD = {np.dtype(t): backward_layer[name] for t, name in ((np.float32, "float"),
-                                                                 (np.float64, "double"))}
-
 __all__ = ["LSTM"]
 
 class LSTM:
@@ -359,7 +354,7 @@ class LSTM:
                 g = self.grads
                 d_in = np.zeros_like(layer_in)
                 workspace = self._workspace(layer, direction)
-                _BACKWARD[layer_in.dtype](
+                backward_layer(
                     layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets, d_out,
                     direction * P, bool(direction), d_h[k], d_c[k], *stored, d_in,
                     g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),

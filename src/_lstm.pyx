@@ -20,8 +20,8 @@ import time
 
 cnp.import_array()
 
-from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, pack_into,
-                   packed_kernel, packed_size, panel_width)
+from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, lstm_panel_width_f,
+                   pack_into, packed_kernel, packed_size, panel_width)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from "lstm_checks.h" nogil:
@@ -196,8 +196,8 @@ cdef enum:
     ROWS_MAX_WEIGHT_BYTES = 1 << 19
 
 
-cdef bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, int threads,
-                         Py_ssize_t itemsize, bint packed) noexcept nogil:
+cdef bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint project,
+                         int threads, Py_ssize_t itemsize, bint packed) noexcept nogil:
     """Whether `threads` threads share a layer-direction's time loops by rows (sequences).
     Only with the packed kernel (`packed`), whose rows do not depend on which others are in the
     product: BLAS's do (gemv for one row), and results must not depend on the thread count."""
@@ -206,8 +206,18 @@ cdef bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
         return False
     if forced >= 0:
         return forced == 1
+    # W_ih, W_hh and (projecting) W_hr: what each thread multiplies at every step
     return (B >= ROWS_MIN_BATCH * threads
-            and ((I + P) * 4 * H + H * P) * itemsize <= ROWS_MAX_WEIGHT_BYTES)
+            and ((I + P) * 4 * H + (H * P if project else 0)) * itemsize
+            <= ROWS_MAX_WEIGHT_BYTES)
+
+
+def split_choice(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint project,
+                 int threads, Py_ssize_t itemsize):
+    """How `threads` threads would share such a layer-direction's time loops: "rows" or
+    "columns" (for tests; LSTM_FAST_SPLIT and the kernel in use count as in a call)."""
+    return "rows" if _split_by_rows(B, I, H, P, project, threads, itemsize,
+                                    lstm_panel_width_f() != 0) else "columns"
 
 
 cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
@@ -421,10 +431,20 @@ cdef Py_ssize_t _dim(object a, int axis) except -1:
     return cnp.PyArray_DIM(a, axis)
 
 
-cdef void *_data(object a, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols, bint optional,
-                 bint writable) except? NULL:
+cdef str _describe(object a):
+    """What `a` is, for an error message: dtype, shape and layout of an ndarray, else its type."""
+    if not cnp.PyArray_Check(a):
+        return type(a).__name__
+    layout = "" if cnp.PyArray_IS_C_CONTIGUOUS(a) else ", not C-contiguous"
+    flags = "" if cnp.PyArray_ISWRITEABLE(a) else ", read-only"
+    return f"{a.dtype} array of shape {a.shape}{layout}{flags}"
+
+
+cdef void *_data(object a, str fn, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols,
+                 bint optional, bint writable) except? NULL:
     """The data of `a`, checked: a C-contiguous ndarray of `dtype`, shape (rows,) if cols < 0
-    else (rows, cols), not empty, writable if asked; None (NULL) if `optional`."""
+    else (rows, cols), not empty, writable if asked; None (NULL) if `optional`. `fn` names the
+    entry point in the message."""
     if a is None and optional:
         return NULL
     if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(a) != dtype
@@ -432,9 +452,49 @@ cdef void *_data(object a, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols
             or cnp.PyArray_DIM(a, 0) != rows or (cols >= 0 and cnp.PyArray_DIM(a, 1) != cols)
             or rows == 0 or cols == 0 or (writable and not cnp.PyArray_ISWRITEABLE(a))):
         want = f"({rows},)" if cols < 0 else f"({rows}, {cols})"
-        raise ValueError(f"forward_layer: {name} must be a C-contiguous{' writable' * writable} "
-                         f"{cnp.PyArray_DescrFromType(dtype)} array of shape {want}")
+        raise ValueError(f"{fn}: {name} must be a C-contiguous{' writable' * writable} "
+                         f"{cnp.PyArray_DescrFromType(dtype)} array of shape {want}, got "
+                         f"{_describe(a)}")
     return cnp.PyArray_DATA(a)
+
+
+cdef int _check_steps(str fn, const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
+                      Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) except -1:
+    """Raise a ValueError unless batch_sizes and offsets lay out N packed rows: step t has
+    batch_sizes[t] rows (1 to B, never more than at t - 1) from row offsets[t], the steps back to
+    back from row 0. The time loops index every array by these values alone."""
+    cdef Py_ssize_t t, end = 0
+    for t in range(T):
+        if (batch_sizes[t] < 1 or batch_sizes[t] > (B if t == 0 else batch_sizes[t - 1])
+                or offsets[t] != end):
+            raise ValueError(
+                f"{fn}: batch_sizes and offsets must lay out packed steps (1 <= batch_sizes[t] "
+                f"<= batch_sizes[t-1] <= B = {B}, offsets[t] = sum(batch_sizes[:t])); step {t} "
+                f"has batch_sizes {batch_sizes[t]} and offsets {offsets[t]}")
+        end += batch_sizes[t]
+    if end != N:
+        raise ValueError(f"{fn}: batch_sizes add up to {end} rows, but x has {N}")
+    return 0
+
+
+# The products take their dimensions and leading dimensions as C ints.
+cdef enum:
+    MAX_DIM = 2147483647
+
+
+cdef int _check_layout(str fn, Py_ssize_t out_col, Py_ssize_t ld_out, Py_ssize_t N, Py_ssize_t I,
+                       Py_ssize_t H, Py_ssize_t P, bint project) except -1:
+    """Raise a ValueError if this direction's columns out_col .. out_col + P - 1 do not fit in
+    the output's ld_out, if P != H without a projection, or if a dimension exceeds a C int."""
+    if out_col < 0 or out_col + P > ld_out:
+        raise ValueError(f"{fn}: out_col = {out_col} and P = {P} columns do not fit in the "
+                         f"output's {ld_out}")
+    if not project and P != H:
+        raise ValueError(f"{fn}: without w_hr, hidden must have H = {H} columns, got {P}")
+    if max(N, I, 4 * H, P, ld_out) > MAX_DIM:
+        raise ValueError(f"{fn}: a dimension exceeds {MAX_DIM} (N = {N}, I = {I}, 4H = {4 * H}, "
+                         f"P = {P})")
+    return 0
 
 
 def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
@@ -452,31 +512,37 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
 
-    The arguments are checked as arrays here rather than typed as memoryviews: acquiring a
-    memoryview costs ~0.15 us an argument, a sixth of a whole call at batch 1 (row 12 of the grid).
+    Every array's dtype, shape and layout and every value of batch_sizes and offsets are checked
+    before the time loop: a wrong one is a ValueError or TypeError, never an access out of bounds.
+    They are checked as arrays rather than typed as memoryviews: acquiring a memoryview costs
+    ~0.15 us an argument, a sixth of a whole call at batch 1 (row 12 of the grid).
     """
-    cdef int dt = _array_type(x, "x")
+    cdef str fn = "forward_layer"
+    cdef int dt = _array_type(x, "forward_layer: x")
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
     cdef Py_ssize_t H = _dim(cell, 1), G = 4 * H, T = _dim(batch_sizes, 0), ld_out = _dim(out, 1)
     cdef void *args[15]
-    args[0] = _data(x, "x", dt, N, I, False, False)
-    args[1] = _data(w_ih, "w_ih", dt, G, I, False, False)
-    args[2] = _data(w_hh, "w_hh", dt, G, P, False, False)
-    args[3] = _data(b_ih, "b_ih", dt, G, -1, True, False)
-    args[4] = _data(b_hh, "b_hh", dt, G, -1, True, False)
-    args[5] = _data(w_hr, "w_hr", dt, P, H, True, False)
-    args[6] = _data(batch_sizes, "batch_sizes", cnp.NPY_INTP, T, -1, False, False)
-    args[7] = _data(offsets, "offsets", cnp.NPY_INTP, T, -1, False, False)
-    args[8] = _data(hidden, "hidden", dt, B, P, False, True)
-    args[9] = _data(cell, "cell", dt, B, H, False, True)
-    args[10] = _data(out, "out", dt, N, ld_out, False, True)
-    args[11] = _data(gates, "gates", dt, N, G, True, True)
-    args[12] = _data(tanh_cell, "tanh_cell", dt, N, H, gates is None, True)
-    args[13] = _data(cell_prev, "cell_prev", dt, N, H, gates is None, True)
-    args[14] = _data(hidden_prev, "hidden_prev", dt, N, P, gates is None, True)
-    if (out_col < 0 or out_col + P > ld_out or (gates is None) != (tanh_cell is None)
-            or (args[5] == NULL and P != H)):
-        raise ValueError("forward_layer: inconsistent shapes")
+    # first the arrays whose shapes give the dimensions, then those checked against them
+    args[0] = _data(x, fn, "x", dt, N, I, False, False)
+    args[8] = _data(hidden, fn, "hidden", dt, B, P, False, True)
+    args[9] = _data(cell, fn, "cell", dt, B, H, False, True)
+    args[6] = _data(batch_sizes, fn, "batch_sizes", cnp.NPY_INTP, T, -1, False, False)
+    args[10] = _data(out, fn, "out", dt, N, ld_out, False, True)
+    args[1] = _data(w_ih, fn, "w_ih", dt, G, I, False, False)
+    args[2] = _data(w_hh, fn, "w_hh", dt, G, P, False, False)
+    args[3] = _data(b_ih, fn, "b_ih", dt, G, -1, True, False)
+    args[4] = _data(b_hh, fn, "b_hh", dt, G, -1, True, False)
+    args[5] = _data(w_hr, fn, "w_hr", dt, P, H, True, False)
+    args[7] = _data(offsets, fn, "offsets", cnp.NPY_INTP, T, -1, False, False)
+    args[11] = _data(gates, fn, "gates", dt, N, G, True, True)
+    args[12] = _data(tanh_cell, fn, "tanh_cell", dt, N, H, gates is None, True)
+    args[13] = _data(cell_prev, fn, "cell_prev", dt, N, H, gates is None, True)
+    args[14] = _data(hidden_prev, fn, "hidden_prev", dt, N, P, gates is None, True)
+    if gates is None and (tanh_cell is not None or cell_prev is not None
+                          or hidden_prev is not None):
+        raise ValueError("forward_layer: tanh_cell, cell_prev and hidden_prev go with gates")
+    _check_layout(fn, out_col, ld_out, N, I, H, P, args[5] != NULL)
+    _check_steps(fn, <const Py_ssize_t *> args[6], <const Py_ssize_t *> args[7], T, N, B)
     if workspace is None:
         workspace = Workspace()
     if dt == cnp.NPY_FLOAT32:
@@ -547,7 +613,7 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
                            hidden_prev)
         else:
             # The hoisted input projection is shared by columns: it needs the column split.
-            by_rows = not hoist and _split_by_rows(B, I, H, P, nt, sizeof(floating),
+            by_rows = not hoist and _split_by_rows(B, I, H, P, project, nt, sizeof(floating),
                                                    panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
@@ -642,18 +708,13 @@ cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, con
             dst[j * n + i] += src[i * ld_src + j]
 
 
-def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
-                   const floating[:, ::1] w_hh, const floating[:, ::1] w_hr,
-                   const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
-                   const floating[:, ::1] d_out, Py_ssize_t out_col, bint reverse,
-                   floating[:, ::1] d_hidden, floating[:, ::1] d_cell,
-                   floating[:, ::1] gates, floating[:, ::1] tanh_cell,
-                   const floating[:, ::1] cell_prev, const floating[:, ::1] hidden_prev,
-                   floating[:, ::1] d_x, floating[:, ::1] d_w_ih, floating[:, ::1] d_w_hh,
-                   floating[::1] d_b_ih, floating[::1] d_b_hh, floating[:, ::1] d_w_hr,
-                   int n_threads=0, Workspace workspace=None):
+def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t out_col,
+                   bint reverse, d_hidden, d_cell, gates, tanh_cell, cell_prev, hidden_prev, d_x,
+                   d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
+                   Workspace workspace=None):
     """Backpropagate through one layer-direction after a training forward_layer.
 
+    Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
     d_out (N x D*P): dL/doutput, columns out_col .. out_col + P - 1 are this direction's.
     d_hidden (B x P), d_cell (B x H): dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
     gates, tanh_cell, cell_prev, hidden_prev: what forward_layer stored; gates and tanh_cell are
@@ -662,36 +723,89 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     projection ones may be None (no bias, no projection; then w_hr is None too).
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
+
+    Every array and every value of batch_sizes and offsets is checked first, as forward_layer
+    checks its own.
     """
-    cdef Py_ssize_t T = batch_sizes.shape[0]
-    cdef Py_ssize_t N = x.shape[0], I = x.shape[1], H = d_cell.shape[1], P = d_hidden.shape[1]
-    cdef Py_ssize_t B = d_hidden.shape[0], G = 4 * H, ld_out = d_out.shape[1]
-    cdef bint project = w_hr is not None
-    cdef bint has_b_ih = d_b_ih is not None, has_b_hh = d_b_hh is not None, by_rows
-    cdef Py_ssize_t j
-    cdef int nt
+    cdef str fn = "backward_layer"
+    cdef int dt = _array_type(x, "backward_layer: x")
+    cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(d_hidden, 0), P = _dim(d_hidden, 1)
+    cdef Py_ssize_t H = _dim(d_cell, 1), G = 4 * H, T = _dim(batch_sizes, 0)
+    cdef Py_ssize_t ld_out = _dim(d_out, 1)
+    cdef void *args[19]
+    # first the arrays whose shapes give the dimensions, then those checked against them
+    args[0] = _data(x, fn, "x", dt, N, I, False, False)
+    args[7] = _data(d_hidden, fn, "d_hidden", dt, B, P, False, True)
+    args[8] = _data(d_cell, fn, "d_cell", dt, B, H, False, True)
+    args[4] = _data(batch_sizes, fn, "batch_sizes", cnp.NPY_INTP, T, -1, False, False)
+    args[6] = _data(d_out, fn, "d_out", dt, N, ld_out, False, False)
+    args[1] = _data(w_ih, fn, "w_ih", dt, G, I, False, False)
+    args[2] = _data(w_hh, fn, "w_hh", dt, G, P, False, False)
+    args[3] = _data(w_hr, fn, "w_hr", dt, P, H, True, False)
+    args[5] = _data(offsets, fn, "offsets", cnp.NPY_INTP, T, -1, False, False)
+    args[9] = _data(gates, fn, "gates", dt, N, G, False, True)
+    args[10] = _data(tanh_cell, fn, "tanh_cell", dt, N, H, False, True)
+    args[11] = _data(cell_prev, fn, "cell_prev", dt, N, H, False, False)
+    args[12] = _data(hidden_prev, fn, "hidden_prev", dt, N, P, False, False)
+    args[13] = _data(d_x, fn, "d_x", dt, N, I, False, True)
+    args[14] = _data(d_w_ih, fn, "d_w_ih", dt, G, I, False, True)
+    args[15] = _data(d_w_hh, fn, "d_w_hh", dt, G, P, False, True)
+    args[16] = _data(d_b_ih, fn, "d_b_ih", dt, G, -1, True, True)
+    args[17] = _data(d_b_hh, fn, "d_b_hh", dt, G, -1, True, True)
+    args[18] = _data(d_w_hr, fn, "d_w_hr", dt, P, H, w_hr is None, True)
+    if w_hr is None and d_w_hr is not None:
+        raise ValueError("backward_layer: d_w_hr goes with w_hr")
+    _check_layout(fn, out_col, ld_out, N, I, H, P, w_hr is not None)
+    _check_steps(fn, <const Py_ssize_t *> args[4], <const Py_ssize_t *> args[5], T, N, B)
+    if workspace is None:
+        workspace = Workspace()  # held until the call returns: the buffers live in it
+    if dt == cnp.NPY_FLOAT32:
+        _backward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
+                        workspace)
+    else:
+        _backward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
+                        workspace)
+
+
+cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
+                          Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
+                          Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws) except *:
+    """backward_layer on checked arrays: args are the data of its arrays, in its order."""
+    cdef Py_ssize_t G = 4 * H, j
+    cdef const floating *x = args[0]
+    cdef const floating *w_ih = args[1]
+    cdef const floating *w_hh = args[2]
+    cdef const floating *w_hr = args[3]
+    cdef const Py_ssize_t *batch_sizes = <const Py_ssize_t *> args[4]
+    cdef const Py_ssize_t *offsets = <const Py_ssize_t *> args[5]
+    cdef const floating *d_out = args[6] + out_col
+    cdef floating *d_hidden = args[7]
+    cdef floating *d_cell = args[8]
+    cdef floating *gates = args[9]
+    cdef floating *tanh_cell = args[10]
+    cdef const floating *cell_prev = args[11]
+    cdef const floating *hidden_prev = args[12]
+    cdef floating *d_x = args[13]
+    cdef floating *d_w_ih = args[14]
+    cdef floating *d_w_hh = args[15]
+    cdef floating *d_b_ih = args[16]
+    cdef floating *d_b_hh = args[17]
+    cdef floating *d_w_hr = args[18]
+    cdef bint project = w_hr != NULL, by_rows
+    cdef int nt = n_threads if n_threads > 0 else threads_for(B, H, P)
     cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[7]
     cdef floating *bufs[7]
-    if (gates.shape[0] != N or gates.shape[1] != G or tanh_cell.shape[0] != N
-            or cell_prev.shape[0] != N or hidden_prev.shape[0] != N or d_out.shape[0] != N
-            or d_x.shape[0] != N or d_x.shape[1] != I or out_col + P > ld_out
-            or d_w_ih.shape[0] != G or d_w_hh.shape[0] != G
-            or (project and (d_w_hr is None or d_w_hr.shape[0] != P))):
-        raise ValueError("backward_layer: inconsistent shapes")
-    nt = n_threads if n_threads > 0 else threads_for(B, H, P)
     # The workspace: packed weights, the projection's gradients, the transposed dW_ih and dW_hh,
     # the bias gradient.
-    sizes[0] = packed_size(G, P, &x[0, 0])
+    sizes[0] = packed_size(G, P, x)
     sizes[1] = B * H if project else 0
     sizes[2] = N * P if project else 0
-    sizes[3] = packed_size(P, H, &x[0, 0]) if project else 0
-    sizes[4] = packed_size(G, I, &x[0, 0])
+    sizes[3] = packed_size(P, H, x) if project else 0
+    sizes[4] = packed_size(G, I, x)
     sizes[5] = (I + P) * G
     sizes[6] = G
-    if workspace is None:
-        workspace = Workspace()  # held until the call returns: the buffers live in it
-    _carve(workspace, sizes, bufs, 7)
+    _carve(ws, sizes, bufs, 7)
     cdef floating *w_hh_packed = bufs[0]
     cdef floating *d_raw = bufs[1]
     cdef floating *d_hidden_all = bufs[2]
@@ -699,44 +813,39 @@ def backward_layer(const floating[:, ::1] x, const floating[:, ::1] w_ih,
     cdef floating *w_ih_packed = bufs[4]
     cdef floating *w_t = bufs[5]
     cdef floating *d_bias = bufs[6]
+    cdef floating *r = tanh_cell if project else NULL
     with nogil:
-        pack_into(False, G, P, &w_hh[0, 0], P, w_hh_packed)
+        pack_into(False, G, P, w_hh, P, w_hh_packed)
         if project:
-            pack_into(False, P, H, &w_hr[0, 0], H, w_hr_packed)
+            pack_into(False, P, H, w_hr, H, w_hr_packed)
         if nt == 1:
-            _backward_steps(0, 1, False, NULL, T, reverse, B, H, P, &batch_sizes[0], &offsets[0],
-                            w_hh_packed, w_hr_packed, &d_out[0, out_col], ld_out,
-                            &d_hidden[0, 0], &d_cell[0, 0], d_raw, d_hidden_all,
-                            &gates[0, 0], &tanh_cell[0, 0], &cell_prev[0, 0])
+            _backward_steps(0, 1, False, NULL, T, reverse, B, H, P, batch_sizes, offsets,
+                            w_hh_packed, w_hr_packed, d_out, ld_out, d_hidden, d_cell, d_raw,
+                            d_hidden_all, gates, tanh_cell, cell_prev)
         else:
-            by_rows = _split_by_rows(B, I, H, P, nt, sizeof(floating),
-                                     panel_width(&x[0, 0]) != 0)
+            by_rows = _split_by_rows(B, I, H, P, project, nt, sizeof(floating),
+                                     panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
                 _backward_steps(threadid(), lstm_team_size(), by_rows, &team, T, reverse, B, H,
-                                P, &batch_sizes[0], &offsets[0], w_hh_packed, w_hr_packed,
-                                &d_out[0, out_col], ld_out, &d_hidden[0, 0], &d_cell[0, 0],
-                                d_raw, d_hidden_all, &gates[0, 0], &tanh_cell[0, 0],
-                                &cell_prev[0, 0])
+                                P, batch_sizes, offsets, w_hh_packed, w_hr_packed, d_out, ld_out,
+                                d_hidden, d_cell, d_raw, d_hidden_all, gates, tanh_cell,
+                                cell_prev)
 
         # The weight gradients: one product each over all steps.
-        pack_into(False, G, I, &w_ih[0, 0], I, w_ih_packed)
+        pack_into(False, G, I, w_ih, I, w_ih_packed)
         if nt == 1:
-            _backward_weights(0, 1, N, I, H, P, &gates[0, 0], &x[0, 0], &hidden_prev[0, 0],
-                              w_ih_packed, &tanh_cell[0, 0] if project else NULL, d_hidden_all,
-                              &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
-                              &d_w_hr[0, 0] if project else NULL, d_bias, w_t)
+            _backward_weights(0, 1, N, I, H, P, gates, x, hidden_prev, w_ih_packed, r,
+                              d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t)
         else:
             with parallel(num_threads=nt):
-                _backward_weights(threadid(), lstm_team_size(), N, I, H, P, &gates[0, 0],
-                                  &x[0, 0], &hidden_prev[0, 0], w_ih_packed,
-                                  &tanh_cell[0, 0] if project else NULL, d_hidden_all,
-                                  &d_x[0, 0], &d_w_ih[0, 0], &d_w_hh[0, 0],
-                                  &d_w_hr[0, 0] if project else NULL, d_bias, w_t)
+                _backward_weights(threadid(), lstm_team_size(), N, I, H, P, gates, x,
+                                  hidden_prev, w_ih_packed, r, d_hidden_all, d_x, d_w_ih,
+                                  d_w_hh, d_w_hr, d_bias, w_t)
         for j in range(G):
-            if has_b_ih:
+            if d_b_ih != NULL:
                 d_b_ih[j] += d_bias[j]
-            if has_b_hh:
+            if d_b_hh != NULL:
                 d_b_hh[j] += d_bias[j]
 
 

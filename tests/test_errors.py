@@ -14,6 +14,11 @@ def lstm():
 X = np.zeros((5, 2, 3))
 
 
+def _readonly(a):
+    a.flags.writeable = False
+    return a
+
+
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(input_size=0, hidden_size=4), ValueError, "input_size"),
     (dict(input_size=3.5, hidden_size=4), TypeError, "input_size"),
@@ -121,39 +126,122 @@ def test_unbatched_shapes():
         lstm.forward(np.zeros((5, 3)), hx=(np.zeros((2, 1, 4)), np.zeros((2, 1, 4))))
 
 
-def _engine_args(**change):
-    """Valid forward_layer arguments (float32, T=3, B=1, I=2, H=2), with some replaced."""
-    f = np.float32
-    args = dict(x=np.zeros((3, 2), f), w_ih=np.zeros((8, 2), f), w_hh=np.zeros((8, 2), f),
-                b_ih=None, b_hh=None, w_hr=None, batch_sizes=np.ones(3, np.intp),
-                offsets=np.arange(3, dtype=np.intp), hidden=np.zeros((1, 2), f),
-                cell=np.zeros((1, 2), f), out=np.zeros((3, 2), f), out_col=0, reverse=False)
+F32 = np.float32
+
+
+def _forward_args(**change):
+    """Valid forward_layer arguments (float32, T=3, B=2, I=2, H=2; step sizes 2, 2, 1), with some
+    replaced."""
+    args = dict(x=np.zeros((5, 2), F32), w_ih=np.zeros((8, 2), F32), w_hh=np.zeros((8, 2), F32),
+                b_ih=None, b_hh=None, w_hr=None, batch_sizes=np.array([2, 2, 1], np.intp),
+                offsets=np.array([0, 2, 4], np.intp), hidden=np.zeros((2, 2), F32),
+                cell=np.zeros((2, 2), F32), out=np.zeros((5, 2), F32), out_col=0, reverse=False)
     args.update(change)
     return args
 
 
+def _backward_args(**change):
+    """Valid backward_layer arguments for the same shapes as _forward_args, with some replaced."""
+    n = 5
+    args = dict(x=np.zeros((n, 2), F32), w_ih=np.zeros((8, 2), F32), w_hh=np.zeros((8, 2), F32),
+                w_hr=None, batch_sizes=np.array([2, 2, 1], np.intp),
+                offsets=np.array([0, 2, 4], np.intp), d_out=np.zeros((n, 2), F32), out_col=0,
+                reverse=False, d_hidden=np.zeros((2, 2), F32), d_cell=np.zeros((2, 2), F32),
+                gates=np.zeros((n, 8), F32), tanh_cell=np.zeros((n, 2), F32),
+                cell_prev=np.zeros((n, 2), F32), hidden_prev=np.zeros((n, 2), F32),
+                d_x=np.zeros((n, 2), F32), d_w_ih=np.zeros((8, 2), F32),
+                d_w_hh=np.zeros((8, 2), F32), d_b_ih=None, d_b_hh=None, d_w_hr=None)
+    args.update(change)
+    return args
+
+
+# Wrong values of the packed layout, for both entry points.
+BAD_STEPS = [
+    (dict(batch_sizes=np.array([2, 2, 3], np.intp)), "step 2 has batch_sizes 3"),   # grows
+    (dict(batch_sizes=np.array([3, 1, 1], np.intp)), "step 0 has batch_sizes 3"),   # > B
+    (dict(batch_sizes=np.array([2, 0, 0], np.intp)), "step 1 has batch_sizes 0"),
+    (dict(batch_sizes=np.array([2, -5, 1], np.intp)), "step 1 has batch_sizes -5"),
+    (dict(offsets=np.array([0, 2, 5], np.intp)), "step 2 has batch_sizes 1 and offsets 5"),
+    (dict(offsets=np.array([1, 3, 5], np.intp)), "step 0 .* offsets 1"),
+    (dict(offsets=np.array([0, 2, 10**12], np.intp)), "offsets 1000000000000"),
+    (dict(batch_sizes=np.array([2, 1, 1], np.intp), offsets=np.array([0, 2, 3], np.intp)),
+     "add up to 4 rows, but x has 5"),
+]
+
+
 @pytest.mark.parametrize("change, exc, match", [
-    (dict(x=[[0.0, 0.0]] * 3), TypeError, "x must be a float32 or float64 ndarray"),
-    (dict(x=np.zeros((3, 2), np.int64)), TypeError, "x must be a float32 or float64"),
+    (dict(x=[[0.0, 0.0]] * 5), TypeError, "x must be a float32 or float64 ndarray"),
+    (dict(x=np.zeros((5, 2), np.int64)), TypeError, "x must be a float32 or float64"),
     (dict(w_ih=np.zeros((8, 2))), ValueError, "w_ih must be a C-contiguous float32 array"),
-    (dict(w_hh=np.zeros((2, 8), np.float32).T), ValueError, "w_hh must be a C-contiguous"),
-    (dict(b_ih=np.zeros(7, np.float32)), ValueError, r"b_ih .* shape \(8,\)"),
+    (dict(w_hh=np.zeros((2, 8), F32).T), ValueError, "w_hh must be a C-contiguous.*not C-cont"),
+    (dict(b_ih=np.zeros(7, F32)), ValueError, r"b_ih .* shape \(8,\), got float32 array of "
+                                              r"shape \(7,\)"),
     (dict(batch_sizes=np.ones(3, np.int32)), ValueError, "batch_sizes must be"),
     (dict(offsets=np.arange(2, dtype=np.intp)), ValueError, r"offsets .* shape \(3,\)"),
-    (dict(out=np.zeros((3, 2), np.float32)[::-1]), ValueError, "out must be a C-contiguous"),
-    (dict(cell=np.zeros((1, 2), np.float32)[:, :, None]), ValueError, "cell must be"),
-    (dict(out_col=1), ValueError, "inconsistent shapes"),
-    (dict(out_col=-1), ValueError, "inconsistent shapes"),
-    (dict(gates=np.zeros((3, 8), np.float32)), ValueError, "tanh_cell must be"),
-])
-def test_engine_refuses_bad_arrays(change, exc, match):
-    """The engine's entry point checks its arrays itself (no memoryview typing): a wrong dtype,
-    shape or layout is an exception, never a read or write out of bounds."""
+    (dict(out=np.zeros((5, 2), F32)[::-1]), ValueError, "out must be a C-contiguous"),
+    (dict(out=np.zeros((5, 2), F32)[:4]), ValueError, r"out must .* shape \(5, 2\)"),
+    (dict(cell=np.zeros((2, 2), F32)[:, :, None]), ValueError, "cell must be"),
+    (dict(hidden=None), ValueError, "hidden must be .* got NoneType"),
+    (dict(hidden=np.zeros((2, 3), F32)), ValueError, r"w_hh must .* shape \(8, 3\)"),
+    (dict(w_hr=np.zeros((2, 2), F32), hidden=np.zeros((2, 2), F32), cell=np.zeros((2, 3), F32)),
+     ValueError, "w_ih must be"),
+    (dict(out_col=1), ValueError, "out_col = 1 and P = 2 columns do not fit"),
+    (dict(out_col=-1), ValueError, "out_col = -1"),
+    (dict(gates=np.zeros((5, 8), F32)), ValueError, "tanh_cell must be"),
+    (dict(tanh_cell=np.zeros((5, 2), F32)), ValueError, "go with gates"),
+    (dict(hidden=np.zeros((2, 2), F32)[:, :1].copy(), w_hh=np.zeros((8, 1), F32),
+          out=np.zeros((5, 1), F32)), ValueError, "without w_hr, hidden must have H = 2"),
+    (dict(hidden=np.zeros((2, 2), F32), out=np.zeros((5, 2), F32, order="C")[:, :]),
+     None, None),
+] + [(change, ValueError, match) for change, match in BAD_STEPS])
+def test_forward_layer_refuses_bad_arrays(change, exc, match):
+    """The engine's entry point checks its arrays and the packed layout's values itself (no
+    memoryview typing): a wrong one is an exception, never a read or write out of bounds."""
     from lstm_fast._lstm import forward_layer
 
-    forward_layer(**_engine_args())
+    forward_layer(**_forward_args())
+    if exc is None:
+        forward_layer(**_forward_args(**change))
+        return
     with pytest.raises(exc, match=match):
-        forward_layer(**_engine_args(**change))
+        forward_layer(**_forward_args(**change))
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(x=np.zeros((5, 2))), ValueError, "d_hidden must be a C-contiguous writable float64"),
+    (dict(w_ih=np.zeros((8, 3), F32)), ValueError, r"w_ih must .* shape \(8, 2\)"),
+    (dict(w_hh=np.zeros((8, 2), F32)[::-1]), ValueError, "w_hh must be a C-contiguous"),
+    (dict(d_out=np.zeros((4, 2), F32)), ValueError, r"d_out must .* shape \(5, 2\)"),
+    (dict(d_out=np.zeros((5, 3), F32), out_col=2), ValueError, "out_col = 2"),
+    (dict(d_cell=np.zeros((2, 3), F32)), ValueError, "w_ih must be"),
+    (dict(gates=np.zeros((5, 4), F32)), ValueError, r"gates must .* shape \(5, 8\)"),
+    (dict(gates=np.zeros((5, 8), F32)[::-1]), ValueError, "gates must be a C-contiguous"),
+    (dict(tanh_cell=np.zeros((4, 2), F32)), ValueError, "tanh_cell must be"),
+    (dict(cell_prev=np.zeros((5, 3), F32)), ValueError, "cell_prev must be"),
+    (dict(hidden_prev=None), ValueError, "hidden_prev must be .* got NoneType"),
+    (dict(d_x=np.zeros((5, 2), F32)[:, ::-1]), ValueError, "d_x must be"),
+    (dict(d_w_ih=np.zeros((8, 2))), ValueError, "d_w_ih must be .*float32"),
+    (dict(d_w_hh=np.zeros((2, 8), F32)), ValueError, "d_w_hh must be"),
+    (dict(d_b_ih=np.zeros(4, F32)), ValueError, r"d_b_ih must .* shape \(8,\)"),
+    (dict(d_b_hh=np.zeros(8, np.float64)), ValueError, "d_b_hh must be"),
+    (dict(d_w_hr=np.zeros((2, 2), F32)), ValueError, "d_w_hr goes with w_hr"),
+    (dict(w_hr=np.zeros((2, 2), F32)), ValueError, "d_w_hr must be .* got NoneType"),
+    (dict(d_hidden=np.zeros((2, 2), F32)[:, ::-1]), ValueError, "d_hidden must be"),
+    (dict(d_w_ih=np.zeros((8, 2), F32)[::2][:0]), ValueError, "d_w_ih must be"),
+    (dict(d_w_hh=_readonly(np.zeros((8, 2), F32))), ValueError, "writable.*read-only"),
+    (dict(d_b_ih=np.zeros(8, F32), d_b_hh=np.zeros(8, F32)), None, None),
+] + [(change, ValueError, match) for change, match in BAD_STEPS])
+def test_backward_layer_refuses_bad_arrays(change, exc, match):
+    """backward_layer checks every array it is given (the stored ones and the gradients, whose
+    shapes it used to trust) and the packed layout's values, as forward_layer does."""
+    from lstm_fast._lstm import backward_layer
+
+    backward_layer(**_backward_args())
+    if exc is None:
+        backward_layer(**_backward_args(**change))
+        return
+    with pytest.raises(exc, match=match):
+        backward_layer(**_backward_args(**change))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

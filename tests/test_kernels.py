@@ -214,3 +214,20 @@ def test_teams_in_several_threads_at_once(dtype):
     env = {"LSTM_FAST_SPLIT": "columns", "OMP_NUM_THREADS": "2"}
     _, differ = _run_in_subprocess(f"t._concurrent_bits_differ({dtype!r})", env)
     assert int(differ) == 0
+
+
+@needs_packed_kernel
+def test_split_by_rows_counts_the_projection_only_when_there_is_one():
+    """The split by rows needs every weight a thread multiplies in its share of L2: W_ih and
+    W_hh, and W_hr only with a projection. (I + P) 4H floats of 4 bytes just under 512 KiB, and
+    H * P more would go over it."""
+    from lstm_fast._lstm import split_choice
+
+    if os.environ.get("LSTM_FAST_SPLIT"):
+        pytest.skip("LSTM_FAST_SPLIT forces the split")
+    B, I, H = 16, 100, 128
+    assert (I + H) * 4 * H * 4 <= 1 << 19 < ((I + H) * 4 * H + H * H) * 4
+    assert split_choice(B, I, H, H, False, 2, 4) == "rows"
+    assert split_choice(B, I, H, H - 1, True, 2, 4) == "columns"
+    assert split_choice(B, I, H, H, False, 2, 8) == "columns"  # float64: twice the bytes
+    assert split_choice(7, I, H, H, False, 2, 4) == "columns"  # under 4 sequences a thread
