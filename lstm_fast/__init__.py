@@ -4,6 +4,25 @@
 scikit-learn estimators built on it; ``load`` reads an estimator written by its ``save``.
 """
 
+import glob as _glob
+import os as _os
+
+try:
+    from . import _lstm  # noqa: F401  (the compiled engine)
+except ImportError as _exc:
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if _glob.glob(_os.path.join(_here, "_lstm.*")):
+        _why = (f"{_exc}. Reinstall lstm_fast (`pip install --force-reinstall .` from its "
+                "source) for this Python and NumPy.")
+    else:
+        _why = "that folder holds no built engine."
+        if _os.path.isfile(_os.path.join(_here, _os.pardir, "setup.py")):
+            _why += (" It is lstm_fast's source tree, which Python finds before the installed "
+                     "package when run from the repository root: run Python from another "
+                     "folder, or build the engine in place with `pip install -e .`.")
+    raise ImportError(f"lstm_fast's compiled engine (lstm_fast._lstm) could not be imported "
+                      f"from {_here}: {_why}") from None
+
 from ._estimators import LSTMClassifier, LSTMRegressor
 from ._layer import LSTM
 from ._persistence import load

@@ -1,12 +1,18 @@
 """Input checks shared by the layer and the estimators: clear exceptions instead of crashes."""
 
 import numbers
+import os
 
 import numpy as np
 
 from ._lstm import all_finite
 
-__all__ = ["as_float_array", "check_dtype", "check_int", "check_finite"]
+__all__ = ["as_float_array", "check_dtype", "check_int", "check_finite", "check_memory",
+           "LARGE_BYTES"]
+
+# Allocations from this size up are weighed against the free memory first (check_memory);
+# below it, reading how much is free would cost more than a small call.
+LARGE_BYTES = 1 << 28
 
 
 def check_dtype(dtype):
@@ -31,18 +37,23 @@ def check_int(value, name, low, high=None):
 
 
 def as_float_array(a, name, dtype):
-    """Convert ``a`` (any float array-like, or an object with ``__array__``) to ``dtype``.
+    """Convert ``a`` (any float array-like, or an object with ``__array__``) to ``dtype``, or
+    only to an ndarray of its own float dtype if ``dtype`` is None.
 
-    Integer, boolean, complex and object arrays are refused with a TypeError.
+    Integer, boolean, complex and object arrays are refused with a TypeError, and so are ragged
+    nested sequences (with a ValueError).
     """
-    if type(a) is np.ndarray and a.dtype == dtype:
+    if type(a) is np.ndarray and (a.dtype == dtype or (dtype is None and a.dtype.kind == "f")):
         return a
     if hasattr(a, "detach") and hasattr(a, "cpu"):
         a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be an array of floating-point values: {exc}") from None
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must hold floating-point values, got dtype {arr.dtype}")
-    return arr.astype(dtype, copy=False)
+    return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
 def check_finite(arr, name):
@@ -56,3 +67,36 @@ def check_finite(arr, name):
         finite = all(np.isfinite(flat[i:i + 65536]).all() for i in range(0, flat.size, 65536))
     if not finite:
         raise ValueError(f"{name} contains NaN or infinity")
+
+
+def available_memory():
+    """Bytes this process may still allocate (Linux: MemAvailable, capped by the cgroup's
+    limit), or None where that is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f
+                        if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def check_memory(nbytes, what):
+    """Raise a MemoryError, before anything is allocated, if ``nbytes`` exceed the memory this
+    process may still allocate; ``what`` says what needs them."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise MemoryError(f"{what} would need {nbytes / 2**30:.3g} GiB, more than the "
+                          f"{max(free, 0) / 2**30:.3g} GiB of memory available")

@@ -1,17 +1,37 @@
 """``lstm_fast.LSTM``: PyTorch's ``nn.LSTM`` on NumPy arrays, run by the Cython engine."""
 
+import contextlib
 import functools
 import numbers
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._checks import as_float_array, check_dtype, check_finite, check_int
+from ._checks import (LARGE_BYTES, as_float_array, check_dtype, check_finite, check_int,
+                      check_memory)
 from ._lstm import Workspace, backward_layer, forward_layer, threads_for
 from ._packing import packing_for
 
 __all__ = ["LSTM"]
+
+# Work of one engine call at most, in multiply-adds (a row's gate pass, element-wise and at
+# batch 1 slower per element than a product's multiply-add, counted as 256 H): a
+# layer-direction with more goes to the engine in runs of whole steps, one call each, the state
+# carried from one to the next and the weights packed by the first (see Workspace). Python
+# handles Ctrl-C between calls, so a forward or backward over a very long sequence stops within
+# one run, a fraction of a second. The runs give the results of one call (backward adds the
+# weight gradients run by run). Training's runs are a third as long: backward does twice the
+# forward's work.
+_CALL_MACS = 1 << 30
+
+# Largest size of the engine's dimensions (its products take C ints).
+_MAX_DIM = 2**31 - 1
+
+# Attributes fixed at construction: they shape the parameters and the engine's buffers.
+_FIXED = frozenset({"input_size", "hidden_size", "num_layers", "proj_size", "bias",
+                    "bidirectional", "dtype", "num_directions", "output_size"})
 
 class LSTM:
     """A multi-layer LSTM with the semantics and weight layout of ``torch.nn.LSTM``.
@@ -74,8 +94,8 @@ class LSTM:
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32,
                  forget_bias=1.0, random_state=None):
-        self.input_size = check_int(input_size, "input_size", 1)
-        self.hidden_size = check_int(hidden_size, "hidden_size", 1)
+        self.input_size = check_int(input_size, "input_size", 1, _MAX_DIM)
+        self.hidden_size = check_int(hidden_size, "hidden_size", 1, _MAX_DIM // 4)
         self.num_layers = check_int(num_layers, "num_layers", 1)
         self.proj_size = check_int(proj_size, "proj_size", 0)
         if self.proj_size >= self.hidden_size:
@@ -96,6 +116,15 @@ class LSTM:
         #: H_out: proj_size if > 0 else hidden_size.
         self.output_size = self.proj_size or self.hidden_size
         self._rng = check_random_state(random_state)
+        n_params = self._param_count()
+        check_memory(2 * n_params * np.dtype(self.dtype).itemsize,
+                     f"{self!r}: its {n_params} parameters and their gradients")
+        self._training_lock = threading.Lock()
+        # Per packed row, bytes a forward holds at most (inference, training: see _check_input),
+        # and each layer's rows per engine call [inference, training] (see _CALL_MACS): all
+        # fixed by the sizes.
+        self._row_bytes = (self._forward_row_bytes(False), self._forward_row_bytes(True))
+        self._call_rows = [self._rows_per_call(layer) for layer in range(self.num_layers)]
         self._params = self._init_params()
         # Each layer-direction's (suffix, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), None
         # where absent: the same arrays as _params (they are only ever updated in place).
@@ -115,8 +144,27 @@ class LSTM:
         state = self.__dict__.copy()
         state["_spare"] = {}
         state["_workspaces"] = {}
+        del state["_training_lock"]
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__dict__["_training_lock"] = threading.Lock()
+
+    def __setattr__(self, name, value):
+        """Assigning a parameter copies the array into it (the engine and the optimisers hold the
+        parameter arrays themselves); the sizes fixed at construction cannot change."""
+        if "_params" in self.__dict__:
+            if name in self._params:
+                self._assign(name, value)
+                return
+            if name in _FIXED:
+                raise AttributeError(f"{name} is fixed when an LSTM is made; make a new LSTM "
+                                     f"for another {name}")
+            if name == "dropout" and (not isinstance(value, numbers.Real)
+                                      or not 0.0 <= value <= 1.0):
+                raise ValueError(f"dropout must be a number in [0, 1], got {value!r}")
+        object.__setattr__(self, name, value)
     def _workspace(self, layer, direction):
         """The layer-direction's workspace, taken for one engine call: put it back after. A call
         that runs beside another one on the same layer-direction gets a new one."""
@@ -126,6 +174,13 @@ class LSTM:
 
     def _layer_input_size(self, layer):
         return self.input_size if layer == 0 else self.num_directions * self.output_size
+
+    def _param_count(self):
+        """Parameters in all (what _param_shapes lists, counted without listing them)."""
+        H, P, D = self.hidden_size, self.output_size, self.num_directions
+        per_direction = 4 * H * P + 8 * H * self.bias + H * P * bool(self.proj_size)
+        inputs = self.input_size + (self.num_layers - 1) * D * P
+        return D * (self.num_layers * per_direction + 4 * H * inputs)
 
     def _param_shapes(self):
         H, P = self.hidden_size, self.output_size
@@ -173,21 +228,31 @@ class LSTM:
         ValueError
             If a key is missing, unexpected, or holds an array of the wrong shape.
         """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
         shapes = self._param_shapes()
-        missing = sorted(set(shapes) - set(state_dict))
-        extra = sorted(set(state_dict) - set(shapes))
+        missing = sorted(set(shapes) - set(state_dict.keys()))
+        extra = sorted(map(repr, set(state_dict.keys()) - set(shapes)))
         if missing or extra:
             raise ValueError(f"state_dict does not match this LSTM: missing keys {missing}, "
-                             f"unexpected keys {extra}")
-        new = {}
-        for name, shape in shapes.items():
-            arr = as_float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
-            if arr.shape != shape:
-                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, expected {shape}")
-            check_finite(arr, f"state_dict[{name!r}]")
-            new[name] = np.array(arr, dtype=self.dtype, order="C", copy=True)
+                             f"unexpected keys [{', '.join(extra)}]")
+        new = {name: self._checked_param(name, state_dict[name], f"state_dict[{name!r}]")
+               for name in shapes}
         for name, arr in new.items():
             self._params[name][...] = arr
+
+    def _checked_param(self, name, value, label):
+        """``value`` as a finite array of the parameter ``name``'s shape, or a clear error."""
+        arr = as_float_array(value, label, self.dtype)
+        shape = self._params[name].shape
+        if arr.shape != shape:
+            raise ValueError(f"{label} has shape {arr.shape}, expected {shape}")
+        check_finite(arr, label)
+        return arr
+
+    def _assign(self, name, value):
+        self._params[name][...] = self._checked_param(name, value, name)
 
     def zero_grad(self):
         """Set every accumulated parameter gradient in ``grads`` to zero."""
@@ -232,8 +297,32 @@ class LSTM:
         output : ndarray of shape (T, B, D*H_out) (batch-first or unbatched like ``x``)
         (h_n, c_n) : tuple of ndarray
             Each sequence's states after its last valid step, shaped like ``h_0`` and ``c_0``.
+
+        Raises
+        ------
+        MemoryError
+            Before anything is allocated, if the call would need more memory than is available.
+        RuntimeError
+            With ``training=True``, if another thread is training this layer at the same time.
+        KeyboardInterrupt
+            On Ctrl-C: a long call stops within one run of the engine (see Notes of the class).
         """
-        x, batched = self._check_input(x)
+        if not training:
+            return self._forward(x, hx, lengths, False)
+        with self._training_step("forward(training=True)"):
+            cache = self._cache
+            if cache is not None and cache["thread"] is not threading.current_thread() and \
+                    cache["thread"].is_alive():
+                raise RuntimeError(
+                    "another thread's forward(training=True) on this LSTM awaits its backward: "
+                    "a layer trains in one thread at a time (give each thread its own copy, "
+                    "e.g. copy.deepcopy(lstm))")
+            return self._forward(x, hx, lengths, True)
+
+    __call__ = forward
+
+    def _forward(self, x, hx, lengths, training):
+        x, batched = self._check_input(x, training)
         T, B, _ = x.shape
         packing = packing_for(self._check_lengths(lengths, T, B, batched), T, B)
         h_n, c_n = self._initial_state(hx, B, batched, packing)
@@ -249,21 +338,34 @@ class LSTM:
             out = np.empty((packing.n_rows, self.num_directions * self.output_size), self.dtype)
             k = layer * self.num_directions
             stored = self._each_direction(
-                B, lambda d, threads: self._run_forward(layer, d, layer_in, packing, h_n[k + d],
-                                                        c_n[k + d], out, training, threads))
+                B, lambda d, threads, cancel: self._run_forward(
+                    layer, d, layer_in, packing, h_n[k + d], c_n[k + d], out, training, threads,
+                    cancel))
             if training:
                 cache.append(dict(layer_in=layer_in, mask=mask, directions=stored))
             layer_in = out
         if training:
             self._cache = dict(cache=cache, packing=packing, batched=batched,
-                               out_shape=(T, B, layer_in.shape[1]))
+                               out_shape=(T, B, layer_in.shape[1]),
+                               thread=threading.current_thread())
         output = self._to_user_layout(packing.unpack(layer_in), batched)
         h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
         if not batched:
             h_n, c_n = h_n[:, 0], c_n[:, 0]
         return output, (h_n, c_n)
 
-    __call__ = forward
+    @contextlib.contextmanager
+    def _training_step(self, what):
+        """Hold the layer's training lock for ``what``; a RuntimeError if another thread holds it
+        (concurrent training calls would mix their activations and gradients)."""
+        if not self._training_lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: another thread is running forward(training=True) or "
+                               "backward on this LSTM; a layer trains in one thread at a time "
+                               "(give each thread its own copy, e.g. copy.deepcopy(lstm))")
+        try:
+            yield
+        finally:
+            self._training_lock.release()
 
     def _named_weights(self, sfx):
         """(sfx, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) with None where absent."""
@@ -272,37 +374,64 @@ class LSTM:
                 p.get("bias_hh" + sfx), p.get("weight_hr" + sfx))
 
     def _each_direction(self, B, run):
-        """[run(direction, n_threads) for each direction]. With two directions and two or more
-        threads worth using at this size, the directions run at the same time on one thread each
-        (no per-step synchronisation), the reverse one on a worker thread."""
+        """[run(direction, n_threads, cancel) for each direction]. With two directions and two or
+        more threads worth using at this size, the directions run at the same time on one thread
+        each (no per-step synchronisation), the reverse one on a worker thread; if the forward
+        one raises (Ctrl-C), ``cancel`` stops the reverse one at its next run of steps, and this
+        waits for it before raising."""
         if self.num_directions == 1:
-            return [run(0, 0)]
+            return [run(0, 0, None)]
         if threads_for(B, self.hidden_size, self.output_size) < 2:
-            return [run(0, 0), run(1, 0)]
-        reverse = _direction_worker().submit(run, 1, 1)
-        forward = run(0, 1)
-        return [forward, reverse.result()]
+            return [run(0, 0, None), run(1, 0, None)]
+        cancel = threading.Event()
+        reverse = _direction_worker().submit(run, 1, 1, cancel)
+        try:
+            return [run(0, 1, None), reverse.result()]
+        except BaseException:
+            cancel.set()
+            wait([reverse])
+            raise
 
-    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, threads):
+    def _rows_per_call(self, layer):
+        """Packed rows per engine call for a layer, inference and training (see _CALL_MACS)."""
+        H, P = self.hidden_size, self.output_size
+        work = (4 * H * (self._layer_input_size(layer) + P) + (H * P if self.proj_size else 0)
+                + 256 * H)
+        return max(1, _CALL_MACS // work), max(1, _CALL_MACS // (3 * work))
+
+    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, threads,
+                     cancel):
         """One layer-direction through the engine; returns what backward needs (or None)."""
         _, w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights[layer, direction]
-        P = self.output_size
+        P, N, rows = self.output_size, packing.n_rows, self._call_rows[layer][training]
+        stored = self._stored(layer, direction, N) if training else None
+        gates, tanh_cell, cell_prev, hidden_prev = stored or (None, None, None, None)
         workspace = self._workspace(layer, direction)
-        if not training:
+        if N <= rows:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
-                          packing.offsets, h, c, out, direction * P, bool(direction),
-                          n_threads=threads, workspace=workspace)
-            self._workspaces[layer, direction] = workspace
-            return None
-        H, N, dt = self.hidden_size, packing.n_rows, self.dtype
+                          packing.offsets, h, c, out, direction * P, direction, gates, tanh_cell,
+                          cell_prev, hidden_prev, threads, workspace)
+        else:
+            runs = packing.runs(rows)
+            for i, (batch_sizes, offsets, r0, r1) in enumerate(runs[::-1] if direction else runs):
+                if cancel is not None and cancel.is_set():
+                    return None
+                b = batch_sizes[0]  # the run's largest step: rows past it wait unchanged
+                part = [None] * 4 if stored is None else [a[r0:r1] for a in stored]
+                forward_layer(layer_in[r0:r1], w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                              offsets, h[:b], c[:b], out[r0:r1], direction * P, direction, *part,
+                              threads, workspace, i > 0)
+        self._workspaces[layer, direction] = workspace
+        return stored
+
+    def _stored(self, layer, direction, N):
+        """Arrays for what a training forward stores for backward: activated gates, tanh(c_t),
+        c_{t-1}, h_{t-1} (N rows); the last backpropagated forward's if of the same size."""
+        H, P, dt = self.hidden_size, self.output_size, self.dtype
         stored = self._spare.pop((layer, direction), None)
         if stored is None or stored[0].shape[0] != N:
             stored = (np.empty((N, 4 * H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
                       np.empty((N, P), dt))
-        forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
-                      packing.offsets, h, c, out, direction * P, bool(direction), *stored,
-                      n_threads=threads, workspace=workspace)
-        self._workspaces[layer, direction] = workspace
         return stored
 
     # ----------------------------------------------------------------------------- backward
@@ -326,8 +455,16 @@ class LSTM:
         Raises
         ------
         RuntimeError
-            If no ``training=True`` forward precedes, or it was already backpropagated.
+            If no ``training=True`` forward precedes, or it was already backpropagated, or
+            another thread is training this layer at the same time.
+        KeyboardInterrupt
+            On Ctrl-C, within one run of the engine; ``grads`` are then partly added to, so
+            call ``zero_grad()`` before the next step.
         """
+        with self._training_step("backward"):
+            return self._backward(grad_output, grad_h_n, grad_c_n)
+
+    def _backward(self, grad_output, grad_h_n, grad_c_n):
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True); the latest "
                                "training forward, if any, was already backpropagated")
@@ -346,25 +483,11 @@ class LSTM:
         d_out = packing.pack(self._from_user_layout(g, batched))
         for layer in range(L - 1, -1, -1):
             layer_in, mask = state["cache"][layer]["layer_in"], state["cache"][layer]["mask"]
-
-            def run(direction, threads):
-                k = layer * D + direction
-                stored = state["cache"][layer]["directions"][direction]
-                sfx, w_ih, w_hh, _, _, w_hr = self._layer_weights[layer, direction]
-                g = self.grads
-                d_in = np.zeros_like(layer_in)
-                workspace = self._workspace(layer, direction)
-                backward_layer(
-                    layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets, d_out,
-                    direction * P, bool(direction), d_h[k], d_c[k], *stored, d_in,
-                    g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
-                    g.get("bias_hh" + sfx), g.get("weight_hr" + sfx), n_threads=threads,
-                    workspace=workspace)
-                self._workspaces[layer, direction] = workspace
-                self._spare[layer, direction] = stored
-                return d_in
-
-            d_in, *reverse = self._each_direction(B, run)
+            stored = state["cache"][layer]["directions"]
+            d_in, *reverse = self._each_direction(
+                B, lambda d, threads, cancel: self._run_backward(
+                    layer, d, layer_in, packing, d_out, d_h[layer * D + d], d_c[layer * D + d],
+                    stored[d], threads, cancel))
             for d_reverse in reverse:
                 d_in += d_reverse
             if mask is not None:
@@ -373,6 +496,35 @@ class LSTM:
         d_h, d_c = packing.unsort_state(d_h), packing.unsort_state(d_c)
         self.grad_hx = (d_h, d_c) if batched else (d_h[:, 0], d_c[:, 0])
         return self._to_user_layout(packing.unpack(d_out), batched)
+
+    def _run_backward(self, layer, direction, layer_in, packing, d_out, d_h, d_c, stored,
+                      threads, cancel):
+        """One layer-direction's BPTT through the engine; returns dL/d(its input), and adds its
+        parameter gradients into ``grads``. Runs of steps go from the last step back (the
+        reverse direction: from the first)."""
+        sfx, w_ih, w_hh, _, _, w_hr = self._layer_weights[layer, direction]
+        g, P = self.grads, self.output_size
+        grads = (g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
+                 g.get("bias_hh" + sfx), g.get("weight_hr" + sfx))
+        d_in = np.zeros_like(layer_in)
+        workspace = self._workspace(layer, direction)
+        runs = packing.runs(self._call_rows[layer][True])
+        if len(runs) == 1:
+            backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
+                           d_out, direction * P, bool(direction), d_h, d_c, *stored, d_in,
+                           *grads, n_threads=threads, workspace=workspace)
+        else:
+            for i, (batch_sizes, offsets, r0, r1) in enumerate(runs if direction else runs[::-1]):
+                if cancel is not None and cancel.is_set():
+                    return d_in
+                b = batch_sizes[0]
+                backward_layer(layer_in[r0:r1], w_ih, w_hh, w_hr, batch_sizes, offsets,
+                               d_out[r0:r1], direction * P, bool(direction), d_h[:b], d_c[:b],
+                               *(a[r0:r1] for a in stored), d_in[r0:r1], *grads,
+                               n_threads=threads, workspace=workspace, prepared=i > 0)
+        self._workspaces[layer, direction] = workspace
+        self._spare[layer, direction] = stored
+        return d_in
 
     # ----------------------------------------------------------------------------- input checks
 
@@ -395,8 +547,8 @@ class LSTM:
             return a[:, 0, :]
         return a.transpose(1, 0, 2) if self.batch_first else a
 
-    def _check_input(self, x):
-        x = as_float_array(x, "x", self.dtype)
+    def _check_input(self, x, training):
+        x = as_float_array(x, "x", None)
         if x.ndim not in (2, 3):
             raise ValueError(f"x must be 3-D (batched) or 2-D (unbatched), got {x.ndim}-D "
                              f"with shape {x.shape}")
@@ -404,11 +556,29 @@ class LSTM:
             raise ValueError(f"x must have input_size={self.input_size} features in its last axis, "
                              f"got shape {x.shape}")
         batched = x.ndim == 3
-        x = self._from_user_layout(x, batched)
-        if x.shape[0] == 0 or x.shape[1] == 0:
+        T, B = (x.shape[1], x.shape[0]) if batched and self.batch_first else x.shape[:2]
+        if not batched:
+            T, B = x.shape[0], 1
+        if T == 0 or B == 0:
             raise ValueError(f"x must have at least one step and one sequence, got shape {x.shape}")
+        need = T * B * self._row_bytes[training]
+        if need >= LARGE_BYTES:
+            check_memory(need, f"forward{'(training=True)' * training} on x of shape {x.shape}")
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        x = self._from_user_layout(x, batched)
         check_finite(x, "x")
         return x, batched
+
+    def _forward_row_bytes(self, training):
+        """About the most memory a forward holds at once per step of a sequence: the input's
+        copy, two layers' outputs and the caller's, and in training what every layer keeps for
+        backward (activations, inputs, dropout masks)."""
+        H, P, D, L = self.hidden_size, self.output_size, self.num_directions, self.num_layers
+        per_row = self.input_size + 3 * D * P
+        if training:
+            per_row += L * D * (6 * H + P) + 2 * (L - 1) * D * P
+        return per_row * np.dtype(self.dtype).itemsize
 
     def _check_lengths(self, lengths, T, B, batched):
         if lengths is None:
@@ -419,11 +589,10 @@ class LSTM:
         expected = (B,) if batched else ((), (1,))
         if (batched and lengths.shape != (B,)) or (not batched and lengths.shape not in expected):
             raise ValueError(f"lengths must have shape {(B,)}, one per sequence, got {lengths.shape}")
-        lengths = lengths.reshape(B).astype(np.intp)
         if lengths.min() < 1 or lengths.max() > T:
             raise ValueError(f"lengths must be in [1, T={T}], got values in "
                              f"[{lengths.min()}, {lengths.max()}]")
-        return lengths
+        return lengths.reshape(B).astype(np.intp)
 
     def _initial_state(self, hx, B, batched, packing):
         """Checked (h_0, c_0) as fresh arrays in packed (sorted) order, for the engine to update."""

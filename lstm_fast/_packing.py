@@ -57,6 +57,31 @@ class Packing:
         self.n_rows = int(self.batch_sizes.sum())
         for a in (self.batch_sizes, self.offsets):
             a.flags.writeable = False
+        self._runs = {}
+
+    def runs(self, rows):
+        """The packed steps in runs of whole steps, each of about ``rows`` rows (at least one
+        step), in time order: ``(batch_sizes, offsets, r0, r1)`` per run, its steps' sizes and
+        offsets (counted from its first row r0) and its rows ``r0:r1``. One run when all the
+        rows fit in it."""
+        if self.n_rows <= rows:
+            return [(self.batch_sizes, self.offsets, 0, self.n_rows)]
+        runs = self._runs.get(rows)
+        if runs is None:
+            ends = self.offsets + self.batch_sizes
+            bounds, steps = [0], len(self.batch_sizes)
+            while bounds[-1] < steps:
+                t0 = bounds[-1]
+                t1 = int(np.searchsorted(ends, self.offsets[t0] + rows, side="right"))
+                bounds.append(min(steps, max(t1, t0 + 1)))
+            runs = []
+            for t0, t1 in zip(bounds[:-1], bounds[1:]):
+                r0 = int(self.offsets[t0])
+                offsets = self.offsets[t0:t1] - r0
+                offsets.flags.writeable = False
+                runs.append((self.batch_sizes[t0:t1], offsets, r0, int(ends[t1 - 1])))
+            self._runs[rows] = runs
+        return runs
 
     def pack(self, padded):
         """(T, B, F) padded time-major array to (N, F) packed rows (C-contiguous)."""

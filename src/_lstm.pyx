@@ -226,28 +226,79 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
     return 1 if B * 4 * H * P < PARALLEL_MIN_MACS else lstm_max_threads()
 
 
+cdef struct _Packed:
+    # What the packed weights at the front of a workspace were packed from (see Workspace).
+    bint valid, backward
+    int dtype
+    const void *w_ih
+    const void *w_hh
+    const void *w_hr
+    const void *b_ih
+    const void *b_hh
+    Py_ssize_t n_in, n_hidden, n_out  # I, H, P
+
+
 cdef class Workspace:
     """Memory an engine call takes its buffers from (packed weights, gate rows, the transposed
     weight gradients, the projection's gradients), kept from one call to the next: a call that
     allocated them afresh faulted in and zeroed new pages every time, 5% of a training call at
     N = 3200 (profile). One call at a time may use a workspace; the layer keeps one per
-    layer-direction."""
+    layer-direction.
+
+    The packed weights (and the forward's summed bias) come first in it, and it remembers what
+    they were packed from: a run of steps after the first of the same layer call passes
+    `prepared` and skips packing them again (the weights cannot have changed in between)."""
     cdef char *data
     cdef size_t size
+    cdef _Packed packed
 
     def __dealloc__(self):
         free(self.data)
 
+    @property
+    def nbytes(self):
+        """Bytes the workspace holds."""
+        return self.size
+
     cdef char *reserve(self, size_t nbytes) except NULL:
-        """At least nbytes (> 0), cache-line aligned; what was there before is not kept."""
+        """At least nbytes (> 0), cache-line aligned; what was there before is kept."""
+        cdef char *grown
         if nbytes > self.size:
-            free(self.data)
-            self.size = 0
-            self.data = <char *> lstm_aligned_alloc(nbytes)
-            if self.data == NULL:
+            grown = <char *> lstm_aligned_alloc(nbytes)
+            if grown == NULL:
                 raise MemoryError(f"lstm_fast: cannot allocate {nbytes} bytes of workspace")
-            self.size = nbytes
+            if self.size:
+                memcpy(grown, self.data, self.size)
+            free(self.data)
+            self.data, self.size = grown, nbytes
         return self.data
+
+    cdef int holds(self, const _Packed *key, bint prepared, str fn) except -1:
+        """With `prepared`, check that the packed weights in the workspace are key's (a
+        ValueError if not); else record that they are about to be. Returns `prepared`."""
+        cdef const _Packed *p = &self.packed
+        if not prepared:
+            self.packed = key[0]
+            return 0
+        if not (p.valid and p.backward == key.backward and p.dtype == key.dtype
+                and p.w_ih == key.w_ih and p.w_hh == key.w_hh and p.w_hr == key.w_hr
+                and p.b_ih == key.b_ih and p.b_hh == key.b_hh and p.n_in == key.n_in
+                and p.n_hidden == key.n_hidden and p.n_out == key.n_out):
+            raise ValueError(f"{fn}: prepared=True, but the workspace does not hold these "
+                             "weights packed by a call of the same layer-direction")
+        return 1
+
+
+cdef _Packed _packed_key(bint backward, int dtype, void **weights, Py_ssize_t I, Py_ssize_t H,
+                         Py_ssize_t P) noexcept:
+    """The key of weights (w_ih, w_hh, w_hr, b_ih, b_hh; NULL where absent) packed for a
+    forward or backward call."""
+    cdef _Packed key
+    key.valid, key.backward, key.dtype = True, backward, dtype
+    key.w_ih, key.w_hh, key.w_hr, key.b_ih, key.b_hh = (weights[0], weights[1], weights[2],
+                                                         weights[3], weights[4])
+    key.n_in, key.n_hidden, key.n_out = I, H, P
+    return key
 
 
 cdef inline Py_ssize_t _lines(Py_ssize_t nbytes) noexcept nogil:
@@ -499,7 +550,8 @@ cdef int _check_layout(str fn, Py_ssize_t out_col, Py_ssize_t ld_out, Py_ssize_t
 
 def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
                   Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
-                  hidden_prev=None, int n_threads=0, Workspace workspace=None):
+                  hidden_prev=None, int n_threads=0, Workspace workspace=None,
+                  bint prepared=False):
     """Run one layer-direction over packed sequences.
 
     Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
@@ -511,6 +563,8 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     inference, which keeps only the state and O(B*H) workspace.
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
+    prepared: the workspace holds these weights packed by the previous call (a run of steps
+    after the first of one layer call: the state carries over, the weights are the same).
 
     Every array's dtype, shape and layout and every value of batch_sizes and offsets are checked
     before the time loop: a wrong one is a ValueError or TypeError, never an access out of bounds.
@@ -543,21 +597,27 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
         raise ValueError("forward_layer: tanh_cell, cell_prev and hidden_prev go with gates")
     _check_layout(fn, out_col, ld_out, N, I, H, P, args[5] != NULL)
     _check_steps(fn, <const Py_ssize_t *> args[6], <const Py_ssize_t *> args[7], T, N, B)
+    cdef void *weights[5]
+    weights[0], weights[1], weights[2], weights[3], weights[4] = (args[1], args[2], args[5],
+                                                                  args[3], args[4])
+    cdef _Packed key = _packed_key(False, dt, weights, I, H, P)
     if workspace is None:
         workspace = Workspace()
     if dt == cnp.NPY_FLOAT32:
         _forward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                       workspace)
+                       workspace, &key, prepared)
     else:
         _forward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                       workspace)
+                       workspace, &key, prepared)
 
 
 cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
                          Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out, Py_ssize_t out_col,
-                         bint reverse, int n_threads, Workspace ws) except *:
+                         bint reverse, int n_threads, Workspace ws, const _Packed *key,
+                         bint prepared) except *:
     """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
-    tanh_cell, cell_prev, hidden_prev (NULL for inference), in its order."""
+    tanh_cell, cell_prev, hidden_prev (NULL for inference), in its order; key says what the
+    weights are (see Workspace)."""
     cdef Py_ssize_t G = 4 * H, chunk, j
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
@@ -584,28 +644,30 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     hoist = B < HOIST_BELOW_BATCH
     chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
     nt = n_threads if n_threads > 0 else threads_for(B, H, P)
-    # The workspace: bias, the pre-activations of a chunk of steps, r_t (projection), and the
-    # packed weights.
+    # The workspace: first the bias and the packed weights (the same for every run of steps of
+    # a layer call), then the pre-activations of a chunk of steps and r_t (projection).
     sizes[0] = G
-    sizes[1] = min(N, chunk * B) * G
-    sizes[2] = B * H if project else 0
-    sizes[3] = packed_size(H, P, x) if project else 0
-    sizes[4] = packed_size(P, G, x)
-    sizes[5] = packed_size(I, G, x)
+    sizes[1] = packed_size(H, P, x) if project else 0
+    sizes[2] = packed_size(P, G, x)
+    sizes[3] = packed_size(I, G, x)
+    sizes[4] = min(N, chunk * B) * G
+    sizes[5] = B * H if project else 0
     _carve(ws, sizes, bufs, 6)
     cdef floating *bias = bufs[0]
-    cdef floating *work = bufs[1]
-    cdef floating *hidden_raw = bufs[2]
-    cdef floating *w_hr_packed = bufs[3]
-    cdef floating *w_hh_packed = bufs[4]
-    cdef floating *w_ih_packed = bufs[5]
+    cdef floating *w_hr_packed = bufs[1]
+    cdef floating *w_hh_packed = bufs[2]
+    cdef floating *w_ih_packed = bufs[3]
+    cdef floating *work = bufs[4]
+    cdef floating *hidden_raw = bufs[5]
+    cdef bint packed = ws.holds(key, prepared, "forward_layer")
     with nogil:
-        for j in range(G):
-            bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL else 0)
-        if project:
-            pack_into(True, H, P, w_hr, H, w_hr_packed)
-        pack_into(True, P, G, w_hh, P, w_hh_packed)
-        pack_into(True, I, G, w_ih, I, w_ih_packed)
+        if not packed:
+            for j in range(G):
+                bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL else 0)
+            if project:
+                pack_into(True, H, P, w_hr, H, w_hr_packed)
+            pack_into(True, P, G, w_hh, P, w_hh_packed)
+            pack_into(True, I, G, w_ih, I, w_ih_packed)
         if nt == 1:
             _forward_steps(0, 1, False, NULL, T, chunk, hoist, reverse, B, I, H, P, batch_sizes,
                            offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
@@ -711,7 +773,7 @@ cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, con
 def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t out_col,
                    bint reverse, d_hidden, d_cell, gates, tanh_cell, cell_prev, hidden_prev, d_x,
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
-                   Workspace workspace=None):
+                   Workspace workspace=None, bint prepared=False):
     """Backpropagate through one layer-direction after a training forward_layer.
 
     Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
@@ -723,6 +785,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     projection ones may be None (no bias, no projection; then w_hr is None too).
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
+    prepared: as in forward_layer (the runs of a backward call go back in time).
 
     Every array and every value of batch_sizes and offsets is checked first, as forward_layer
     checks its own.
@@ -757,20 +820,25 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
         raise ValueError("backward_layer: d_w_hr goes with w_hr")
     _check_layout(fn, out_col, ld_out, N, I, H, P, w_hr is not None)
     _check_steps(fn, <const Py_ssize_t *> args[4], <const Py_ssize_t *> args[5], T, N, B)
+    cdef void *weights[5]
+    weights[0], weights[1], weights[2], weights[3], weights[4] = args[1], args[2], args[3], NULL, NULL
+    cdef _Packed key = _packed_key(True, dt, weights, I, H, P)
     if workspace is None:
         workspace = Workspace()  # held until the call returns: the buffers live in it
     if dt == cnp.NPY_FLOAT32:
         _backward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                        workspace)
+                        workspace, &key, prepared)
     else:
         _backward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                        workspace)
+                        workspace, &key, prepared)
 
 
 cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
                           Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
-                          Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws) except *:
-    """backward_layer on checked arrays: args are the data of its arrays, in its order."""
+                          Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
+                          const _Packed *key, bint prepared) except *:
+    """backward_layer on checked arrays: args are the data of its arrays, in its order; key says
+    what the weights are (see Workspace)."""
     cdef Py_ssize_t G = 4 * H, j
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
@@ -796,28 +864,30 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
     cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[7]
     cdef floating *bufs[7]
-    # The workspace: packed weights, the projection's gradients, the transposed dW_ih and dW_hh,
-    # the bias gradient.
+    # The workspace: first the packed weights (the same for every run of steps of a layer call),
+    # then the projection's gradients, the transposed dW_ih and dW_hh, the bias gradient.
     sizes[0] = packed_size(G, P, x)
-    sizes[1] = B * H if project else 0
-    sizes[2] = N * P if project else 0
-    sizes[3] = packed_size(P, H, x) if project else 0
-    sizes[4] = packed_size(G, I, x)
+    sizes[1] = packed_size(P, H, x) if project else 0
+    sizes[2] = packed_size(G, I, x)
+    sizes[3] = B * H if project else 0
+    sizes[4] = N * P if project else 0
     sizes[5] = (I + P) * G
     sizes[6] = G
     _carve(ws, sizes, bufs, 7)
     cdef floating *w_hh_packed = bufs[0]
-    cdef floating *d_raw = bufs[1]
-    cdef floating *d_hidden_all = bufs[2]
-    cdef floating *w_hr_packed = bufs[3]
-    cdef floating *w_ih_packed = bufs[4]
+    cdef floating *w_hr_packed = bufs[1]
+    cdef floating *w_ih_packed = bufs[2]
+    cdef floating *d_raw = bufs[3]
+    cdef floating *d_hidden_all = bufs[4]
     cdef floating *w_t = bufs[5]
     cdef floating *d_bias = bufs[6]
     cdef floating *r = tanh_cell if project else NULL
+    cdef bint packed = ws.holds(key, prepared, "backward_layer")
     with nogil:
-        pack_into(False, G, P, w_hh, P, w_hh_packed)
-        if project:
-            pack_into(False, P, H, w_hr, H, w_hr_packed)
+        if not packed:
+            pack_into(False, G, P, w_hh, P, w_hh_packed)
+            if project:
+                pack_into(False, P, H, w_hr, H, w_hr_packed)
         if nt == 1:
             _backward_steps(0, 1, False, NULL, T, reverse, B, H, P, batch_sizes, offsets,
                             w_hh_packed, w_hr_packed, d_out, ld_out, d_hidden, d_cell, d_raw,
@@ -832,8 +902,9 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
                                 d_hidden, d_cell, d_raw, d_hidden_all, gates, tanh_cell,
                                 cell_prev)
 
-        # The weight gradients: one product each over all steps.
-        pack_into(False, G, I, w_ih, I, w_ih_packed)
+        # The weight gradients: one product each over all steps (W_ih packed just before).
+        if not packed:
+            pack_into(False, G, I, w_ih, I, w_ih_packed)
         if nt == 1:
             _backward_weights(0, 1, N, I, H, P, gates, x, hidden_prev, w_ih_packed, r,
                               d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t)

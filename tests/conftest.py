@@ -42,3 +42,17 @@ def random_state(lstm, B, rng, batched=True):
     if not batched:
         shape_h, shape_c = (k, lstm.output_size), (k, lstm.hidden_size)
     return rng.standard_normal(shape_h), rng.standard_normal(shape_c)
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_python(code, timeout=300, env=None, **kwargs):
+    """Run ``code`` in a fresh interpreter from the tests folder (so that the installed lstm_fast
+    is imported, not the source tree's), with ``env`` added to the environment."""
+    import subprocess
+    import sys
+
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-c", code], cwd=HERE, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -114,26 +114,3 @@ def test_info_and_module_entry_point(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "lstm_fast" in result.stdout and "openmp=" in result.stdout
     assert "matmul kernel" in result.stdout
-
-
-def test_inference_memory_does_not_grow_with_sequence_length():
-    """Peak NumPy memory of an inference call, beyond its input and output, is O(B*H): going
-    from T=1,000 to T=10,000 adds only the packing's two integers per step (16 bytes), where
-    keeping any per-step state would add at least B*H*4 = 1 KiB per step."""
-    import tracemalloc
-
-    import lstm_fast
-
-    lstm = lstm_fast.LSTM(8, 64, random_state=0)
-    extra = {}
-    for T in (1000, 10000):
-        x = np.random.default_rng(0).standard_normal((T, 4, 8)).astype(np.float32)
-        tracemalloc.start()
-        out, _ = lstm.forward(x)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        extra[T] = peak - out.nbytes
-        del out
-    print(f"\npeak extra memory of inference, B=4 H=64: T=1000 {extra[1000]} bytes, "
-          f"T=10000 {extra[10000]} bytes")
-    assert extra[10000] - extra[1000] <= 20 * 9000, extra

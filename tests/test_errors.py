@@ -1,5 +1,7 @@
 """Bad input raises a clear Python exception naming the argument (never a crash)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -262,3 +264,51 @@ def test_finite_check_finds_one_bad_value_anywhere(dtype, size, bad):
             check_finite(b, "b")
         with pytest.raises(ValueError, match="b contains NaN or infinity"):
             check_finite(b[::-1], "b")
+
+
+def test_prepared_weights_must_be_in_the_workspace():
+    """A run of steps after the first skips packing the weights (prepared=True): the workspace
+    must hold exactly these weights, packed by the same kind of call, or it is an error."""
+    from lstm_fast._lstm import Workspace, backward_layer, forward_layer
+
+    args = _forward_args()
+    with pytest.raises(ValueError, match="does not hold these weights"):
+        forward_layer(**args, workspace=Workspace(), prepared=True)
+    ws = Workspace()
+    forward_layer(**args, workspace=ws)
+    forward_layer(**args, workspace=ws, prepared=True)
+    assert ws.nbytes > 0
+    with pytest.raises(ValueError, match="does not hold these weights"):
+        forward_layer(**dict(args, w_hh=args["w_hh"].copy()), workspace=ws, prepared=True)
+    with pytest.raises(ValueError, match="does not hold these weights"):
+        backward_layer(**_backward_args(w_ih=args["w_ih"], w_hh=args["w_hh"]), workspace=ws,
+                       prepared=True)
+
+
+@pytest.mark.parametrize("source_tree", [True, False])
+def test_importing_without_the_built_engine_says_why(tmp_path, source_tree):
+    """``import lstm_fast`` from the repository root after ``pip install .`` finds the source
+    tree's package, which holds no compiled engine: the error says so and what to do."""
+    import shutil
+    import subprocess
+    import sys
+
+    package = os.path.dirname(lstm_fast.__file__)
+    shutil.copytree(package, tmp_path / "lstm_fast",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    if source_tree:
+        (tmp_path / "setup.py").write_text("")
+    # (an editable install's import hook would find the real package first: set it aside)
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+            "repr(f).lower()]; import lstm_fast")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: lstm_fast's compiled engine (lstm_fast._lstm) could "
+                           "not be imported"), last
+    assert "holds no built engine" in last
+    if source_tree:
+        assert "source tree" in last and "pip install -e ." in last and "another folder" in last
+    else:
+        assert "source tree" not in last

@@ -1,11 +1,13 @@
 """LSTM layer behaviour: initialisation, state_dict, dropout, streaming, threads, layouts."""
 
+import copy
 import threading
 
 import numpy as np
 import pytest
 
 import lstm_fast
+from lstm_fast._lstm import build_info
 from lstm_fast._reference import reference_backward, reference_forward
 
 from conftest import assert_close, needs_packed_kernel
@@ -168,3 +170,156 @@ def test_backward_only_once_and_needs_training_forward():
     lstm.backward(np.ones((3, 1, 3)))
     with pytest.raises(RuntimeError, match="already"):
         lstm.backward(np.ones((3, 1, 3)))
+
+
+@pytest.mark.parametrize("bidirectional,proj_size,use_lengths",
+                         [(False, 0, False), (True, 2, True), (True, 0, True), (False, 3, True)])
+def test_runs_of_steps_give_the_results_of_one_call(dtype, monkeypatch, bidirectional, proj_size,
+                                                    use_lengths):
+    """A long layer-direction goes to the engine in runs of whole steps (so that Ctrl-C is seen
+    between them), the state carried from run to run: forward gives the same bits as one call,
+    backward the same gradients to rounding (its weight gradients are summed run by run)."""
+    rng = np.random.default_rng(8)
+    T, B = 23, 5
+    lstm = lstm_fast.LSTM(3, 6, num_layers=2, bidirectional=bidirectional, proj_size=proj_size,
+                          dropout=0.0, dtype=dtype, random_state=0)
+    x = rng.standard_normal((T, B, 3))
+    lengths = rng.integers(1, T + 1, size=B) if use_lengths else None
+    hx = random_state_for(lstm, B, rng)
+    g = rng.standard_normal((T, B, lstm.num_directions * lstm.output_size))
+
+    def run():
+        lstm.zero_grad()
+        inference = lstm.forward(x, hx, lengths=lengths)
+        out, state = lstm.forward(x, hx, lengths=lengths, training=True)
+        grad_x = lstm.backward(g, state[0], state[1])
+        return inference, (out, state), grad_x, dict(lstm.grads), lstm.grad_hx
+
+    whole = copy.deepcopy(run())
+    for rows in (1, 4, 7, 40):
+        monkeypatch.setattr(lstm, "_call_rows", [(rows, rows)] * 2)
+        assert len(lstm_fast._packing.packing_for(lengths, T, B).runs(rows)) > 1
+        runs = run()
+        for got, want in zip(_leaves(runs[:2]), _leaves(whole[:2])):
+            if build_info()["matmul_kernel"] == "blas":  # BLAS's rows depend on the others
+                assert_close(got, want, dtype)
+            else:
+                np.testing.assert_array_equal(got, want)
+        for got, want in zip(_leaves(runs[2:]), _leaves(whole[2:])):
+            assert_close(got, want, dtype)
+
+
+def _leaves(tree):
+    """The arrays of nested tuples, lists and dicts, in order."""
+    if isinstance(tree, np.ndarray):
+        return [tree]
+    items = tree.values() if isinstance(tree, dict) else tree
+    return [leaf for item in items for leaf in _leaves(item)]
+
+
+def random_state_for(lstm, B, rng):
+    k = lstm.num_directions * lstm.num_layers
+    return (rng.standard_normal((k, B, lstm.output_size)),
+            rng.standard_normal((k, B, lstm.hidden_size)))
+
+
+def test_packing_runs_cover_every_step_once():
+    lengths = np.array([9, 3, 7, 1, 9])
+    packing = lstm_fast._packing.packing_for(lengths, 9, 5)
+    for rows in (1, 2, 5, 11, 30):
+        runs = packing.runs(rows)
+        assert runs[0][2] == 0 and runs[-1][3] == packing.n_rows
+        steps = np.concatenate([bs for bs, _, _, _ in runs])
+        np.testing.assert_array_equal(steps, packing.batch_sizes)
+        for (bs, offsets, r0, r1), nxt in zip(runs, runs[1:] + [None]):
+            np.testing.assert_array_equal(offsets, packing.offsets[
+                np.searchsorted(packing.offsets, r0):][:len(bs)] - r0)
+            assert r1 - r0 == bs.sum() and (nxt is None or nxt[2] == r1)
+            assert len(bs) == 1 or r1 - r0 - bs[-1] < rows  # whole steps, about `rows` rows
+
+
+def test_assigning_a_parameter_copies_it_in(dtype):
+    """``lstm.weight_ih_l0 = w`` used to leave a shadow attribute that forward ignored."""
+    rng = np.random.default_rng(9)
+    lstm = lstm_fast.LSTM(3, 4, dtype=dtype, random_state=0)
+    x = rng.standard_normal((5, 2, 3))
+    before = lstm.forward(x)[0]
+    live = lstm.weight_ih_l0
+    new = rng.standard_normal((16, 3))
+    lstm.weight_ih_l0 = new
+    assert lstm.weight_ih_l0 is live and "weight_ih_l0" not in vars(lstm)
+    np.testing.assert_array_equal(live, new.astype(dtype))
+    twin = lstm_fast.LSTM(3, 4, dtype=dtype, random_state=0)
+    twin.load_state_dict(dict(twin.state_dict(), weight_ih_l0=new))
+    np.testing.assert_array_equal(lstm.forward(x)[0], twin.forward(x)[0])
+    assert not np.array_equal(lstm.forward(x)[0], before)
+    with pytest.raises(ValueError, match=r"weight_hh_l0 has shape \(4, 4\), expected \(16, 4\)"):
+        lstm.weight_hh_l0 = np.zeros((4, 4))
+    with pytest.raises(ValueError, match="bias_ih_l0 contains NaN"):
+        lstm.bias_ih_l0 = np.full(16, np.nan)
+    with pytest.raises(TypeError, match="bias_hh_l0 must hold floating-point"):
+        lstm.bias_hh_l0 = np.zeros(16, dtype=int)
+    for name in ("hidden_size", "num_layers", "proj_size", "dtype", "bidirectional"):
+        with pytest.raises(AttributeError, match=f"{name} is fixed"):
+            setattr(lstm, name, 2)
+    with pytest.raises(ValueError, match="dropout"):
+        lstm.dropout = 2.0
+    lstm.dropout, lstm.batch_first = 0.5, True  # these may change
+
+
+def test_two_threads_training_one_layer_get_a_clear_error():
+    """Training keeps the activations in the layer for one backward: a second thread's
+    training forward or backward meanwhile is refused, not mixed into the first one's."""
+    lstm = lstm_fast.LSTM(4, 32, random_state=0)
+    x = np.random.default_rng(0).standard_normal((400, 8, 4))
+    lstm.forward(x, training=True)  # this thread's, awaiting backward
+    errors = []
+
+    def other():
+        try:
+            lstm.forward(x, training=True)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert errors and "awaits its backward" in errors[0]
+    lstm.backward(np.ones((400, 8, 32)))
+    lstm.forward(x[:2])  # inference is never refused
+
+    # Two threads stepping at once: each call either runs or is refused, and the gradients of
+    # every step that ran are those of its own forward.
+    twin = lstm_fast.LSTM(4, 32, random_state=0)
+    twin.forward(x, training=True)
+    want = twin.backward(np.ones((400, 8, 32)))
+    refused, done = [], []
+    start = threading.Barrier(2)
+
+    def steps():
+        start.wait()
+        for _ in range(20):
+            try:
+                lstm.forward(x, training=True)
+                grads = lstm.backward(np.ones((400, 8, 32)))
+            except RuntimeError as exc:
+                assert "one thread at a time" in str(exc) or "already" in str(exc), exc
+                refused.append(exc)
+            else:
+                done.append(grads)
+
+    threads = [threading.Thread(target=steps) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert refused and done
+    for grads in done:
+        np.testing.assert_array_equal(grads, want)
+
+
+@pytest.mark.parametrize("config", [dict(), dict(num_layers=3, bidirectional=True),
+                                    dict(num_layers=2, proj_size=2, bias=False)])
+def test_parameter_count_is_the_state_dict_size(config):
+    lstm = lstm_fast.LSTM(3, 5, **config)
+    assert lstm._param_count() == sum(v.size for v in lstm.state_dict().values())
