@@ -1,5 +1,6 @@
 """scikit-learn estimators: an LSTM read out by a dense layer on its last hidden state."""
 
+import copy
 import numbers
 import os
 import time
@@ -17,8 +18,9 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ._checks import check_dtype
-from ._layer import LSTM
-from ._optimizers import SGD, Adam, clip_global_norm
+from ._layer import LSTM, param_shapes
+from ._lstm import all_finite
+from ._optimizers import clip_global_norm, configure, make_optimizer
 from ._sequences import SequenceData, check_sequences
 
 __all__ = ["LSTMClassifier", "LSTMRegressor"]
@@ -193,17 +195,32 @@ class _BaseLSTMEstimator(BaseEstimator):
         ----------
         X : array of shape (n_samples, n_timesteps, n_features), array of shape
             (n_samples, n_timesteps) (univariate series), or list of arrays (T_i, n_features)
+            or (T_i,) (univariate sequences of different lengths)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For bad input or parameters, or if training diverges (the loss or the gradients
+            become NaN or infinite).
+        KeyboardInterrupt
+            On Ctrl-C, within a mini-batch step.
+
+        Notes
+        -----
+        Whatever stops a fit early (an exception, divergence, Ctrl-C), the estimator is left as
+        it was after its last completed epoch, or as it was before the call if it completed
+        none: never half-way through an epoch, never with non-finite parameters.
         """
-        self._validate_params()
         return self._fit(X, y, incremental=False)
 
     def save(self, path):
-        """Write the fitted model to ``path`` (.npz + JSON metadata; loading runs no code).
+        """Write the fitted model to ``path`` (a file name or a binary file object): .npz
+        arrays and JSON metadata; loading runs no code. A file name is written atomically.
 
         See :func:`lstm_fast.load`.
         """
@@ -213,8 +230,21 @@ class _BaseLSTMEstimator(BaseEstimator):
     # ----------------------------------------------------------------------------- training
 
     def _fit(self, X, y, incremental, classes=None):
+        """fit and partial_fit, undone back to the last completed epoch if anything raises."""
+        self._validate_params()
+        checkpoint = _Checkpoint(self)
+        try:
+            self._fit_checked(X, y, incremental, classes, checkpoint)
+        except BaseException:
+            checkpoint.restore(self)
+            raise
+        return self
+
+    def _fit_checked(self, X, y, incremental, classes, checkpoint):
         dtype = check_dtype(self.dtype)
         first = not hasattr(self, "lstm_") or not (incremental or self.warm_start)
+        if not first:
+            self._check_same_shape("partial_fit" if incremental else "a warm_start fit")
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
@@ -225,34 +255,43 @@ class _BaseLSTMEstimator(BaseEstimator):
                              f"{len(targets)}")
         if first:
             self._initialize(data, targets.shape[1] if targets.ndim == 2 else len(self.classes_))
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer()
+        self.lstm_.dropout = self.dropout
+        self._optimizer = self._optimizer_for(keep_state=incremental)
         data = self._standardized(data)
         with threadpool_limits(limits=self._threads()):
             if incremental:
                 self._epoch(data, targets)
             else:
-                self._fit_epochs(data, targets)
-        return self
+                self._fit_epochs(data, targets, checkpoint)
+
+    def _check_same_shape(self, how):
+        """Refuse a continued fit whose parameters ask for another model shape."""
+        for name, fitted in self._architecture.items():
+            if name in _SHAPE_PARAMS and _param_value(name, getattr(self, name)) != fitted:
+                raise ValueError(
+                    f"{how} cannot change {name} from {fitted!r} to {getattr(self, name)!r}: "
+                    f"the fitted model keeps its shape. Fit with warm_start=False (or a new "
+                    f"estimator) to train a model of the new shape.")
 
     def _initialize(self, data, n_outputs):
         self._rng = check_random_state(self.random_state)
         dtype = check_dtype(self.dtype)
+        n_features = data.X.shape[2]
+        self.lstm_ = LSTM(n_features, self.hidden_size, num_layers=self.num_layers,
+                          bidirectional=self.bidirectional, dropout=self.dropout,
+                          proj_size=self.proj_size, batch_first=True, dtype=dtype,
+                          random_state=self._rng.randint(np.iinfo(np.int32).max))
+        self._architecture = dict({name: _param_value(name, getattr(self, name))
+                                   for name in _SHAPE_PARAMS},
+                                  n_features=n_features, n_outputs=n_outputs)
         if self.standardize:
-            valid = data.X.reshape(-1, data.X.shape[2]) if data.lengths is None else np.concatenate(
+            valid = data.X.reshape(-1, n_features) if data.lengths is None else np.concatenate(
                 [x[:n] for x, n in zip(data.X, data.lengths)])
             mean, std = valid.mean(axis=0, dtype=np.float64), valid.std(axis=0, dtype=np.float64)
             std[std < 10 * np.finfo(dtype).eps] = 1.0
         else:
-            mean, std = np.zeros(data.X.shape[2]), np.ones(data.X.shape[2])
+            mean, std = np.zeros(n_features), np.ones(n_features)
         self.scaler_mean_, self.scaler_scale_ = mean.astype(dtype), std.astype(dtype)
-        if self.proj_size >= self.hidden_size:
-            raise ValueError(f"proj_size must be smaller than hidden_size, got {self.proj_size} "
-                             f">= {self.hidden_size}")
-        self.lstm_ = LSTM(data.X.shape[2], self.hidden_size, num_layers=self.num_layers,
-                          bidirectional=self.bidirectional, dropout=self.dropout,
-                          proj_size=self.proj_size, batch_first=True, dtype=dtype,
-                          random_state=self._rng.randint(np.iinfo(np.int32).max))
         n_in = self.lstm_.num_directions * self.lstm_.output_size
         limit = np.sqrt(6.0 / (n_in + n_outputs))
         self.coefs_ = [self._rng.uniform(-limit, limit, (n_in, n_outputs)).astype(dtype)]
@@ -268,11 +307,18 @@ class _BaseLSTMEstimator(BaseEstimator):
             self.validation_scores_, self.best_validation_score_ = None, None
             self.best_loss_ = np.inf
 
-    def _make_optimizer(self):
-        params = self._parameters()
-        if self.solver == "sgd":
-            return SGD(params, self.learning_rate_init, self.momentum)
-        return Adam(params, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+    def _optimizer_settings(self):
+        return dict(learning_rate=self.learning_rate_init, momentum=self.momentum,
+                    beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+
+    def _optimizer_for(self, keep_state):
+        """The optimiser for this call: the current one with the current settings (partial_fit
+        with the same solver), else a new one."""
+        optimizer = getattr(self, "_optimizer", None)
+        if keep_state and optimizer is not None and optimizer.solver == self.solver:
+            configure(optimizer, self._optimizer_settings())
+            return optimizer
+        return make_optimizer(self.solver, self._parameters(), self._optimizer_settings())
 
     def _parameters(self):
         return [p for _, p in self.lstm_.named_parameters()] + self.coefs_ + self.intercepts_
@@ -289,14 +335,10 @@ class _BaseLSTMEstimator(BaseEstimator):
             X[np.arange(X.shape[1])[None, :] >= data.lengths[:, None]] = 0
         return SequenceData(X.astype(self.scaler_mean_.dtype, copy=False), data.lengths)
 
-    def _fit_epochs(self, data, targets):
+    def _fit_epochs(self, data, targets, checkpoint):
         train, train_y, val, val_y = data, targets, None, None
         if self.early_stopping:
-            stratify = targets if isinstance(self, ClassifierMixin) else None
-            index = np.arange(len(data))
-            train_idx, val_idx = train_test_split(
-                index, test_size=self.validation_fraction, stratify=stratify,
-                random_state=self._rng.randint(np.iinfo(np.int32).max))
+            train_idx, val_idx = self._validation_split(targets)
             train, train_y = data.take(train_idx), targets[train_idx]
             val, val_y = data.take(val_idx), targets[val_idx]
             self._best_parameters = None
@@ -308,7 +350,9 @@ class _BaseLSTMEstimator(BaseEstimator):
                 shown = "-" if score is None else f"{score:.6f}"
                 print(f"Epoch {self.n_iter_}: loss {self.loss_:.6f}, validation score {shown}, "
                       f"{time.perf_counter() - start:.2f}s")
-            if self._no_progress(score):
+            stop = self._no_progress(score)
+            checkpoint.save(self)
+            if stop:
                 if self.verbose:
                     print(f"No progress for more than {self.n_iter_no_change} epochs. Stopping.")
                 break
@@ -318,6 +362,25 @@ class _BaseLSTMEstimator(BaseEstimator):
         if self.early_stopping and self._best_parameters is not None:
             for p, best in zip(self._parameters(), self._best_parameters):
                 p[...] = best
+
+    def _validation_split(self, targets):
+        """Training and validation indices for early stopping (stratified for classifiers), or
+        a ValueError if the data are too few to split so."""
+        n = len(targets)
+        n_val = int(np.ceil(self.validation_fraction * n))  # as train_test_split counts
+        classifier = isinstance(self, ClassifierMixin)
+        counts = np.bincount(targets) if classifier else None
+        need = max(2, len(self.classes_)) if classifier else 2
+        if n_val < need or n - n_val < need or (classifier and counts.min() < 2):
+            what = (f"at least {need} samples in each part and 2 of every class"
+                    if classifier else "at least 2 samples in each part (R2 needs 2)")
+            raise ValueError(
+                f"early_stopping holds out validation_fraction={self.validation_fraction} of "
+                f"the {n} samples ({n_val}) to score each epoch, and needs {what}: raise "
+                "validation_fraction, give more samples, or set early_stopping=False")
+        return train_test_split(np.arange(n), test_size=self.validation_fraction,
+                                stratify=targets if classifier else None,
+                                random_state=self._rng.randint(np.iinfo(np.int32).max))
 
     def _no_progress(self, score):
         """Update the progress counters after an epoch; True when training should stop."""
@@ -346,9 +409,15 @@ class _BaseLSTMEstimator(BaseEstimator):
         for start in range(0, n, batch):
             index = order[start:start + batch]
             total += self._step(data.take(index), targets[index]) * len(index)
-        weights = [p for name, p in self.lstm_.named_parameters() if name.startswith("weight")]
-        l2 = sum(float(np.vdot(w, w)) for w in weights + self.coefs_)
-        self.loss_ = total / n + 0.5 * self.alpha * l2 / n
+        if not all(all_finite(p) for p in self._parameters()):
+            self._diverged("the parameters")
+        loss = total / n
+        if self.alpha:
+            weights = [p for name, p in self.lstm_.named_parameters() if name.startswith("weight")]
+            loss += 0.5 * self.alpha * sum(float(np.vdot(w, w)) for w in weights + self.coefs_) / n
+        if not np.isfinite(loss):
+            self._diverged("the loss")
+        self.loss_ = loss
         self.loss_curve_.append(self.loss_)
         self.n_iter_ += 1
         self.t_ += n
@@ -360,6 +429,8 @@ class _BaseLSTMEstimator(BaseEstimator):
         features = self._last_hidden(h_n)
         logits = features @ self.coefs_[0] + self.intercepts_[0]
         loss, d_logits = self._loss_and_gradient(logits, targets)
+        if not np.isfinite(loss):
+            self._diverged("the loss")
         d_coef, d_intercept = features.T @ d_logits, d_logits.sum(axis=0)
         d_h_n = np.zeros_like(h_n)
         D, L = lstm.num_directions, lstm.num_layers
@@ -373,9 +444,17 @@ class _BaseLSTMEstimator(BaseEstimator):
                 if name.startswith("weight"):
                     g += (self.alpha / len(features)) * p
             d_coef += (self.alpha / len(features)) * self.coefs_[0]
-        clip_global_norm(grads, self.clip_grad_norm)
-        self._optimizer.step(self._parameters(), grads)
+        if not np.isfinite(clip_global_norm(grads, self.clip_grad_norm)):
+            self._diverged("the gradients")
+        self._optimizer.step(grads)
         return loss
+
+    def _diverged(self, what):
+        raise ValueError(
+            f"{type(self).__name__}: training diverged at epoch {self.n_iter_ + 1} ({what} "
+            "became NaN or infinite). The estimator is left as after its last completed epoch "
+            "(or as before this call). Lower learning_rate_init, keep clip_grad_norm on, or "
+            "scale the data.")
 
     def _last_hidden(self, h_n):
         """(D*L, B, P) final states -> (B, D*P): the last layer's, directions side by side."""
@@ -401,6 +480,197 @@ class _BaseLSTMEstimator(BaseEstimator):
                 out[index] = features @ self.coefs_[0] + self.intercepts_[0]
         return out
 
+    # ----------------------------------------------------------------------------- state
+
+    # Fitted values (not arrays) that save() keeps: the training progress and input kind.
+    _FITTED_VALUES = ("n_features_in_", "n_iter_", "t_", "loss_", "best_loss_", "loss_curve_",
+                      "validation_scores_", "best_validation_score_", "_no_improvement_count",
+                      "_input_kind")
+
+    def _get_state(self):
+        """The fitted model, for :func:`lstm_fast.save`: ``(values, arrays)``, JSON-able values
+        and named arrays, from which ``_set_state`` restores it exactly (training continues as
+        it would have in memory)."""
+        check_is_fitted(self)
+        values = dict(architecture=self._architecture,
+                      fitted={k: _jsonable(getattr(self, k)) for k in self._FITTED_VALUES},
+                      rng=_rng_values(self._rng), layer_rng=_rng_values(self.lstm_._rng))
+        arrays = {"lstm:" + k: v for k, v in self.lstm_.named_parameters()}
+        arrays.update(coef=self.coefs_[0], intercept=self.intercepts_[0],
+                      scaler_mean=self.scaler_mean_, scaler_scale=self.scaler_scale_,
+                      rng=self._rng.get_state()[1], layer_rng=self.lstm_._rng.get_state()[1])
+        optimizer = getattr(self, "_optimizer", None)
+        if optimizer is not None:
+            scalars, state = optimizer.get_state()
+            values["optimizer"] = dict(solver=optimizer.solver, **scalars)
+            for name, parts in state.items():
+                arrays.update({f"optimizer:{name}:{i}": a for i, a in enumerate(parts)})
+        if hasattr(self, "feature_names_in_"):
+            values["feature_names"] = len(self.feature_names_in_)
+            arrays["feature_names"] = np.asarray(self.feature_names_in_, dtype=str)
+        return values, arrays
+
+    @classmethod
+    def _state_arrays(cls, values):
+        """The arrays a saved model with these ``values`` holds: ``{name: (shape, dtype)}``.
+        Raises a ValueError if ``values`` are not those of such a model."""
+        arch = _checked_architecture(values)
+        dtype, n_features = np.dtype(arch["dtype"]), arch["n_features"]
+        D = 2 if arch["bidirectional"] else 1
+        n_in = D * (arch["proj_size"] or arch["hidden_size"])
+        params = {"lstm:" + k: (shape, dtype) for k, shape in param_shapes(
+            n_features, arch["hidden_size"], arch["num_layers"], True, arch["bidirectional"],
+            arch["proj_size"]).items()}
+        spec = dict(params, coef=((n_in, arch["n_outputs"]), dtype),
+                    intercept=((arch["n_outputs"],), dtype), scaler_mean=((n_features,), dtype),
+                    scaler_scale=((n_features,), dtype), rng=((624,), np.dtype(np.uint32)),
+                    layer_rng=((624,), np.dtype(np.uint32)))
+        optimizer = values.get("optimizer")
+        if optimizer is not None:
+            if not isinstance(optimizer, dict) or optimizer.get("solver") not in ("adam", "sgd"):
+                raise ValueError(f"unknown optimiser {optimizer!r}")
+            shapes = [shape for shape, _ in params.values()] + [
+                spec["coef"][0], spec["intercept"][0]]
+            for name in ("m", "v") if optimizer["solver"] == "adam" else ("velocity",):
+                spec.update({f"optimizer:{name}:{i}": (shape, dtype)
+                             for i, shape in enumerate(shapes)})
+        if "feature_names" in values:
+            spec["feature_names"] = ((_count(values["feature_names"], "feature_names"),), "U")
+        return spec
+
+    def _set_state(self, values, arrays):
+        """Restore what ``_get_state`` returned (checked by ``_state_arrays`` for shapes and
+        dtypes); a ValueError if a value is out of its range."""
+        arch = _checked_architecture(values)
+        for name, array in arrays.items():
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} contains NaN or infinity")
+        fitted = values.get("fitted")
+        if not isinstance(fitted, dict) or set(fitted) != set(self._FITTED_VALUES):
+            raise ValueError(f"the fitted values must be {sorted(self._FITTED_VALUES)}")
+        _check_fitted_values(fitted)
+        self._architecture = arch
+        self.lstm_ = LSTM(arch["n_features"], arch["hidden_size"], num_layers=arch["num_layers"],
+                          bidirectional=arch["bidirectional"], dropout=self.dropout,
+                          proj_size=arch["proj_size"], batch_first=True,
+                          dtype=np.dtype(arch["dtype"]).type, random_state=0)
+        self.lstm_.load_state_dict({k.split(":", 1)[1]: v for k, v in arrays.items()
+                                    if k.startswith("lstm:")})
+        self.coefs_, self.intercepts_ = [arrays["coef"]], [arrays["intercept"]]
+        self.scaler_mean_, self.scaler_scale_ = arrays["scaler_mean"], arrays["scaler_scale"]
+        if np.any(self.scaler_scale_ <= 0):
+            raise ValueError("scaler_scale must be positive")
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self._rng = _rng_from(values.get("rng"), arrays["rng"])
+        self.lstm_._rng = _rng_from(values.get("layer_rng"), arrays["layer_rng"])
+        if "optimizer" in values:
+            scalars = {k: v for k, v in values["optimizer"].items() if k != "solver"}
+            names = ("m", "v") if values["optimizer"]["solver"] == "adam" else ("velocity",)
+            n = len(self._parameters())
+            state = {name: [arrays[f"optimizer:{name}:{i}"] for i in range(n)] for name in names}
+            self._optimizer = make_optimizer(values["optimizer"]["solver"], self._parameters(),
+                                             self._optimizer_settings(), (scalars, state))
+        if "feature_names" in arrays:
+            self.feature_names_in_ = arrays["feature_names"].astype(object)
+
+
+# Parameters that fix the fitted model's shape: a continued fit (warm_start, partial_fit)
+# cannot change them.
+_SHAPE_PARAMS = ("hidden_size", "num_layers", "bidirectional", "proj_size", "dtype",
+                 "standardize")
+
+
+def _param_value(name, value):
+    """A shape parameter as the architecture records it (dtype by its name)."""
+    return np.dtype(value).name if name == "dtype" else value
+
+
+class _Checkpoint:
+    """A copy of an estimator's fitted state (every attribute but its parameters), to put back
+    when a fit stops early."""
+
+    def __init__(self, estimator):
+        self.save(estimator)
+
+    def save(self, estimator):
+        params = estimator.get_params(deep=False)
+        self._state = copy.deepcopy({k: v for k, v in vars(estimator).items()
+                                     if k not in params})
+
+    def restore(self, estimator):
+        params = estimator.get_params(deep=False)
+        for name in [k for k in vars(estimator) if k not in params]:
+            delattr(estimator, name)
+        for name, value in self._state.items():
+            setattr(estimator, name, value)
+
+
+def _jsonable(value):
+    """NumPy scalars and lists of them as Python values (non-finite floats as JSON allows)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _rng_values(rng):
+    """A RandomState's state besides its key array: position and the cached Gaussian."""
+    _, _, pos, has_gauss, cached = rng.get_state()
+    return [int(pos), int(has_gauss), float(cached)]
+
+
+def _rng_from(values, key):
+    if (not isinstance(values, list) or len(values) != 3 or not isinstance(values[0], int)
+            or not 0 <= values[0] <= 624 or values[1] not in (0, 1)
+            or not isinstance(values[2], (int, float))):
+        raise ValueError(f"a random generator's state must be [pos, has_gauss, cached], got "
+                         f"{values!r}")
+    rng = np.random.RandomState()
+    rng.set_state(("MT19937", key, values[0], values[1], float(values[2])))
+    return rng
+
+
+def _count(value, name, low=0):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def _checked_architecture(values):
+    """The model shape of saved ``values``, checked."""
+    arch = values.get("architecture") if isinstance(values, dict) else None
+    want = set(_SHAPE_PARAMS) | {"n_features", "n_outputs"}
+    if not isinstance(arch, dict) or set(arch) != want:
+        raise ValueError(f"the architecture must give {sorted(want)}")
+    for name in ("hidden_size", "num_layers", "n_features", "n_outputs"):
+        _count(arch[name], name, 1)
+    _count(arch["proj_size"], "proj_size")
+    if arch["proj_size"] >= arch["hidden_size"]:
+        raise ValueError("proj_size must be smaller than hidden_size")
+    if not isinstance(arch["bidirectional"], bool) or not isinstance(arch["standardize"], bool):
+        raise ValueError("bidirectional and standardize must be true or false")
+    if arch["dtype"] not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {arch['dtype']!r}")
+    return arch
+
+
+def _check_fitted_values(fitted):
+    for name in ("n_features_in_", "n_iter_", "t_", "_no_improvement_count"):
+        _count(fitted[name], name)
+    numbers_ = [fitted["loss_"], fitted["best_loss_"], fitted["best_validation_score_"]]
+    for name in ("loss_curve_", "validation_scores_"):
+        value = fitted[name]
+        if value is not None and not isinstance(value, list):
+            raise ValueError(f"{name} must be a list")
+        numbers_ += value or []
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+               for v in numbers_):
+        raise ValueError("losses and scores must be numbers")
+    if fitted["_input_kind"] not in ("sequences", "series"):
+        raise ValueError(f"unknown input kind {fitted['_input_kind']!r}")
+
 
 class LSTMClassifier(ClassifierMixin, _BaseLSTMEstimator):
     __doc__ = ("""Sequence classifier: an LSTM whose last hidden state feeds a softmax layer.
@@ -424,12 +694,15 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTMEstimator):
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``X``, ``y``; ``classes`` (every label) is required on the first call.
 
+        The parameters are validated at every call and the optimiser's settings
+        (``learning_rate_init``, ``momentum``, ``beta_1``, ``beta_2``, ``epsilon``) follow them;
+        another ``solver`` starts a new optimiser. If the call raises, the estimator is as
+        before it.
+
         Returns
         -------
         self
         """
-        if not hasattr(self, "lstm_"):
-            self._validate_params()
         return self._fit(X, y, incremental=True, classes=classes)
 
     def _check_targets(self, y, first, incremental, classes):
@@ -466,6 +739,31 @@ class LSTMClassifier(ClassifierMixin, _BaseLSTMEstimator):
     def _score_encoded(self, data, targets):
         return float(np.mean(self._decision_standardized(data).argmax(axis=1) == targets))
 
+    def _get_state(self):
+        values, arrays = super()._get_state()
+        if self.classes_.dtype.kind not in "biufU":
+            raise ValueError(f"save supports class labels that are numbers or strings, got "
+                             f"dtype {self.classes_.dtype}; use pickle or joblib for other labels")
+        values["classes_dtype"] = self.classes_.dtype.str
+        arrays["classes"] = self.classes_
+        return values, arrays
+
+    @classmethod
+    def _state_arrays(cls, values):
+        spec = super()._state_arrays(values)
+        dtype = values.get("classes_dtype")
+        if not isinstance(dtype, str) or np.dtype(dtype).kind not in "biufU":
+            raise ValueError(f"class labels must be numbers or strings, got {dtype!r}")
+        spec["classes"] = ((values["architecture"]["n_outputs"],), np.dtype(dtype))
+        return spec
+
+    def _set_state(self, values, arrays):
+        super()._set_state(values, arrays)
+        classes = arrays["classes"]
+        if len(classes) < 2 or not np.all(classes[1:] > classes[:-1]):
+            raise ValueError("classes must be at least 2 labels in increasing order")
+        self.classes_ = classes
+
     def predict(self, X):
         """Most probable class of each sequence, shape (n_samples,)."""
         best = self._decision(X).argmax(axis=1)
@@ -499,6 +797,8 @@ class LSTMRegressor(RegressorMixin, _BaseLSTMEstimator):
     (3,)
 """)
 
+    _FITTED_VALUES = _BaseLSTMEstimator._FITTED_VALUES + ("_y_1d",)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -507,12 +807,13 @@ class LSTMRegressor(RegressorMixin, _BaseLSTMEstimator):
     def partial_fit(self, X, y):
         """One epoch over ``X``, ``y``.
 
+        The parameters are validated at every call and the optimiser's settings follow them
+        (see ``LSTMClassifier.partial_fit``). If the call raises, the estimator is as before it.
+
         Returns
         -------
         self
         """
-        if not hasattr(self, "lstm_"):
-            self._validate_params()
         return self._fit(X, y, incremental=True)
 
     def _check_targets(self, y, first, incremental, classes):

@@ -183,19 +183,8 @@ class LSTM:
         return D * (self.num_layers * per_direction + 4 * H * inputs)
 
     def _param_shapes(self):
-        H, P = self.hidden_size, self.output_size
-        shapes = {}
-        for layer in range(self.num_layers):
-            for direction in range(self.num_directions):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes["weight_ih" + sfx] = (4 * H, self._layer_input_size(layer))
-                shapes["weight_hh" + sfx] = (4 * H, P)
-                if self.bias:
-                    shapes["bias_ih" + sfx] = (4 * H,)
-                    shapes["bias_hh" + sfx] = (4 * H,)
-                if self.proj_size:
-                    shapes["weight_hr" + sfx] = (P, H)
-        return shapes
+        return param_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias,
+                            self.bidirectional, self.proj_size)
 
     def _init_params(self):
         H, rng, params = self.hidden_size, self._rng, {}
@@ -621,6 +610,24 @@ class LSTM:
             raise ValueError(f"{name} must have shape {want} like the forward's state, got {a.shape}")
         check_finite(a, name)
         return packing.sort_state(a if batched else a[:, None, :])
+
+
+def param_shapes(input_size, hidden_size, num_layers=1, bias=True, bidirectional=False,
+                 proj_size=0):
+    """The parameters of such an LSTM, in ``state_dict`` order: ``{name: shape}``."""
+    H, P, D = hidden_size, proj_size or hidden_size, 2 if bidirectional else 1
+    shapes = {}
+    for layer in range(num_layers):
+        for direction in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if direction else "")
+            shapes["weight_ih" + sfx] = (4 * H, input_size if layer == 0 else D * P)
+            shapes["weight_hh" + sfx] = (4 * H, P)
+            if bias:
+                shapes["bias_ih" + sfx] = (4 * H,)
+                shapes["bias_hh" + sfx] = (4 * H,)
+            if proj_size:
+                shapes["weight_hr" + sfx] = (P, H)
+    return shapes
 
 
 @functools.lru_cache(maxsize=1)

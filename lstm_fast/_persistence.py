@@ -1,10 +1,17 @@
 """Saving and loading fitted estimators without pickle: arrays in .npz, the rest as JSON.
 
-Loading never executes code from the file (``np.load(..., allow_pickle=False)`` and ``json``), so a
-model file from elsewhere is as safe to open as a data file.
+The estimators say what their fitted state is (``_get_state``, ``_state_arrays``,
+``_set_state``); this module owns the file: what it must hold, how it is read safely and how it
+is written. Loading never executes code from the file and reads nothing it did not expect: the
+JSON metadata first (size-capped), then exactly the arrays the estimator's state calls for,
+each header checked for its shape and dtype before its data is read (so a pickled object, an
+unexpected member, a wrong shape or a member that would inflate beyond its expected size is an
+error before it costs anything). A model file from elsewhere is as safe to open as a data file.
 """
 
 import json
+import os
+import tempfile
 import zipfile
 
 import numpy as np
@@ -12,102 +19,147 @@ import numpy as np
 __all__ = ["save", "load"]
 
 FORMAT = "lstm_fast.estimator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-_FITTED_SCALARS = ["n_features_in_", "n_iter_", "t_", "loss_", "best_loss_", "loss_curve_",
-                   "validation_scores_", "best_validation_score_", "_input_kind", "_y_1d"]
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return repr(value)
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
+# The metadata's size at most (it holds a loss curve: a few numbers an epoch).
+_META_BYTES = 1 << 24
 
 
-def _from_json(value):
-    if value in ("inf", "-inf", "nan"):
-        return float(value)
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
-def save(estimator, path):
-    """Write a fitted LSTMClassifier or LSTMRegressor to ``path`` (an .npz file)."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(estimator)
+def save(estimator, file):
+    """Write a fitted LSTMClassifier or LSTMRegressor to ``file``, a path or a binary file
+    object; a path is written atomically (a new file, then renamed over the old one)."""
+    values, arrays = estimator._get_state()
     params = estimator.get_params()
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
     meta = dict(format=FORMAT, version=FORMAT_VERSION, estimator=type(estimator).__name__,
-                params={k: _jsonable(v) for k, v in params.items()},
-                fitted={k: _jsonable(getattr(estimator, k)) for k in _FITTED_SCALARS
-                        if hasattr(estimator, k)})
-    arrays = {"lstm:" + k: v for k, v in estimator.lstm_.state_dict().items()}
-    arrays.update(coef=estimator.coefs_[0], intercept=estimator.intercepts_[0],
-                  scaler_mean=estimator.scaler_mean_, scaler_scale=estimator.scaler_scale_)
-    if hasattr(estimator, "classes_"):
-        classes = estimator.classes_
-        if classes.dtype.kind not in "biufU":
-            raise ValueError(f"save supports class labels that are numbers or strings, got "
-                             f"dtype {classes.dtype}; use pickle or joblib for other labels")
-        arrays["classes"] = classes
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+                params={k: v.item() if isinstance(v, np.generic) else v
+                        for k, v in params.items()},
+                state=values)
+    arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    if hasattr(file, "write"):
+        np.savez(file, **arrays)
+    else:
+        _write_atomically(os.fspath(file), lambda f: np.savez(f, **arrays))
 
 
-def load(path):
-    """Read a model written by ``save``.
+def _write_atomically(path, write):
+    """write(f) into a new file beside ``path``, flushed to disk, then renamed to ``path``: a
+    crash or a full disk leaves the old file (or none) in place, never a part of the new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part",
+                                     dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def load(file):
+    """Read a model written by ``save`` from a path or a binary file object.
 
     Raises
     ------
     FileNotFoundError
-        If there is no file at ``path``.
+        If there is no file at ``file``.
     ValueError
-        If ``path`` is not an lstm_fast model file, is damaged, or has an unknown format version.
+        If ``file`` is not an lstm_fast model file, is damaged or tampered with (anything
+        missing, unexpected, misshapen, of the wrong type, or not finite), or has another
+        format version.
     """
     from ._estimators import LSTMClassifier, LSTMRegressor
 
+    name = repr(file) if not hasattr(file, "read") else "the file"
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        with zipfile.ZipFile(file) as archive:
+            meta = _read_meta(archive)
+            _check_meta(meta, name)
+            cls = {"LSTMClassifier": LSTMClassifier, "LSTMRegressor": LSTMRegressor}[
+                meta["estimator"]]
+            try:
+                estimator = cls(**meta["params"])
+                estimator._validate_params()
+                spec = cls._state_arrays(meta["state"])
+                arrays = _read_arrays(archive, spec)
+                estimator._set_state(meta["state"], arrays)
+            except (KeyError, TypeError, ValueError, MemoryError) as exc:
+                raise ValueError(f"{name} is a damaged lstm_fast model file: "
+                                 f"{type(exc).__name__}: {exc}") from None
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path!r} is not a readable lstm_fast model file: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path!r} is not an lstm_fast model file")
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path!r} has model format version {meta.get('version')!r}; this "
-                         f"lstm_fast reads version {FORMAT_VERSION}")
-    classes = {"LSTMClassifier": LSTMClassifier, "LSTMRegressor": LSTMRegressor}
-    if meta.get("estimator") not in classes:
-        raise ValueError(f"{path!r} holds an unknown estimator {meta.get('estimator')!r}")
-    try:
-        estimator = classes[meta["estimator"]](**meta["params"])
-        for k, v in meta["fitted"].items():
-            setattr(estimator, k, _from_json(v))
-        estimator.coefs_ = [arrays.pop("coef")]
-        estimator.intercepts_ = [arrays.pop("intercept")]
-        estimator.scaler_mean_ = arrays.pop("scaler_mean")
-        estimator.scaler_scale_ = arrays.pop("scaler_scale")
-        if "classes" in arrays:
-            estimator.classes_ = arrays.pop("classes")
-        state = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("lstm:")}
-        from ._layer import LSTM
-        p = estimator.get_params()
-        estimator.lstm_ = LSTM(estimator.scaler_mean_.shape[0], p["hidden_size"],
-                               num_layers=p["num_layers"], bidirectional=p["bidirectional"],
-                               dropout=p["dropout"], proj_size=p["proj_size"], batch_first=True,
-                               dtype=np.dtype(p["dtype"]).type)
-        estimator.lstm_.load_state_dict(state)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path!r} is a damaged lstm_fast model file: {exc}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise ValueError(f"{name} is not a readable lstm_fast model file: {exc}") from None
     return estimator
+
+
+def _check_meta(meta, name):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{name} is not an lstm_fast model file")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{name} has model format version {meta.get('version')!r}; this "
+                         f"lstm_fast reads version {FORMAT_VERSION}")
+    if meta.get("estimator") not in ("LSTMClassifier", "LSTMRegressor"):
+        raise ValueError(f"{name} holds an unknown estimator {meta.get('estimator')!r}")
+    if not isinstance(meta.get("params"), dict) or not isinstance(meta.get("state"), dict):
+        raise ValueError(f"{name} is a damaged lstm_fast model file: no params or state")
+
+
+def _read_meta(archive):
+    """The JSON metadata (member meta.npy, bytes), or a ValueError."""
+    try:
+        data = _read_member(archive, "meta", None, np.dtype(np.uint8), _META_BYTES)
+        return json.loads(data.tobytes().decode("utf-8"))
+    except (KeyError, ValueError) as exc:  # no member, a bad header, not UTF-8 JSON
+        raise ValueError(f"not an lstm_fast model file (no readable metadata: {exc})") from None
+
+
+def _read_arrays(archive, spec):
+    """Exactly the arrays of ``spec`` ({name: (shape, dtype)}; a dtype "U" is any string
+    dtype), each checked before its data is read."""
+    members = {info.filename for info in archive.infolist()}
+    want = {f"{name}.npy" for name in spec} | {"meta.npy"}
+    if members != want:
+        missing, extra = sorted(want - members), sorted(members - want)
+        raise ValueError("; ".join([f"missing arrays {missing}"] * bool(missing)
+                                   + [f"unexpected members {extra}"] * bool(extra)))
+    return {name: _read_member(archive, name, shape, dtype)
+            for name, (shape, dtype) in spec.items()}
+
+
+def _read_member(archive, name, shape, dtype, max_bytes=None):
+    """One .npy member: its header must give ``shape`` (any 1-D length if None, up to
+    ``max_bytes``) and ``dtype``, and its size what they make; then its data is read."""
+    info = archive.getinfo(f"{name}.npy")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{name}: unknown .npy version {version}")
+        string = dtype == "U"
+        if ((string and got_dtype.kind != "U") or (not string and got_dtype != dtype)
+                or got_dtype.hasobject):
+            raise ValueError(f"{name} has dtype {got_dtype}, expected "
+                             f"{'a string dtype' if string else dtype}")
+        if (got_shape != shape if shape is not None else len(got_shape) != 1) or fortran:
+            raise ValueError(f"{name} has shape {got_shape}, expected {shape or '1-D'}")
+        nbytes = int(np.prod(got_shape, dtype=np.int64)) * got_dtype.itemsize
+        if (max_bytes is not None and nbytes > max_bytes) or info.file_size > nbytes + 4096:
+            raise ValueError(f"{name} is larger than its shape says")
+        data = f.read(nbytes)
+        if len(data) != nbytes or f.read(1):
+            raise ValueError(f"{name} holds {len(data)} bytes of data, expected {nbytes}")
+    return np.frombuffer(bytearray(data), dtype=got_dtype).reshape(got_shape)

@@ -26,22 +26,29 @@ class SequenceData:
         return SequenceData(self.X[index, :lengths.max()], lengths)
 
 
-def _is_ragged_list(X):
-    return isinstance(X, (list, tuple)) and len(X) > 0 and all(
-        hasattr(x, "ndim") and getattr(x, "ndim") == 2 for x in X)
+def _is_list_of_arrays(X):
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(hasattr(x, "ndim") for x in X)
 
 
 def check_sequences(estimator, X, reset, dtype):
     """Validate ``X`` for ``estimator`` and return a :class:`SequenceData`.
 
-    Accepts a 3-D array ``(n, T, F)``, a 2-D array ``(n, T)`` of univariate series (then
-    ``n_features_in_`` is ``T``, as scikit-learn requires of 2-D input), or a list of 2-D arrays
-    ``(T_i, F)``. On ``reset`` the kind of input and ``n_features_in_`` are recorded; otherwise they
-    are checked against what ``fit`` saw.
+    Accepts a 3-D array ``(n, T, F)`` (or nested lists that make one), a 2-D array ``(n, T)`` of
+    univariate series (then ``n_features_in_`` is ``T``, as scikit-learn requires of 2-D input),
+    or a list of arrays, one sequence each: ``(T_i, F)``, or ``(T_i,)`` for univariate ones. On
+    ``reset`` the kind of input and ``n_features_in_`` are recorded; otherwise they are checked
+    against what ``fit`` saw.
     """
-    if _is_ragged_list(X):
-        seqs = [check_array(x, dtype=dtype, ensure_all_finite=True,
-                            input_name=f"X[{i}]") for i, x in enumerate(X)]
+    if _is_list_of_arrays(X):
+        seqs = []
+        for i, x in enumerate(X):
+            if getattr(x, "ndim", None) not in (1, 2):
+                raise ValueError(f"X[{i}] must be one sequence, a 2-D array (n_timesteps, "
+                                 f"n_features) or a 1-D univariate one; got shape "
+                                 f"{getattr(x, 'shape', None)}")
+            x = check_array(x, dtype=dtype, ensure_2d=False, ensure_all_finite=True,
+                            input_name=f"X[{i}]")
+            seqs.append(x[:, None] if x.ndim == 1 else x)
         n_features = {s.shape[1] for s in seqs}
         if len(n_features) != 1:
             raise ValueError(f"every sequence of X must have the same number of features, "
@@ -51,16 +58,27 @@ def check_sequences(estimator, X, reset, dtype):
         for i, s in enumerate(seqs):
             padded[i, :len(s)] = s
         return _record(estimator, SequenceData(padded, lengths), "sequences", reset)
-    arr = X if hasattr(X, "ndim") else None
-    if arr is not None and arr.ndim == 3:
+    if isinstance(X, (list, tuple)):
+        try:
+            X = np.asarray(X)
+        except ValueError:
+            raise ValueError("X is a ragged nested list: give sequences of different lengths "
+                             "as a list of arrays, one (n_timesteps, n_features) or "
+                             "(n_timesteps,) array each") from None
+    ndim = getattr(X, "ndim", None)
+    if ndim == 3:
         X = check_array(X, dtype=dtype, allow_nd=True, ensure_all_finite=True)
         if X.shape[1] == 0 or X.shape[2] == 0:
             raise ValueError(f"X must have at least one step and one feature, got shape {X.shape}")
         return _record(estimator, SequenceData(X, None), "sequences", reset)
+    if ndim is not None and ndim > 3:
+        raise ValueError(f"X must be a 3-D array (n_samples, n_timesteps, n_features), a 2-D "
+                         f"array of univariate series or a list of sequences; got an array with "
+                         f"dim {ndim} of shape {X.shape}")
     if not reset and getattr(estimator, "_input_kind", None) == "sequences":
         shape = getattr(X, "shape", None)
         raise ValueError(f"X must be 3-D (n_samples, n_timesteps, {estimator.n_features_in_}) or a "
-                         f"list of 2-D arrays, like the data fit saw; got shape {shape}")
+                         f"list of sequences, like the data fit saw; got shape {shape}")
     X = validate_data(estimator, X, reset=reset, dtype=dtype, ensure_all_finite=True)
     if reset:
         estimator._input_kind = "series"

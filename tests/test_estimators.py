@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import re
 import warnings
 from contextlib import redirect_stdout
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -127,31 +128,6 @@ def test_pickle_joblib_and_save_load_round_trips(Estimator, tmp_path):
     if Estimator is LSTMClassifier:
         np.testing.assert_array_equal(restored[-1].classes_, est.classes_)
         np.testing.assert_array_equal(restored[-1].predict_proba(X), est.predict_proba(X))
-
-
-def test_load_rejects_damaged_or_foreign_files(tmp_path):
-    rng = np.random.default_rng(4)
-    X, y = rng.standard_normal((20, 4, 2)), np.arange(20) % 2
-    LSTMClassifier(hidden_size=4, max_iter=2, random_state=0).fit(X, y).save(tmp_path / "m.npz")
-    data = (tmp_path / "m.npz").read_bytes()
-    (tmp_path / "truncated.npz").write_bytes(data[:len(data) // 2])
-    (tmp_path / "noise.npz").write_bytes(bytes(rng.integers(0, 256, 500, dtype=np.uint8)))
-    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
-    for name in ("truncated.npz", "noise.npz", "foreign.npz"):
-        with pytest.raises(ValueError, match="lstm_fast model file"):
-            lstm_fast.load(tmp_path / name)
-    with pytest.raises(FileNotFoundError):
-        lstm_fast.load(tmp_path / "missing.npz")
-    with np.load(tmp_path / "m.npz") as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = arrays["meta"].tobytes().replace(b'"version": 1', b'"version": 99')
-    np.savez(tmp_path / "future.npz", **dict(arrays, meta=np.frombuffer(meta, np.uint8)))
-    with pytest.raises(ValueError, match="format version 99"):
-        lstm_fast.load(tmp_path / "future.npz")
-    del arrays["lstm:weight_hh_l0"]
-    np.savez(tmp_path / "partial.npz", **arrays)
-    with pytest.raises(ValueError, match="damaged.*weight_hh_l0"):
-        lstm_fast.load(tmp_path / "partial.npz")
 
 
 def test_sklearn_tooling():
@@ -273,3 +249,136 @@ def test_bad_predict_and_partial_fit_input():
         LSTMClassifier(max_iter=1).fit(X, np.zeros(10))
     with pytest.raises(ValueError, match="proj_size"):
         LSTMClassifier(hidden_size=4, proj_size=4, max_iter=1).fit(X, y)
+
+
+# ----------------------------------------------------------------------------- defects of #12
+
+
+def _small(Estimator=LSTMRegressor, n=40, seed=11):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 6, 2))
+    y = (X[:, :, 0].sum(1) > 0).astype(int) if Estimator is LSTMClassifier else X[:, :, 0].sum(1)
+    return X, y
+
+
+@pytest.mark.parametrize("Estimator", [LSTMClassifier, LSTMRegressor])
+def test_a_diverging_fit_stops_clearly_and_keeps_the_last_finite_state(Estimator):
+    """SGD with a huge step and no clipping: a ValueError that says training diverged (not
+    'grad_h_n contains NaN', the engine's argument), and the estimator is either unfitted or at
+    its last completed epoch, never with parameters that predict 1e22."""
+    X, y = _small(Estimator)
+    # (the cross-entropy of saturated logits grows slowly: the classifier needs a wilder step)
+    wild = dict(solver="sgd", learning_rate_init=1e38 if Estimator is LSTMClassifier else 1e12,
+                clip_grad_norm=None, momentum=0.9, hidden_size=8, max_iter=20, random_state=0)
+    est = Estimator(**wild)
+    with pytest.raises(ValueError, match=r"training diverged at epoch (\d+) .*Lower "
+                                         "learning_rate") as error:
+        est.fit(X, y)
+    epoch = int(re.search(r"epoch (\d+)", str(error.value)).group(1))
+    if epoch == 1:
+        with pytest.raises(NotFittedError):
+            est.predict(X)
+    else:  # the model of the epoch before
+        assert est.n_iter_ == len(est.loss_curve_) == epoch - 1
+        assert all(np.all(np.isfinite(p)) for p in est._parameters())
+        np.testing.assert_array_equal(est.predict(X), Estimator(
+            **dict(wild, max_iter=epoch - 1)).fit(X, y).predict(X))
+    if Estimator is LSTMRegressor:  # at once: the estimator stays unfitted
+        est = Estimator(**dict(wild, learning_rate_init=1e20))
+        with pytest.raises(ValueError, match="training diverged at epoch 1 "):
+            est.fit(X, y)
+        with pytest.raises(NotFittedError):
+            est.predict(X)
+    good = Estimator(hidden_size=8, max_iter=3, random_state=0).fit(X, y)
+    before = [p.copy() for p in good._parameters()]
+    expected = good.predict(X)
+    with pytest.raises(ValueError, match="training diverged"):
+        good.set_params(warm_start=True, **wild).fit(X, y)
+    assert all(np.all(np.isfinite(p)) for p in good._parameters())
+    assert good.n_iter_ == len(good.loss_curve_) >= 3
+    if good.n_iter_ == 3:  # diverged in the first epoch of the warm fit: as before it
+        np.testing.assert_array_equal(good.predict(X), expected)
+        for p, b in zip(good._parameters(), before):
+            np.testing.assert_array_equal(p, b)
+
+
+def test_any_error_in_fit_leaves_the_estimator_as_it_was():
+    X, y = _small()
+    est = LSTMRegressor(hidden_size=4, max_iter=2, random_state=0).fit(X, y)
+    expected, state = est.predict(X), dict(vars(est))
+    with pytest.raises(ValueError):
+        est.fit(np.full_like(X, np.nan), y)
+    with pytest.raises(ValueError):
+        est.partial_fit(X[:, :, :1], y)  # other features
+    assert set(vars(est)) == set(state)
+    np.testing.assert_array_equal(est.predict(X), expected)
+    fresh = LSTMRegressor(hidden_size=4, max_iter=2)
+    with pytest.raises(ValueError):
+        fresh.fit(X, y[:-1])
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(fresh))
+
+
+def test_partial_fit_validates_and_applies_the_params_at_every_call():
+    X, y = _small()
+    est = LSTMRegressor(hidden_size=4, random_state=0).partial_fit(X, y)
+    est.set_params(learning_rate_init=-1)
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        est.partial_fit(X, y)
+    before = [p.copy() for p in est._parameters()]
+    moments = [m.copy() for m in est._optimizer.ms]
+    est.set_params(learning_rate_init=1e-30).partial_fit(X, y)  # the new step size is used
+    for p, b in zip(est._parameters(), before):
+        np.testing.assert_allclose(p, b, rtol=0, atol=1e-20)
+    assert est._optimizer.t == 2 * 2 and not np.array_equal(est._optimizer.ms[0], moments[0])
+    est.set_params(solver="sgd", learning_rate_init=1e-3).partial_fit(X, y)
+    assert est._optimizer.solver == "sgd"
+
+
+@pytest.mark.parametrize("Estimator", [LSTMClassifier, LSTMRegressor])
+def test_every_form_of_x(Estimator):
+    """A nested 3-D Python list is the 3-D array; a list of 1-D arrays is a list of univariate
+    sequences (T_i, 1), ragged or not; a 4-D array or a ragged nested list is a clear error."""
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((30, 5, 2))
+    y = (X[:, :, 0].sum(1) > 0).astype(int) if Estimator is LSTMClassifier else X[:, 0, 0]
+    params = dict(hidden_size=4, max_iter=2, random_state=0)
+    as_array = Estimator(**params).fit(X, y)
+    as_list = Estimator(**params).fit(X.tolist(), y)
+    np.testing.assert_array_equal(as_list.predict(X.tolist()), as_array.predict(X))
+    series = [rng.standard_normal(n) for n in rng.integers(3, 9, size=30)]
+    one = Estimator(**params).fit(series, y)
+    two = Estimator(**params).fit([s[:, None] for s in series], y)
+    assert one.n_features_in_ == 1
+    np.testing.assert_array_equal(one.predict(series), two.predict([s[:, None] for s in series]))
+    np.testing.assert_array_equal(one.predict([s[:4] for s in series]),
+                                  two.predict([s[:4, None] for s in series]))
+    with pytest.raises(ValueError, match="3-D array .* got an array with dim 4"):
+        Estimator(**params).fit(X[:, :, :, None], y)
+    with pytest.raises(ValueError, match="ragged nested list: give sequences .* as a list of "
+                                         "arrays"):
+        Estimator(**params).fit([[[0.0, 1.0]], [[0.0, 1.0], [1.0, 2.0]]], y[:2])
+    with pytest.raises(ValueError, match=r"X\[1\] must be one sequence"):
+        Estimator(**params).fit([X[0], X[:2]], y[:2])
+
+
+def test_early_stopping_on_too_few_samples_says_so():
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((10, 4, 2))
+    with pytest.raises(ValueError, match=r"early_stopping holds out validation_fraction=0.1 of "
+                                         r"the 10 samples \(1\).*R2 needs 2"):
+        LSTMRegressor(early_stopping=True, max_iter=2).fit(X, X[:, 0, 0])
+    X = rng.standard_normal((60, 4, 2))
+    y = np.arange(60) % 10
+    with pytest.raises(ValueError, match=r"the 60 samples \(6\).*at least 10 samples in each"):
+        LSTMClassifier(early_stopping=True, max_iter=2).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        LSTMClassifier(early_stopping=True, validation_fraction=0.2, max_iter=2,
+                       hidden_size=4).fit(X, y)  # 12 held out: one per class and more
+
+
+def test_nan_in_y_is_refused():
+    X, y = _small()
+    with pytest.raises(ValueError, match="NaN"):
+        LSTMRegressor(max_iter=1).fit(X, np.where(y > 1, np.nan, y))
+    with pytest.raises(ValueError, match="NaN"):
+        LSTMClassifier(max_iter=1).fit(X, np.where(y > 1, np.nan, 1.0))

@@ -191,3 +191,33 @@ def test_ctrl_c_stops_a_long_forward_within_a_second(training, bidirectional):
     assert first == "interrupted"
     assert latency < 1.0
     assert rest == [f"True (50, 1, {1 + bidirectional})", "trains"]
+@pytest.mark.slow
+def test_ctrl_c_during_fit_keeps_the_last_completed_epoch():
+    """fit stops within a second of SIGINT, re-raising KeyboardInterrupt; the estimator is
+    then exactly the model of its last completed epoch (the same as a fit with max_iter set to
+    it), and it predicts and fits again."""
+    latency, first, rest = _interrupt(textwrap.dedent("""
+        import sys, warnings, numpy as np, lstm_fast
+        from sklearn.exceptions import ConvergenceWarning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        rng = np.random.default_rng(0)
+        X, y = rng.standard_normal((256, 30, 3)), rng.standard_normal(256)
+        params = dict(hidden_size=64, max_iter=100000, tol=0, random_state=0, n_threads=1)
+        reg = lstm_fast.LSTMRegressor(**params)
+        print("ready")
+        try:
+            reg.fit(X, y)
+        except KeyboardInterrupt:
+            print("interrupted")
+        done = reg.n_iter_
+        again = lstm_fast.LSTMRegressor(**dict(params, max_iter=done)).fit(X, y)
+        same = all(np.array_equal(a, b) for (_, a), (_, b) in
+                   zip(reg.lstm_.named_parameters(), again.lstm_.named_parameters()))
+        print(done, len(reg.loss_curve_), same and np.array_equal(reg.coefs_[0], again.coefs_[0]))
+        print(reg.predict(X[:3]).shape, reg.set_params(max_iter=1, warm_start=True).fit(X, y).n_iter_)
+    """))
+    print(f"\nSIGINT to KeyboardInterrupt in fit: {latency:.3f} s")
+    assert first == "interrupted" and latency < 1.0
+    done, curve, same = rest[0].split()
+    assert int(done) >= 1 and curve == done and same == "True"
+    assert rest[1] == f"(3,) {int(done) + 1}"
