@@ -25,6 +25,31 @@ def _positive_int(text):
     return _int_list(text)[0]
 
 
+PEERS = ("numpy", "torch")
+
+
+def _peers(text):
+    names = [p for p in text.split(",") if p]
+    unknown = [p for p in names if p not in PEERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown peer {', '.join(map(repr, unknown))}; choose "
+                                         f"from {', '.join(PEERS)} ('' for none)")
+    return names
+
+
+def _writable(path):
+    """``path`` if a file can be written there (checked now, not after a long run)."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {path!r}: {exc.strerror}")
+    if not existed:
+        os.unlink(path)
+    return path
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(prog="lstm-fast", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lstm_fast {__version__}")
@@ -32,7 +57,8 @@ def _build_parser():
 
     bench = sub.add_parser("bench", help="time lstm_fast against PyTorch and NumPy")
     bench.add_argument("--suite", choices=sorted(SUITES),
-                       help="run a grid of cases (standard: the 12 rows of BASELINE.md)")
+                       help="run a grid of cases (standard: the 12 rows tabled in "
+                            "BENCHMARKS.md; quick: 3 small ones)")
     bench.add_argument("--batch", type=_positive_int, default=32)
     bench.add_argument("--seq-len", type=_positive_int, default=100)
     bench.add_argument("--input-size", type=_positive_int, default=64)
@@ -45,12 +71,15 @@ def _build_parser():
     bench.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     bench.add_argument("--mode", choices=["infer", "train", "both"], default="both")
     bench.add_argument("--threads", type=_int_list, default=None,
-                       help="thread counts, comma-separated (default: 1 and all cores)")
+                       help="thread counts, comma-separated (default: 1 and all cores; more "
+                            "than the cores are clamped to them)")
     bench.add_argument("--repeat", type=_positive_int, default=15,
                        help="timed samples per implementation (the median is kept)")
-    bench.add_argument("--compare", default="numpy,torch",
-                       help="peers, comma-separated, among numpy,torch ('' for none)")
-    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.add_argument("--compare", type=_peers, default=list(PEERS),
+                       help="peers, comma-separated, among numpy,torch ('' for none; those "
+                            "not installed are left out)")
+    bench.add_argument("--json", metavar="PATH", type=_writable,
+                       help="also write the results as JSON")
 
     sub.add_parser("info", help="version, build flags, BLAS and threads")
     return parser
@@ -112,8 +141,9 @@ def _describe_environment(out):
     out.write(f"lstm_fast {__version__} | {m['cpu']} | {m['cores']} cores | "
               f"{m['memory_gib']} GiB | Python {m['python']} | NumPy {m['numpy']}\n")
     for lib in blas_info():
-        out.write(f"  {lib['api']}: {lib['library']} {lib['version']} kernel={lib['kernel']} "
-                  f"threads={lib['threads']}\n")
+        known = [f"{lib['api']}: {lib['library']}"] + [str(lib["version"])] * bool(
+            lib["version"]) + [f"kernel={lib['kernel']}"] * bool(lib["kernel"])
+        out.write(f"  {' '.join(known)} threads={lib['threads']}\n")
     forced = {k: v for k, v in m["env"].items() if v is not None}
     if forced:
         out.write(f"  warning: {forced} is set, forcing slower OpenBLAS kernels; unset both for "
@@ -124,9 +154,9 @@ def bench(args, out=None):
     """Run ``lstm-fast bench`` with parsed ``args``; print to ``out`` (default: standard output)."""
     out = out or sys.stdout
     cases = _cases(args)
-    peers = [p for p in args.compare.split(",") if p]
+    peers = args.compare
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
-    threads = args.threads or sorted({1, os.cpu_count() or 1})
+    threads = _thread_counts(args.threads)
     _describe_environment(out)
     try:
         import torch
@@ -149,6 +179,26 @@ def bench(args, out=None):
                            roofs_gflops=roofs, fma_peaks_gflops=peaks, repeat=args.repeat,
                            results=results), f, indent=1)
     return 0
+
+
+def _cores():
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _thread_counts(asked):
+    """The thread counts to measure: ``asked`` (default 1 and all cores), each at most the cores
+    (a warning for those clamped: more threads than cores would only queue)."""
+    cores = _cores()
+    if not asked:
+        return sorted({1, cores})
+    if max(asked) > cores:
+        print(f"lstm-fast bench: warning: {max(asked)} threads asked for, {cores} cores here: "
+              f"measuring at most {cores}", file=sys.stderr)
+    return sorted({min(n, cores) for n in asked})
 
 
 def info(out=None):

@@ -1,11 +1,13 @@
 """The benchmark harness and the command line, on small sizes (no timing assertions)."""
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from lstm_fast import cli
 from lstm_fast._bench import (STANDARD_SUITE, Case, _interleaved_medians, fma_peak,
@@ -92,19 +94,43 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "lstm_fast us" in out and "numpy/lf" in out and "B2 T4 I3 H5 lengths float64" in out
     assert "FMA peak" in out and "% peak" in out
-    assert "openblas" in out.lower() or "blas" in out.lower()
+    # a line for each BLAS and OpenMP library loaded, named as threadpoolctl finds it
+    libraries = {os.path.basename(i["filepath"]) for i in threadpool_info()}
+    lines = [line.strip() for line in out.splitlines() if line.startswith("  openblas: ") or
+             line.startswith("  openmp: ")]
+    assert lines and {line.split()[1] for line in lines} <= libraries
+    assert not any("None" in line for line in lines)
     data = json.loads(path.read_text())
     assert data["results"][0]["mode"] == "infer" and data["results"][1]["mode"] == "train"
     assert data["machine"]["cores"] >= 1 and isinstance(data["blas"], list)
 
 
-def test_cli_rejects_bad_arguments(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["bench", "--threads", "0"])
-    with pytest.raises(SystemExit):
-        cli.main(["bench", "--hidden-size", "4", "--proj-size", "4"])
-    with pytest.raises(SystemExit):
-        cli.main(["bench", "--dtype", "float16"])
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "0"], "expected positive integers"),
+    (["--hidden-size", "4", "--proj-size", "4"], "--proj-size must be in"),
+    (["--dtype", "float16"], "invalid choice: 'float16'"),
+    (["--compare", "jax"], "unknown peer 'jax'; choose from numpy, torch"),
+    (["--compare", "numpy,tensorflow"], "unknown peer 'tensorflow'"),
+    (["--json", "/nonexistent-folder/out.json"], "cannot write '/nonexistent-folder/out.json'"),
+    (["--suite", "huge"], "invalid choice: 'huge'"),
+])
+def test_cli_rejects_bad_arguments_before_running(capsys, argv, message):
+    """Argument errors are argparse's usage errors (exit status 2, no traceback), found before
+    any case runs."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench"] + argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 or "must be" in str(exit_.value.code), err
+    assert message in err + str(exit_.value.code) and "Traceback" not in err
+
+
+def test_more_threads_than_cores_are_clamped_with_a_warning(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_cores", lambda: 2)
+    assert cli._thread_counts([64]) == [2]
+    assert cli._thread_counts([1, 2, 64]) == [1, 2]
+    assert cli._thread_counts(None) == [1, 2]
+    err = capsys.readouterr().err
+    assert err.count("64 threads asked for, 2 cores here") == 2
 
 
 def test_info_and_module_entry_point(tmp_path):
@@ -114,3 +140,11 @@ def test_info_and_module_entry_point(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "lstm_fast" in result.stdout and "openmp=" in result.stdout
     assert "matmul kernel" in result.stdout
+    assert "None" not in result.stdout  # (unknown versions and kernels are left out)
+
+
+def test_bench_help_names_files_in_the_repository(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert "BASELINE.md" not in out and "BENCHMARKS.md" in out

@@ -142,7 +142,7 @@ def test_sklearn_tooling():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_score(LSTMClassifier(**params), X, y, cv=3)
-        assert scores.shape == (3,) and np.all(scores >= 0)
+        assert scores.shape == (3,) and scores.mean() > 0.7  # (chance: 0.5; measured 0.83)
         search = GridSearchCV(LSTMRegressor(max_iter=5, random_state=0),
                               {"hidden_size": [4, 8], "solver": ["adam", "sgd"]},
                               cv=2, n_jobs=2).fit(X, X[:, -1])
