@@ -21,7 +21,7 @@ from ._checks import check_dtype
 from ._layer import LSTM, param_shapes
 from ._lstm import all_finite
 from ._optimizers import clip_global_norm, configure, make_optimizer
-from ._sequences import SequenceData, check_sequences
+from ._sequences import SequenceData, _refuse_times, check_sequences, naming
 
 __all__ = ["LSTMClassifier", "LSTMRegressor"]
 
@@ -249,7 +249,8 @@ class _BaseLSTMEstimator(BaseEstimator):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
         data = check_sequences(self, X, reset=first, dtype=dtype)
-        targets = self._check_targets(y, first, incremental, classes)
+        with naming("y"):
+            targets = self._check_targets(y, first, incremental, classes)
         if len(targets) != len(data):
             raise ValueError(f"X and y have inconsistent numbers of samples: {len(data)} and "
                              f"{len(targets)}")
@@ -817,6 +818,7 @@ class LSTMRegressor(RegressorMixin, _BaseLSTMEstimator):
         return self._fit(X, y, incremental=True)
 
     def _check_targets(self, y, first, incremental, classes):
+        _refuse_times(np.asarray(y), "y")
         y = check_array(y, ensure_2d=False, dtype=check_dtype(self.dtype), input_name="y")
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")

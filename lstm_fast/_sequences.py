@@ -1,9 +1,29 @@
 """Estimator input: 3-D arrays, 2-D univariate series or ragged lists, to padded arrays + lengths."""
 
+import contextlib
+import re
+
 import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
-__all__ = ["SequenceData", "check_sequences"]
+__all__ = ["SequenceData", "check_sequences", "naming"]
+
+
+@contextlib.contextmanager
+def naming(name):
+    """Make every ValueError or TypeError raised inside name the argument ``name`` (some of
+    scikit-learn's, such as "Complex data not supported", name none)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", message):
+            raise
+        try:
+            renamed = type(exc)(f"{name}: {message}")
+        except Exception:  # an exception type that takes other arguments
+            raise exc from None
+        raise renamed from None
 
 
 class SequenceData:
@@ -26,11 +46,26 @@ class SequenceData:
         return SequenceData(self.X[index, :lengths.max()], lengths)
 
 
+def _refuse_times(a, name):
+    """Dates and durations are not numbers to learn from as they are: say so, instead of
+    letting them be cast to seconds since 1970."""
+    if getattr(getattr(a, "dtype", None), "kind", None) in ("M", "m"):
+        raise TypeError(f"{name} holds {a.dtype} values: convert them to numbers first (for "
+                        f"example elapsed seconds or calendar features)")
+
+
 def _is_list_of_arrays(X):
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(hasattr(x, "ndim") for x in X)
 
 
 def check_sequences(estimator, X, reset, dtype):
+    """Validate ``X`` for ``estimator`` and return a :class:`SequenceData` (see
+    _check_sequences); every error names X."""
+    with naming("X"):
+        return _check_sequences(estimator, X, reset, dtype)
+
+
+def _check_sequences(estimator, X, reset, dtype):
     """Validate ``X`` for ``estimator`` and return a :class:`SequenceData`.
 
     Accepts a 3-D array ``(n, T, F)`` (or nested lists that make one), a 2-D array ``(n, T)`` of
@@ -46,6 +81,7 @@ def check_sequences(estimator, X, reset, dtype):
                 raise ValueError(f"X[{i}] must be one sequence, a 2-D array (n_timesteps, "
                                  f"n_features) or a 1-D univariate one; got shape "
                                  f"{getattr(x, 'shape', None)}")
+            _refuse_times(x, f"X[{i}]")
             x = check_array(x, dtype=dtype, ensure_2d=False, ensure_all_finite=True,
                             input_name=f"X[{i}]")
             seqs.append(x[:, None] if x.ndim == 1 else x)
@@ -65,6 +101,7 @@ def check_sequences(estimator, X, reset, dtype):
             raise ValueError("X is a ragged nested list: give sequences of different lengths "
                              "as a list of arrays, one (n_timesteps, n_features) or "
                              "(n_timesteps,) array each") from None
+    _refuse_times(X, "X")
     ndim = getattr(X, "ndim", None)
     if ndim == 3:
         X = check_array(X, dtype=dtype, allow_nd=True, ensure_all_finite=True)
