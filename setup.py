@@ -1,6 +1,8 @@
 """Build the Cython engine into the lstm_fast package.
 
-Set LSTM_FAST_DEBUG=1 to compile with bounds and wraparound checks (for hunting a crash).
+Set LSTM_FAST_DEBUG=1 to compile with bounds and wraparound checks (for hunting a crash), and
+LSTM_FAST_SANITIZE=address,undefined to build with those GCC sanitizers (run Python with
+LD_PRELOAD=$(gcc -print-file-name=libasan.so) then; .ci/sanitizers does both).
 """
 import os
 
@@ -9,6 +11,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("LSTM_FAST_DEBUG", "0") not in ("", "0")
+SANITIZE = os.environ.get("LSTM_FAST_SANITIZE", "")
+SANITIZE_FLAGS = ([f"-fsanitize={SANITIZE}", "-fno-sanitize-recover=all",
+                   "-fno-omit-frame-pointer"] if SANITIZE else [])
 # OpenMP threads the time loops; LSTM_FAST_OPENMP=0 builds without (one thread, plus BLAS's own).
 OPENMP = os.environ.get("LSTM_FAST_OPENMP", "1") not in ("", "0")
 OPENMP_FLAGS = ["-fopenmp"] if OPENMP else []
@@ -29,8 +34,9 @@ extensions = [
         depends=["src/lstm_checks.h", "src/lstm_cpu.h", "src/lstm_gemm.h", "src/lstm_kernels.h",
                  "src/lstm_peak.h", "src/_blas.pxd", "src/_gates.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"]) + OPENMP_FLAGS,
-        extra_link_args=OPENMP_FLAGS,
+        extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O1", "-g"] if SANITIZE else ["-O3"])
+        + OPENMP_FLAGS + SANITIZE_FLAGS,
+        extra_link_args=OPENMP_FLAGS + SANITIZE_FLAGS,
     ),
 ]
 
