@@ -84,10 +84,13 @@ def available_memory():
     try:
         with open("/sys/fs/cgroup/memory.max") as f:
             limit = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read())
         if limit != "max":
-            free = min(free, int(limit) - used)
+            with open("/sys/fs/cgroup/memory.current") as f:
+                used = int(f.read())
+            with open("/sys/fs/cgroup/memory.stat") as f:  # page cache it may drop is free
+                reclaimable = next((int(line.split()[1]) for line in f
+                                    if line.startswith("inactive_file ")), 0)
+            free = min(free, int(limit) - used + reclaimable)
     except (OSError, ValueError):
         pass
     return free

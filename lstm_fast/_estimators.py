@@ -608,7 +608,8 @@ class _Checkpoint:
 
 
 def _jsonable(value):
-    """NumPy scalars and lists of them as Python values (non-finite floats as JSON allows)."""
+    """NumPy scalars and lists of them as Python values (non-finite floats stay: Python's json
+    writes and reads them as NaN and Infinity)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, list):

@@ -117,8 +117,9 @@ class LSTM:
         self.output_size = self.proj_size or self.hidden_size
         self._rng = check_random_state(random_state)
         n_params = self._param_count()
-        check_memory(2 * n_params * np.dtype(self.dtype).itemsize,
-                     f"{self!r}: its {n_params} parameters and their gradients")
+        if 2 * n_params * np.dtype(self.dtype).itemsize >= LARGE_BYTES:
+            check_memory(2 * n_params * np.dtype(self.dtype).itemsize,
+                         f"{self!r}: its {n_params} parameters and their gradients")
         self._training_lock = threading.Lock()
         # Per packed row, bytes a forward holds at most (inference, training: see _check_input),
         # and each layer's rows per engine call [inference, training] (see _CALL_MACS): all
@@ -141,15 +142,17 @@ class LSTM:
         self._workspaces = {}
 
     def __getstate__(self):
+        """A copy or pickle holds the parameters and settings, not the buffers, the pending
+        training forward or the accumulated gradients (as torch's modules keep no .grad)."""
         state = self.__dict__.copy()
-        state["_spare"] = {}
-        state["_workspaces"] = {}
-        del state["_training_lock"]
+        for name in ("_training_lock", "_spare", "_workspaces", "_cache", "grads", "grad_hx"):
+            del state[name]
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.__dict__["_training_lock"] = threading.Lock()
+        self.__dict__.update(state, _training_lock=threading.Lock(), _spare={}, _workspaces={},
+                             _cache=None, grad_hx=None,
+                             grads={k: np.zeros_like(v) for k, v in state["_params"].items()})
 
     def __setattr__(self, name, value):
         """Assigning a parameter copies the array into it (the engine and the optimisers hold the
@@ -165,6 +168,7 @@ class LSTM:
                                       or not 0.0 <= value <= 1.0):
                 raise ValueError(f"dropout must be a number in [0, 1], got {value!r}")
         object.__setattr__(self, name, value)
+
     def _workspace(self, layer, direction):
         """The layer-direction's workspace, taken for one engine call: put it back after. A call
         that runs beside another one on the same layer-direction gets a new one."""
@@ -299,13 +303,6 @@ class LSTM:
         if not training:
             return self._forward(x, hx, lengths, False)
         with self._training_step("forward(training=True)"):
-            cache = self._cache
-            if cache is not None and cache["thread"] is not threading.current_thread() and \
-                    cache["thread"].is_alive():
-                raise RuntimeError(
-                    "another thread's forward(training=True) on this LSTM awaits its backward: "
-                    "a layer trains in one thread at a time (give each thread its own copy, "
-                    "e.g. copy.deepcopy(lstm))")
             return self._forward(x, hx, lengths, True)
 
     __call__ = forward
@@ -457,6 +454,11 @@ class LSTM:
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True); the latest "
                                "training forward, if any, was already backpropagated")
+        if self._cache["thread"] is not threading.current_thread():
+            raise RuntimeError(
+                "backward: the latest forward(training=True) on this LSTM was made by another "
+                "thread (it replaced this thread's, if any): a layer trains in one thread at a "
+                "time (give each thread its own copy, e.g. copy.deepcopy(lstm))")
         state = self._cache
         packing, batched = state["packing"], state["batched"]
         T, B, _ = state["out_shape"]

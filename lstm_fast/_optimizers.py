@@ -88,10 +88,10 @@ def make_optimizer(solver, params, settings, state=None):
     optimizer = cls(params, *(settings[name] for name in names))
     if state is not None:
         scalars, arrays = state
-        _, own = optimizer.get_state()
-        if set(scalars) != set(optimizer.get_state()[0]) or set(arrays) != set(own):
-            raise ValueError(f"the {solver} optimiser's state must hold "
-                             f"{sorted(optimizer.get_state()[0])} and {sorted(own)}")
+        own_scalars, own = optimizer.get_state()
+        if set(scalars) != set(own_scalars) or set(arrays) != set(own):
+            raise ValueError(f"the {solver} optimiser's state must hold {sorted(own_scalars)} "
+                             f"and {sorted(own)}")
         for name, value in scalars.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"the optimiser's {name} must be a count, got {value!r}")

@@ -3,18 +3,21 @@
 The estimators say what their fitted state is (``_get_state``, ``_state_arrays``,
 ``_set_state``); this module owns the file: what it must hold, how it is read safely and how it
 is written. Loading never executes code from the file and reads nothing it did not expect: the
-JSON metadata first (size-capped), then exactly the arrays the estimator's state calls for,
-each header checked for its shape and dtype before its data is read (so a pickled object, an
-unexpected member, a wrong shape or a member that would inflate beyond its expected size is an
-error before it costs anything). A model file from elsewhere is as safe to open as a data file.
+JSON metadata first (size-capped), then exactly the arrays the estimator's state calls for, each
+header checked for its shape and dtype before its data is read, so a pickled object, an
+unexpected member or a wrong shape is an error before it costs anything. Members must be stored
+uncompressed, as ``save`` writes them, so that nothing inflates beyond the file's own size, and
+the memory the metadata's shapes call for is checked before it is allocated. A model file from
+elsewhere is as safe to open as a data file.
 """
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from ._checks import check_memory
 
 __all__ = ["save", "load"]
 
@@ -46,17 +49,19 @@ def save(estimator, file):
 def _write_atomically(path, write):
     """write(f) into a new file beside ``path``, flushed to disk, then renamed to ``path``: a
     crash or a full disk leaves the old file (or none) in place, never a part of the new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part",
-                                     dir=directory)
+    directory, name = os.path.split(os.path.abspath(path))
+    while True:
+        temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.part")
+        try:  # (mode 0o666 less the umask, as open() would create it)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -98,7 +103,8 @@ def load(file):
                                  f"{type(exc).__name__}: {exc}") from None
     except FileNotFoundError:
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except (OSError, EOFError, RecursionError, NotImplementedError, RuntimeError,
+            zipfile.BadZipFile, zipfile.LargeZipFile) as exc:  # (deep JSON; zip features)
         raise ValueError(f"{name} is not a readable lstm_fast model file: {exc}") from None
     return estimator
 
@@ -120,7 +126,7 @@ def _read_meta(archive):
     try:
         data = _read_member(archive, "meta", None, np.dtype(np.uint8), _META_BYTES)
         return json.loads(data.tobytes().decode("utf-8"))
-    except (KeyError, ValueError) as exc:  # no member, a bad header, not UTF-8 JSON
+    except (KeyError, ValueError, RecursionError) as exc:  # no member, bad header, bad JSON
         raise ValueError(f"not an lstm_fast model file (no readable metadata: {exc})") from None
 
 
@@ -133,14 +139,21 @@ def _read_arrays(archive, spec):
         missing, extra = sorted(want - members), sorted(members - want)
         raise ValueError("; ".join([f"missing arrays {missing}"] * bool(missing)
                                    + [f"unexpected members {extra}"] * bool(extra)))
+    numeric = sum(int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+                  for shape, dtype in spec.values() if dtype != "U")
+    check_memory(numeric, "the model's arrays")
     return {name: _read_member(archive, name, shape, dtype)
             for name, (shape, dtype) in spec.items()}
 
 
 def _read_member(archive, name, shape, dtype, max_bytes=None):
-    """One .npy member: its header must give ``shape`` (any 1-D length if None, up to
-    ``max_bytes``) and ``dtype``, and its size what they make; then its data is read."""
+    """One .npy member, stored uncompressed: its header must give ``shape`` (any 1-D length if
+    None, up to ``max_bytes``) and ``dtype``, and its size what they make; then its data is
+    read into the array."""
     info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{name} is compressed; lstm_fast model files store their arrays "
+                         "uncompressed")
     with archive.open(info) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
@@ -157,9 +170,12 @@ def _read_member(archive, name, shape, dtype, max_bytes=None):
         if (got_shape != shape if shape is not None else len(got_shape) != 1) or fortran:
             raise ValueError(f"{name} has shape {got_shape}, expected {shape or '1-D'}")
         nbytes = int(np.prod(got_shape, dtype=np.int64)) * got_dtype.itemsize
-        if (max_bytes is not None and nbytes > max_bytes) or info.file_size > nbytes + 4096:
-            raise ValueError(f"{name} is larger than its shape says")
-        data = f.read(nbytes)
-        if len(data) != nbytes or f.read(1):
-            raise ValueError(f"{name} holds {len(data)} bytes of data, expected {nbytes}")
-    return np.frombuffer(bytearray(data), dtype=got_dtype).reshape(got_shape)
+        if (max_bytes is not None and nbytes > max_bytes) or not (
+                nbytes <= info.file_size <= nbytes + 4096):
+            raise ValueError(f"{name} holds {info.file_size} bytes, not what its shape says "
+                             f"({nbytes} and a header)")
+        array = np.empty(got_shape, dtype=got_dtype)
+        got = f.readinto(memoryview(array.reshape(-1).view(np.uint8)))
+        if got != nbytes or f.read(1):
+            raise ValueError(f"{name} holds {got} bytes of data, expected {nbytes}")
+    return array

@@ -70,11 +70,12 @@ def _check_sequences(estimator, X, reset, dtype):
 
     Accepts a 3-D array ``(n, T, F)`` (or nested lists that make one), a 2-D array ``(n, T)`` of
     univariate series (then ``n_features_in_`` is ``T``, as scikit-learn requires of 2-D input),
-    or a list of arrays, one sequence each: ``(T_i, F)``, or ``(T_i,)`` for univariate ones. On
-    ``reset`` the kind of input and ``n_features_in_`` are recorded; otherwise they are checked
-    against what ``fit`` saw.
+    or a list of arrays, one sequence each: ``(T_i, F)``, or ``(T_i,)`` for univariate ones (at
+    predict time after a fit on 2-D series, a list of 1-D arrays is those series again, as
+    ``np.asarray`` makes it). On ``reset`` the kind of input and ``n_features_in_`` are recorded;
+    otherwise they are checked against what ``fit`` saw.
     """
-    if _is_list_of_arrays(X):
+    if _is_list_of_arrays(X) and (reset or estimator._input_kind == "sequences"):
         seqs = []
         for i, x in enumerate(X):
             if getattr(x, "ndim", None) not in (1, 2):

@@ -20,8 +20,8 @@ import time
 
 cnp.import_array()
 
-from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, lstm_panel_width_f,
-                   pack_into, packed_kernel, packed_size, panel_width)
+from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, lstm_panel_width_d,
+                   lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width)
 from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
 
 cdef extern from "lstm_checks.h" nogil:
@@ -216,8 +216,9 @@ def split_choice(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint pr
                  int threads, Py_ssize_t itemsize):
     """How `threads` threads would share such a layer-direction's time loops: "rows" or
     "columns" (for tests; LSTM_FAST_SPLIT and the kernel in use count as in a call)."""
+    cdef Py_ssize_t width = lstm_panel_width_d() if itemsize == 8 else lstm_panel_width_f()
     return "rows" if _split_by_rows(B, I, H, P, project, threads, itemsize,
-                                    lstm_panel_width_f() != 0) else "columns"
+                                    width != 0) else "columns"
 
 
 cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
@@ -488,18 +489,21 @@ cdef str _describe(object a):
         return type(a).__name__
     layout = "" if cnp.PyArray_IS_C_CONTIGUOUS(a) else ", not C-contiguous"
     flags = "" if cnp.PyArray_ISWRITEABLE(a) else ", read-only"
+    flags += "" if cnp.PyArray_ISALIGNED(a) else ", not aligned"
+    flags += "" if cnp.PyArray_ISNOTSWAPPED(a) else ", byte-swapped"
     return f"{a.dtype} array of shape {a.shape}{layout}{flags}"
 
 
 cdef void *_data(object a, str fn, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols,
                  bint optional, bint writable) except? NULL:
-    """The data of `a`, checked: a C-contiguous ndarray of `dtype`, shape (rows,) if cols < 0
-    else (rows, cols), not empty, writable if asked; None (NULL) if `optional`. `fn` names the
-    entry point in the message."""
+    """The data of `a`, checked: a C-contiguous, aligned, native-byte-order ndarray of `dtype`,
+    shape (rows,) if cols < 0 else (rows, cols), not empty, writable if asked; None (NULL) if
+    `optional`. `fn` names the entry point in the message."""
     if a is None and optional:
         return NULL
     if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(a) != dtype
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_NDIM(a) != (1 if cols < 0 else 2)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)
+            or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != (1 if cols < 0 else 2)
             or cnp.PyArray_DIM(a, 0) != rows or (cols >= 0 and cnp.PyArray_DIM(a, 1) != cols)
             or rows == 0 or cols == 0 or (writable and not cnp.PyArray_ISWRITEABLE(a))):
         want = f"({rows},)" if cols < 0 else f"({rows}, {cols})"
@@ -537,7 +541,7 @@ cdef int _check_layout(str fn, Py_ssize_t out_col, Py_ssize_t ld_out, Py_ssize_t
                        Py_ssize_t H, Py_ssize_t P, bint project) except -1:
     """Raise a ValueError if this direction's columns out_col .. out_col + P - 1 do not fit in
     the output's ld_out, if P != H without a projection, or if a dimension exceeds a C int."""
-    if out_col < 0 or out_col + P > ld_out:
+    if out_col < 0 or out_col > ld_out - P:  # (out_col + P could overflow)
         raise ValueError(f"{fn}: out_col = {out_col} and P = {P} columns do not fit in the "
                          f"output's {ld_out}")
     if not project and P != H:

@@ -20,6 +20,8 @@ def run(case):
     target = case["target"]
     if target in ("forward", "backward", "load_state_dict"):
         lstm = lstm_fast.LSTM(**case["config"], random_state=0)
+        if case.get("run_rows"):  # runs of steps of so many rows, one engine call each
+            lstm._call_rows = [(case["run_rows"],) * 2] * lstm.num_layers
         state = {k: v.copy() for k, v in lstm.state_dict().items()}
         if target == "forward":
             out, (h, c) = lstm.forward(case["x"], hx=case["hx"], lengths=case["lengths"],

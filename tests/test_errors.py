@@ -189,12 +189,15 @@ BAD_STEPS = [
      ValueError, "w_ih must be"),
     (dict(out_col=1), ValueError, "out_col = 1 and P = 2 columns do not fit"),
     (dict(out_col=-1), ValueError, "out_col = -1"),
+    (dict(out_col=2**63 - 1), ValueError, "out_col = 9223372036854775807"),  # out_col + P wraps
+    (dict(x=np.zeros((5, 2), ">f4")), ValueError, "x must be .*byte-swapped"),
+    (dict(w_ih=np.zeros((8, 2), ">f4")), ValueError, "w_ih must be .*byte-swapped"),
+    (dict(w_ih=np.frombuffer(bytes(65), np.uint8)[1:].view(F32).reshape(8, 2)), ValueError,
+     "w_ih must be .*not aligned"),
     (dict(gates=np.zeros((5, 8), F32)), ValueError, "tanh_cell must be"),
     (dict(tanh_cell=np.zeros((5, 2), F32)), ValueError, "go with gates"),
     (dict(hidden=np.zeros((2, 2), F32)[:, :1].copy(), w_hh=np.zeros((8, 1), F32),
           out=np.zeros((5, 1), F32)), ValueError, "without w_hr, hidden must have H = 2"),
-    (dict(hidden=np.zeros((2, 2), F32), out=np.zeros((5, 2), F32, order="C")[:, :]),
-     None, None),
 ] + [(change, ValueError, match) for change, match in BAD_STEPS])
 def test_forward_layer_refuses_bad_arrays(change, exc, match):
     """The engine's entry point checks its arrays and the packed layout's values itself (no

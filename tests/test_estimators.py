@@ -352,6 +352,9 @@ def test_every_form_of_x(Estimator):
     np.testing.assert_array_equal(one.predict(series), two.predict([s[:, None] for s in series]))
     np.testing.assert_array_equal(one.predict([s[:4] for s in series]),
                                   two.predict([s[:4, None] for s in series]))
+    if Estimator is LSTMRegressor:  # 2-D series, then the same series as a list of 1-D arrays
+        flat = Estimator(**params).fit(X[:, :, 0], y)
+        np.testing.assert_array_equal(flat.predict(list(X[:, :, 0])), flat.predict(X[:, :, 0]))
     with pytest.raises(ValueError, match="3-D array .* got an array with dim 4"):
         Estimator(**params).fit(X[:, :, :, None], y)
     with pytest.raises(ValueError, match="ragged nested list: give sequences .* as a list of "

@@ -147,6 +147,10 @@ def arrays(draw, shape, allow_list=True):
     return a, wrong
 
 
+# Rows per engine call: None as the layer chooses (one call here), else runs of so many rows.
+RUN_ROWS = st.sampled_from([None, None, 1, 2, 3])
+
+
 @st.composite
 def configs(draw):
     hidden = draw(st.integers(1, 5))
@@ -236,7 +240,7 @@ def forward_cases(draw):
     if wrong_hx:
         bad.add("hx")
     case = dict(target="forward", config=config, x=x, lengths=lengths, hx=hx,
-                training=draw(st.booleans()))
+                training=draw(st.booleans()), run_rows=draw(RUN_ROWS))
     return case, bad
 
 
@@ -304,7 +308,8 @@ def backward_cases(draw):
     out_shape = x.shape[:-1] + (D * P,)
     state_batch = (B,) if batched else ()
     bad = set()
-    case = dict(target="backward", config=config, x=x, lengths=lengths)
+    case = dict(target="backward", config=config, x=x, lengths=lengths,
+                run_rows=draw(RUN_ROWS))
     for name, shape in [("grad_output", out_shape),
                         ("grad_h_n", (D * config["num_layers"],) + state_batch + (P,)),
                         ("grad_c_n", (D * config["num_layers"],) + state_batch + (H,))]:
@@ -568,7 +573,7 @@ def engine_cases(draw):
     for name in changed:
         old = args[name]
         if name in ("out_col",):
-            args[name] = draw(st.integers(-3, 3 * P + 3))
+            args[name] = draw(st.integers(-3, 3 * P + 3) | st.integers(-2**63, 2**63 - 1))
         elif name == "reverse":
             args[name] = draw(st.sampled_from([True, 0, 2, "yes", None]))
         elif name in ("batch_sizes", "offsets"):

@@ -1,6 +1,8 @@
 """LSTM layer behaviour: initialisation, state_dict, dropout, streaming, threads, layouts."""
 
 import copy
+import pickle
+import re
 import threading
 
 import numpy as np
@@ -268,25 +270,20 @@ def test_assigning_a_parameter_copies_it_in(dtype):
 
 
 def test_two_threads_training_one_layer_get_a_clear_error():
-    """Training keeps the activations in the layer for one backward: a second thread's
-    training forward or backward meanwhile is refused, not mixed into the first one's."""
+    """Training keeps the activations in the layer for one backward: a backward of activations
+    another thread's training forward made (or replaced) is refused, and so is a training call
+    while another thread's runs, instead of mixing the two."""
     lstm = lstm_fast.LSTM(4, 32, random_state=0)
     x = np.random.default_rng(0).standard_normal((400, 8, 4))
     lstm.forward(x, training=True)  # this thread's, awaiting backward
-    errors = []
-
-    def other():
-        try:
-            lstm.forward(x, training=True)
-        except RuntimeError as exc:
-            errors.append(str(exc))
-
-    thread = threading.Thread(target=other)
+    thread = threading.Thread(target=lambda: lstm.forward(x, training=True))
     thread.start()
     thread.join()
-    assert errors and "awaits its backward" in errors[0]
-    lstm.backward(np.ones((400, 8, 32)))
+    with pytest.raises(RuntimeError, match="made by another thread .* one thread at a time"):
+        lstm.backward(np.ones((400, 8, 32)))
     lstm.forward(x[:2])  # inference is never refused
+    lstm.forward(x, training=True)  # an abandoned forward blocks no one
+    lstm.backward(np.ones((400, 8, 32)))
 
     # Two threads stepping at once: each call either runs or is refused, and the gradients of
     # every step that ran are those of its own forward.
@@ -303,7 +300,7 @@ def test_two_threads_training_one_layer_get_a_clear_error():
                 lstm.forward(x, training=True)
                 grads = lstm.backward(np.ones((400, 8, 32)))
             except RuntimeError as exc:
-                assert "one thread at a time" in str(exc) or "already" in str(exc), exc
+                assert re.search("one thread at a time|already backpropagated", str(exc)), exc
                 refused.append(exc)
             else:
                 done.append(grads)
@@ -316,6 +313,43 @@ def test_two_threads_training_one_layer_get_a_clear_error():
     assert refused and done
     for grads in done:
         np.testing.assert_array_equal(grads, want)
+
+
+def test_copies_hold_no_gradients_or_pending_forward():
+    lstm = lstm_fast.LSTM(2, 3, random_state=0)
+    out, _ = lstm.forward(np.ones((4, 1, 2)), training=True)
+    lstm.backward(np.ones_like(out))
+    lstm.forward(np.ones((4, 1, 2)), training=True)
+    for other in (copy.deepcopy(lstm), pickle.loads(pickle.dumps(lstm))):
+        assert all(np.all(g == 0) for g in other.grads.values()) and other.grad_hx is None
+        assert set(other.grads) == set(lstm.grads)
+        with pytest.raises(RuntimeError, match="preceding forward"):
+            other.backward(np.ones_like(out))
+        np.testing.assert_array_equal(other.forward(np.ones((4, 1, 2)))[0],
+                                      lstm.forward(np.ones((4, 1, 2)))[0])
+
+
+def test_runs_of_steps_with_the_directions_on_two_threads(monkeypatch):
+    """Large enough for the two directions to run at once (the reverse one on the worker
+    thread), each in runs of steps: the results of one call."""
+    from threadpoolctl import threadpool_limits
+
+    from lstm_fast._lstm import threads_for
+
+    rng = np.random.default_rng(10)
+    lstm = lstm_fast.LSTM(8, 64, bidirectional=True, random_state=0)
+    x = rng.standard_normal((30, 16, 8))
+    lengths = rng.integers(1, 31, size=16)
+    with threadpool_limits(limits=2):
+        if threads_for(16, 64, 64) < 2:
+            pytest.skip("one thread here")
+        whole = lstm.forward(x, lengths=lengths)[0]
+        lstm.forward(x, lengths=lengths, training=True)
+        grad_whole = lstm.backward(np.ones_like(whole))
+        monkeypatch.setattr(lstm, "_call_rows", [(37, 37)])
+        np.testing.assert_array_equal(lstm.forward(x, lengths=lengths)[0], whole)
+        lstm.forward(x, lengths=lengths, training=True)
+        assert_close(lstm.backward(np.ones_like(whole)), grad_whole, np.float32)
 
 
 @pytest.mark.parametrize("config", [dict(), dict(num_layers=3, bidirectional=True),

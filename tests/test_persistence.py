@@ -247,7 +247,7 @@ def test_damaged_and_foreign_files_are_refused(saved, tmp_path):
             lstm_fast.load(tmp_path / f"{name}.npz")
     for label, raw in meta_bytes.items():
         if raw is None:
-            raw = b" " * (1 << 24 + 1)
+            raw = b" " * ((1 << 24) + 1)
         _write(tmp_path / "bad.npz", dict(arrays, meta=np.frombuffer(raw, np.uint8)))
         with pytest.raises(ValueError, match="lstm_fast model file"):
             lstm_fast.load(tmp_path / "bad.npz")
@@ -257,34 +257,64 @@ def test_damaged_and_foreign_files_are_refused(saved, tmp_path):
 
 
 def test_a_zip_bomb_is_refused_without_inflating_it(saved, tmp_path):
-    """A member whose header promises a small array but which inflates to gigabytes, and one
-    whose header promises a huge array, are refused from their sizes, at once."""
+    """Members are read only stored uncompressed (as save writes them), so nothing inflates: a
+    deflated member that would inflate to gigabytes is refused at once, and so is a file whose
+    consistent metadata and headers call for more memory than there is."""
     path, arrays, meta = saved
+
+    def write(target, members, compressed=()):
+        with zipfile.ZipFile(target, "w") as z:
+            for name, data in members.items():
+                z.writestr(f"{name}.npy", data, compress_type=zipfile.ZIP_DEFLATED
+                           if name in compressed else zipfile.ZIP_STORED)
+        return target
+
+    def npy(array):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+    def header(shape, dtype):
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, dict(descr=np.dtype(dtype).str,
+                                                          fortran_order=False, shape=shape))
+        return buffer.getvalue()
+
+    members = {name: npy(a) for name, a in arrays.items()}
     bomb = tmp_path / "bomb.npz"
-    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, array in arrays.items():
-            if name == "coef":
-                continue
-            buffer = io.BytesIO()
-            np.save(buffer, array)
-            z.writestr(f"{name}.npy", buffer.getvalue())
-        header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(header, dict(descr=arrays["coef"].dtype.str,
-                                                         fortran_order=False,
-                                                         shape=arrays["coef"].shape))
-        with z.open("coef.npy", "w", force_zip64=True) as member:
-            member.write(header.getvalue())
+    with zipfile.ZipFile(bomb, "w") as z:
+        for name, data in members.items():
+            if name != "coef":
+                z.writestr(f"{name}.npy", data)
+        info = zipfile.ZipInfo("coef.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as member:
+            member.write(header(arrays["coef"].shape, arrays["coef"].dtype))
             zeros = bytes(1 << 24)
-            for _ in range(256):  # 4 GiB of zeros, a few MiB compressed
+            for _ in range(256):  # 4 GiB of zeros, a few MiB deflated
                 member.write(zeros)
     start = time.perf_counter()
-    with pytest.raises(ValueError, match="coef is larger than its shape says"):
+    with pytest.raises(ValueError, match="coef is compressed"):
         lstm_fast.load(bomb)
     assert time.perf_counter() - start < 5
+    with pytest.raises(ValueError, match="meta is compressed"):
+        lstm_fast.load(write(tmp_path / "deflated.npz", members, compressed={"meta"}))
+    # metadata and headers that agree on a model of 1.6e11 parameters, and no data
+    huge = _changed(_changed(meta, ["state", "architecture", "hidden_size"], 100_000),
+                    ["state", "architecture", "n_features"], 100_000)
+    spec = LSTMClassifier._state_arrays(huge["state"])
+    fake = {name: header(shape, np.dtype("<U1") if dtype == "U" else dtype)
+            for name, (shape, dtype) in spec.items()}
+    fake["meta"] = npy(np.frombuffer(json.dumps(huge).encode(), np.uint8))
+    with pytest.raises(ValueError, match="damaged.*MemoryError: the model's arrays would need"):
+        lstm_fast.load(write(tmp_path / "huge.npz", fake))
     big = dict(arrays)
     big["meta"] = np.zeros(1 << 25, np.uint8)  # over the metadata's cap
-    with pytest.raises(ValueError, match="meta is larger|lstm_fast model file"):
+    with pytest.raises(ValueError, match="lstm_fast model file"):
         lstm_fast.load(_write(tmp_path / "bigmeta.npz", big))
+    nested = dict(arrays, meta=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, np.uint8))
+    with pytest.raises(ValueError, match="lstm_fast model file"):
+        lstm_fast.load(_write(tmp_path / "nested.npz", nested))
 
 
 # ----------------------------------------------------------------------------- atomic writes

@@ -160,5 +160,7 @@ def test_a_fit_is_the_same_bits_on_one_and_two_threads():
     time loop split between them), and it promises the same bits as on one."""
     from lstm_fast._lstm import threads_for
 
-    assert threads_for(32, 64, 64) == 2 or lstm_fast._lstm.build_info()["max_threads"] < 2
+    if lstm_fast._lstm.build_info()["max_threads"] < 2:
+        pytest.skip("one core: nothing to compare")
+    assert threads_for(32, 64, 64) >= 2  # (the fit's layer calls do run on both)
     assert _fit_digest(1) == _fit_digest(2)
