@@ -21,10 +21,13 @@ __all__ = ["LSTM"]
 # layer-direction with more goes to the engine in runs of whole steps, one call each, the state
 # carried from one to the next and the weights packed by the first (see Workspace). Python
 # handles Ctrl-C between calls, so a forward or backward over a very long sequence stops within
-# one run, a fraction of a second. The runs give the results of one call (backward adds the
-# weight gradients run by run). Training's runs are a third as long: backward does twice the
-# forward's work.
+# one run, a fraction of a second. The runs give the results of one call (backward sums the
+# weight gradients run by run, in the workspace, and adds them in at the last run). Training's runs are a third as long: backward does twice the
+# forward's work. A run has at least _MIN_RUN_ROWS rows all the same: each run of a backward ends
+# in its own weight-gradient products, over the run's rows, and with a few hundred rows these
+# and their sums cost a tenth of the backward more.
 _CALL_MACS = 1 << 30
+_MIN_RUN_ROWS = 1024
 
 # Largest size of the engine's dimensions (its products take C ints).
 _MAX_DIM = 2**31 - 1
@@ -383,7 +386,8 @@ class LSTM:
         H, P = self.hidden_size, self.output_size
         work = (4 * H * (self._layer_input_size(layer) + P) + (H * P if self.proj_size else 0)
                 + 256 * H)
-        return max(1, _CALL_MACS // work), max(1, _CALL_MACS // (3 * work))
+        return (max(_MIN_RUN_ROWS, _CALL_MACS // work),
+                max(_MIN_RUN_ROWS, _CALL_MACS // (3 * work)))
 
     def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, threads,
                      cancel):
@@ -512,7 +516,8 @@ class LSTM:
                 backward_layer(layer_in[r0:r1], w_ih, w_hh, w_hr, batch_sizes, offsets,
                                d_out[r0:r1], direction * P, bool(direction), d_h[:b], d_c[:b],
                                *(a[r0:r1] for a in stored), d_in[r0:r1], *grads,
-                               n_threads=threads, workspace=workspace, prepared=i > 0)
+                               n_threads=threads, workspace=workspace, prepared=i > 0,
+                               finish=i == len(runs) - 1)
         self._workspaces[layer, direction] = workspace
         self._spare[layer, direction] = stored
         return d_in

@@ -60,20 +60,24 @@ class Packing:
         self._runs = {}
 
     def runs(self, rows):
-        """The packed steps in runs of whole steps, each of about ``rows`` rows (at least one
-        step), in time order: ``(batch_sizes, offsets, r0, r1)`` per run, its steps' sizes and
-        offsets (counted from its first row r0) and its rows ``r0:r1``. One run when all the
-        rows fit in it."""
+        """The packed steps in as few runs of whole steps as hold at most about ``rows`` rows
+        each, of about equal size (at least one step each), in time order: ``(batch_sizes,
+        offsets, r0, r1)`` per run, its steps' sizes and offsets (counted from its first row r0)
+        and its rows ``r0:r1``. One run when all the rows fit in it."""
         if self.n_rows <= rows:
             return [(self.batch_sizes, self.offsets, 0, self.n_rows)]
         runs = self._runs.get(rows)
         if runs is None:
             ends = self.offsets + self.batch_sizes
             bounds, steps = [0], len(self.batch_sizes)
+            share = -(-self.n_rows // -(-self.n_rows // rows))  # N over the runs, rounded up
             while bounds[-1] < steps:
                 t0 = bounds[-1]
-                t1 = int(np.searchsorted(ends, self.offsets[t0] + rows, side="right"))
-                bounds.append(min(steps, max(t1, t0 + 1)))
+                # through the first step that reaches the share, unless that passes `rows`
+                t1 = min(steps, int(np.searchsorted(ends, self.offsets[t0] + share)) + 1)
+                if t1 > t0 + 1 and ends[t1 - 1] - self.offsets[t0] > rows:
+                    t1 -= 1
+                bounds.append(t1)
             runs = []
             for t0, t1 in zip(bounds[:-1], bounds[1:]):
                 r0 = int(self.offsets[t0])

@@ -739,12 +739,15 @@ cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_
                             const floating *hidden_prev, const floating *w_ih_packed,
                             const floating *r, const floating *d_hidden_all, floating *d_x,
                             floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
-                            floating *d_bias, floating *w_t) noexcept nogil:
+                            floating *d_bias, floating *w_t, bint accumulate,
+                            bint finish) noexcept nogil:
     """The weight gradients, each one product over every packed row, split between `parts`.
 
     dW_ih and dW_hh are computed transposed, into w_t ((I + P) x 4H), then added: dA, as large as
     the whole sequence, is then the product's right operand, read once in column panels (and each
     part reads its own columns), while X and H_{t-1}, I + P wide, are the rows of the tiles.
+    With `accumulate`, w_t adds to what earlier runs of steps left there; only with `finish` is it
+    added into dW_ih and dW_hh (a strided pass, once per layer call rather than once per run).
     r (N x H) is R = o tanh(c) when projecting, else NULL.
     """
     cdef Py_ssize_t G = 4 * H
@@ -753,10 +756,11 @@ cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_
     cdef Py_ssize_t h0 = _first(H, part, parts), h1 = _first(H, part + 1, parts)
     # dW_ih^T = X^T dA,  dW_hh^T = H_prev^T dA, columns j0..j1   (I x N) (N x 4H), (P x N) (N x 4H)
     # db = the sums of dA's columns, on the way
-    gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, 0, w_t + j0, G,
+    gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, 1 if accumulate else 0, w_t + j0, G,
              P, hidden_prev, P, w_t + I * G + j0, G, d_bias + j0)
-    _add_transposed(j0, j1, I, w_t, G, d_w_ih)
-    _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
+    if finish:
+        _add_transposed(j0, j1, I, w_t, G, d_w_ih)
+        _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
     # dX += dA W_ih, rows n0..n1                                   (N x 4H) (4H x I)
     gemm_packed(n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
     if r != NULL:
@@ -777,7 +781,7 @@ cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, con
 def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t out_col,
                    bint reverse, d_hidden, d_cell, gates, tanh_cell, cell_prev, hidden_prev, d_x,
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
-                   Workspace workspace=None, bint prepared=False):
+                   Workspace workspace=None, bint prepared=False, bint finish=True):
     """Backpropagate through one layer-direction after a training forward_layer.
 
     Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
@@ -789,7 +793,10 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     projection ones may be None (no bias, no projection; then w_hr is None too).
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
-    prepared: as in forward_layer (the runs of a backward call go back in time).
+    prepared: as in forward_layer (the runs of a backward call go back in time); such a call
+    also adds to the transposed dW_ih, dW_hh that the earlier runs left in the workspace.
+    finish: add those into d_w_ih, d_w_hh (False for every run of steps but the last: their
+    weight gradients wait in the workspace for it).
 
     Every array and every value of batch_sizes and offsets is checked first, as forward_layer
     checks its own.
@@ -831,16 +838,16 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
         workspace = Workspace()  # held until the call returns: the buffers live in it
     if dt == cnp.NPY_FLOAT32:
         _backward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                        workspace, &key, prepared)
+                        workspace, &key, prepared, finish)
     else:
         _backward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                        workspace, &key, prepared)
+                        workspace, &key, prepared, finish)
 
 
 cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
                           Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
                           Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
-                          const _Packed *key, bint prepared) except *:
+                          const _Packed *key, bint prepared, bint finish) except *:
     """backward_layer on checked arrays: args are the data of its arrays, in its order; key says
     what the weights are (see Workspace)."""
     cdef Py_ssize_t G = 4 * H, j
@@ -868,23 +875,23 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
     cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[7]
     cdef floating *bufs[7]
-    # The workspace: first the packed weights (the same for every run of steps of a layer call),
-    # then the projection's gradients, the transposed dW_ih and dW_hh, the bias gradient.
+    # The workspace: first what every run of steps of a layer call shares (the packed weights,
+    # the transposed dW_ih and dW_hh), then the bias gradient and the projection's gradients.
     sizes[0] = packed_size(G, P, x)
     sizes[1] = packed_size(P, H, x) if project else 0
     sizes[2] = packed_size(G, I, x)
-    sizes[3] = B * H if project else 0
-    sizes[4] = N * P if project else 0
-    sizes[5] = (I + P) * G
-    sizes[6] = G
+    sizes[3] = (I + P) * G
+    sizes[4] = G
+    sizes[5] = B * H if project else 0
+    sizes[6] = N * P if project else 0
     _carve(ws, sizes, bufs, 7)
     cdef floating *w_hh_packed = bufs[0]
     cdef floating *w_hr_packed = bufs[1]
     cdef floating *w_ih_packed = bufs[2]
-    cdef floating *d_raw = bufs[3]
-    cdef floating *d_hidden_all = bufs[4]
-    cdef floating *w_t = bufs[5]
-    cdef floating *d_bias = bufs[6]
+    cdef floating *w_t = bufs[3]
+    cdef floating *d_bias = bufs[4]
+    cdef floating *d_raw = bufs[5]
+    cdef floating *d_hidden_all = bufs[6]
     cdef floating *r = tanh_cell if project else NULL
     cdef bint packed = ws.holds(key, prepared, "backward_layer")
     with nogil:
@@ -911,12 +918,13 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
             pack_into(False, G, I, w_ih, I, w_ih_packed)
         if nt == 1:
             _backward_weights(0, 1, N, I, H, P, gates, x, hidden_prev, w_ih_packed, r,
-                              d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t)
+                              d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t, packed,
+                              finish)
         else:
             with parallel(num_threads=nt):
                 _backward_weights(threadid(), lstm_team_size(), N, I, H, P, gates, x,
                                   hidden_prev, w_ih_packed, r, d_hidden_all, d_x, d_w_ih,
-                                  d_w_hh, d_w_hr, d_bias, w_t)
+                                  d_w_hh, d_w_hr, d_bias, w_t, packed, finish)
         for j in range(G):
             if d_b_ih != NULL:
                 d_b_ih[j] += d_bias[j]

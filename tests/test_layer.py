@@ -238,6 +238,9 @@ def test_packing_runs_cover_every_step_once():
                 np.searchsorted(packing.offsets, r0):][:len(bs)] - r0)
             assert r1 - r0 == bs.sum() and (nxt is None or nxt[2] == r1)
             assert len(bs) == 1 or r1 - r0 - bs[-1] < rows  # whole steps, about `rows` rows
+    full = lstm_fast._packing.packing_for(None, 50, 64)  # 50 steps of 64 rows
+    sizes = [r1 - r0 for _, _, r0, r1 in full.runs(1024)]
+    assert len(sizes) == 4 and max(sizes) <= 1024 and max(sizes) - min(sizes) <= 2 * 64
 
 
 def test_assigning_a_parameter_copies_it_in(dtype):
