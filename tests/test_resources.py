@@ -143,6 +143,9 @@ def test_absurd_sizes_are_refused_before_allocating(code, match):
 def _interrupt(code, wait_for="ready"):
     """Run ``code`` in a child, send it SIGINT a second after it prints ``wait_for``, and return
     the seconds from the signal to its next line, and its remaining output."""
+    # Python's own SIGINT handler, whatever the test run inherited (a background job, for one,
+    # starts with SIGINT ignored, and Python then leaves it so)
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + code
     child = subprocess.Popen([sys.executable, "-u", "-c", code], cwd=HERE, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
