@@ -23,9 +23,9 @@ except ImportError as _exc:
     raise ImportError(f"lstm_fast's compiled engine (lstm_fast._lstm) could not be imported "
                       f"from {_here}: {_why}") from None
 
-from ._estimators import LSTMClassifier, LSTMRegressor
-from ._layer import LSTM
-from ._persistence import load
+from .io import load
+from .models import LSTMClassifier, LSTMRegressor
+from .nn import LSTM
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from ._bench import SUITES, Case, blas_info, machine_info, run_benchmark
+from .bench import SUITES, Case, blas_info, machine_info, run_benchmark
 
 
 def _int_list(text):
@@ -147,7 +147,8 @@ def _describe_environment(out):
     forced = {k: v for k, v in m["env"].items() if v is not None}
     if forced:
         out.write(f"  warning: {forced} is set, forcing slower OpenBLAS kernels; unset both for "
-                  "the benchmark command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE lstm-fast ...\n")
+                  "the benchmark command: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                  "lstm-fast ...\n")
 
 
 def bench(args, out=None):

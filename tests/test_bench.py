@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from lstm_fast import cli
-from lstm_fast._bench import (STANDARD_SUITE, Case, _interleaved_medians, fma_peak,
+from lstm_fast.bench.harness import (STANDARD_SUITE, Case, _interleaved_medians, fma_peak,
                               run_benchmark)
 
 
@@ -83,9 +83,9 @@ def test_unknown_peer_is_refused():
 
 
 def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("lstm_fast._bench.gemm_roof", lambda dtype, threads, size: 1.0)
-    monkeypatch.setattr("lstm_fast._bench.fma_peak", lambda dtype, threads, iters: 2.0)
-    monkeypatch.setattr("lstm_fast._bench._let_threads_idle", lambda pause: None)
+    monkeypatch.setattr("lstm_fast.bench.harness.gemm_roof", lambda dtype, threads, size: 1.0)
+    monkeypatch.setattr("lstm_fast.bench.harness.fma_peak", lambda dtype, threads, iters: 2.0)
+    monkeypatch.setattr("lstm_fast.bench.harness._let_threads_idle", lambda pause: None)
     path = tmp_path / "out.json"
     code = cli.main(["bench", "--batch", "2", "--seq-len", "4", "--input-size", "3",
                      "--hidden-size", "5", "--lengths", "--dtype", "float64", "--threads", "1",

@@ -25,8 +25,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, note, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from lstm_fast._layer import param_shapes  # noqa: E402
-from lstm_fast._reference import reference_backward, reference_forward  # noqa: E402
+from lstm_fast.nn import param_shapes  # noqa: E402
+from lstm_fast.testing import reference_backward, reference_forward  # noqa: E402
 
 from conftest import HERE, RTOL, assert_close  # noqa: E402
 

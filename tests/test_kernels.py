@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 import lstm_fast
 from lstm_fast._lstm import activations, build_info, matmul
-from lstm_fast._reference import reference_backward, reference_forward
+from lstm_fast.testing import reference_backward, reference_forward
 
 from conftest import RTOL, assert_close, needs_packed_kernel
 

@@ -10,7 +10,7 @@ import pytest
 
 import lstm_fast
 from lstm_fast._lstm import build_info
-from lstm_fast._reference import reference_backward, reference_forward
+from lstm_fast.testing import reference_backward, reference_forward
 
 from conftest import assert_close, needs_packed_kernel
 
@@ -200,7 +200,7 @@ def test_runs_of_steps_give_the_results_of_one_call(dtype, monkeypatch, bidirect
     whole = copy.deepcopy(run())
     for rows in (1, 4, 7, 40):
         monkeypatch.setattr(lstm, "_call_rows", [(rows, rows)] * 2)
-        assert len(lstm_fast._packing.packing_for(lengths, T, B).runs(rows)) > 1
+        assert len(lstm_fast.nn.packing.packing_for(lengths, T, B).runs(rows)) > 1
         runs = run()
         for got, want in zip(_leaves(runs[:2]), _leaves(whole[:2])):
             if build_info()["matmul_kernel"] == "blas":  # BLAS's rows depend on the others
@@ -227,7 +227,7 @@ def random_state_for(lstm, B, rng):
 
 def test_packing_runs_cover_every_step_once():
     lengths = np.array([9, 3, 7, 1, 9])
-    packing = lstm_fast._packing.packing_for(lengths, 9, 5)
+    packing = lstm_fast.nn.packing.packing_for(lengths, 9, 5)
     for rows in (1, 2, 5, 11, 30):
         runs = packing.runs(rows)
         assert runs[0][2] == 0 and runs[-1][3] == packing.n_rows
@@ -238,7 +238,7 @@ def test_packing_runs_cover_every_step_once():
                 np.searchsorted(packing.offsets, r0):][:len(bs)] - r0)
             assert r1 - r0 == bs.sum() and (nxt is None or nxt[2] == r1)
             assert len(bs) == 1 or r1 - r0 - bs[-1] < rows  # whole steps, about `rows` rows
-    full = lstm_fast._packing.packing_for(None, 50, 64)  # 50 steps of 64 rows
+    full = lstm_fast.nn.packing.packing_for(None, 50, 64)  # 50 steps of 64 rows
     sizes = [r1 - r0 for _, _, r0, r1 in full.runs(1024)]
     assert len(sizes) == 4 and max(sizes) <= 1024 and max(sizes) - min(sizes) <= 2 * 64
 

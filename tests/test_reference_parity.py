@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lstm_fast
-from lstm_fast._reference import reference_backward, reference_forward
+from lstm_fast.testing import reference_backward, reference_forward
 
 from conftest import assert_close, random_state
 

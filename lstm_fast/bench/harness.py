@@ -3,8 +3,9 @@
 Each case is timed for every implementation with the same thread count, one implementation after
 the other with a pause between them: interleaving them sample by sample would let each one's idle
 thread pool (OpenBLAS and OpenMP workers spin for a while after a call) steal the second core from
-the next. The figure kept is the median per call over the samples. GF/s counts forward FLOPs = 2*T*B*4H*(I+P) (+ 2*T*B*H*P with projection) per
-layer and direction, with valid steps only under ``lengths``; training counts three times that.
+the next. The figure kept is the median per call over the samples. GF/s counts forward FLOPs =
+2*T*B*4H*(I+P) (+ 2*T*B*H*P with projection) per layer and direction, with valid steps only
+under ``lengths``; training counts three times that.
 """
 
 import dataclasses
@@ -17,8 +18,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from ._layer import LSTM
-from ._reference import reference_backward, reference_forward
+from ..nn import LSTM
+from ..testing import reference_backward, reference_forward
 
 __all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "fma_peak", "machine_info",
            "blas_info"]
@@ -26,7 +27,8 @@ __all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "fma_peak", "
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One problem size: batch B, steps T, input I, hidden H, layers, directions, projection, dtype."""
+    """One problem size: batch B, steps T, input I, hidden H, layers, directions, projection,
+    dtype."""
 
     batch: int
     seq_len: int
@@ -153,7 +155,8 @@ class _Torch:
         self.lstm = torch.nn.LSTM(case.input_size, case.hidden_size, num_layers=case.layers,
                                   bidirectional=case.bidirectional, proj_size=case.proj_size,
                                   dtype=dtype)
-        self.lstm.load_state_dict({k: torch.from_numpy(v) for k, v in ours.lstm.state_dict().items()})
+        self.lstm.load_state_dict({k: torch.from_numpy(v)
+                                   for k, v in ours.lstm.state_dict().items()})
         self.x = torch.from_numpy(ours.x).requires_grad_(training)
         self.lengths = None if ours.lengths is None else torch.as_tensor(ours.lengths)
         self.training, self.seq_len = training, case.seq_len
@@ -255,7 +258,7 @@ def fma_peak(dtype, threads, iters=20_000_000, repeat=3):
     """GF/s of the cores' vector FMA units: the best of ``repeat`` runs of independent FMA chains
     on ``threads`` threads (``iters`` rounds of 12 FMAs each). No product can run faster on this
     machine; 0.0 where the engine has no packed kernel (no AVX2 or AVX-512)."""
-    from ._lstm import fma_peak as chains
+    from .._lstm import fma_peak as chains
 
     return max(chains(np.dtype(dtype) == np.float64, threads, iters) for _ in range(repeat))
 

@@ -9,23 +9,23 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._checks import (LARGE_BYTES, as_float_array, check_dtype, check_finite, check_int,
+from .._checks import (LARGE_BYTES, as_float_array, check_dtype, check_finite, check_int,
                       check_memory)
-from ._lstm import Workspace, backward_layer, forward_layer, threads_for
-from ._packing import packing_for
+from .._lstm import Workspace, backward_layer, forward_layer, threads_for
+from .packing import packing_for
 
 __all__ = ["LSTM"]
 
 # Work of one engine call at most, in multiply-adds (a row's gate pass, element-wise and at
-# batch 1 slower per element than a product's multiply-add, counted as 256 H): a
-# layer-direction with more goes to the engine in runs of whole steps, one call each, the state
-# carried from one to the next and the weights packed by the first (see Workspace). Python
-# handles Ctrl-C between calls, so a forward or backward over a very long sequence stops within
-# one run, a fraction of a second. The runs give the results of one call (backward sums the
-# weight gradients run by run, in the workspace, and adds them in at the last run). Training's runs are a third as long: backward does twice the
-# forward's work. A run has at least _MIN_RUN_ROWS rows all the same: each run of a backward ends
-# in its own weight-gradient products, over the run's rows, and with a few hundred rows these
-# and their sums cost a tenth of the backward more.
+# batch 1 slower per element than a product's multiply-add, counted as 256 H): a layer-direction
+# with more goes to the engine in runs of whole steps, one call each, the state carried from one
+# to the next and the weights packed by the first (see Workspace). Python handles Ctrl-C between
+# calls, so a forward or backward over a very long sequence stops within one run, a fraction of
+# a second. The runs give the results of one call (backward sums the weight gradients of its
+# runs in the workspace and adds them in at the last). Training's runs are a third as long:
+# backward does twice the forward's work. A run has at least _MIN_RUN_ROWS rows: each backward
+# run ends in weight-gradient products over its rows, which with a few hundred rows cost a tenth
+# of the backward more.
 _CALL_MACS = 1 << 30
 _MIN_RUN_ROWS = 1024
 
@@ -73,16 +73,22 @@ class LSTM:
 
     Notes
     -----
-    Initialisation: each ``[i, f, g, o]`` block of ``weight_hh`` is (semi-)orthogonal, ``weight_ih`` and
-    ``weight_hr`` are Glorot-uniform, biases are 0 except the forget block of ``bias_ih``. The same
-    ``random_state`` gives the same weights.
+    Initialisation: each ``[i, f, g, o]`` block of ``weight_hh`` is (semi-)orthogonal,
+    ``weight_ih`` and ``weight_hr`` are Glorot-uniform, biases are 0 except the forget block of
+    ``bias_ih``. The same ``random_state`` gives the same weights. Assigning a parameter
+    (``lstm.weight_ih_l0 = w``) checks ``w`` and copies it into the parameter.
 
     Inputs must be finite: NaN or infinity in ``x`` or ``hx`` raises a ValueError instead of
     propagating silently through every later step.
 
-    ``forward`` and ``backward`` run their time loops with the GIL released; several threads may call
-    ``forward(..., training=False)`` on one layer at once. A ``training=True`` forward keeps its
-    activations for exactly one ``backward``.
+    ``forward`` and ``backward`` run their time loops with the GIL released; several threads may
+    call ``forward(..., training=False)`` on one layer at once. A ``training=True`` forward keeps
+    its activations for exactly one ``backward`` in the same thread: a layer trains in one thread
+    at a time (another thread's training call meanwhile is a RuntimeError).
+
+    A long call (more than about 2^30 multiply-adds a layer-direction) goes to the engine in runs
+    of whole steps, so that Ctrl-C stops it within a run, a fraction of a second; the results are
+    those of one call.
 
     Examples
     --------
@@ -280,11 +286,12 @@ class LSTM:
         x : array-like of shape (T, B, input_size), (B, T, input_size) or (T, input_size)
             Time-major input, batch-first when ``batch_first``, or one unbatched sequence.
         hx : tuple (h_0, c_0) or None
-            Initial states of shapes ``(D*num_layers, B, H_out)`` and ``(D*num_layers, B, hidden_size)``
+            Initial states of shapes ``(D*num_layers, B, H_out)`` and
+            ``(D*num_layers, B, hidden_size)``
             (no B axis for unbatched input); zeros when None.
         lengths : array-like of int, shape (B,), optional
-            Valid steps of each sequence, in ``[1, T]``. Later steps are padding: they do not influence
-            anything and their output rows are 0 (PyTorch's packed-sequence semantics).
+            Valid steps of each sequence, in ``[1, T]``. Later steps are padding: they do not
+            influence anything and their output rows are 0 (PyTorch's packed-sequence semantics).
         training : bool, default=False
             Keep what ``backward`` needs and apply ``dropout`` between layers.
 
@@ -470,7 +477,8 @@ class LSTM:
         g = as_float_array(grad_output, "grad_output", self.dtype)
         expected = self._user_shape(state["out_shape"], batched)
         if g.shape != expected:
-            raise ValueError(f"grad_output must have shape {expected} like the output, got {g.shape}")
+            raise ValueError(f"grad_output must have shape {expected} like the output, got "
+                             f"{g.shape}")
         check_finite(g, "grad_output")
         d_h = self._state_or_zeros(grad_h_n, "grad_h_n", (D * L, B, P), batched, packing)
         d_c = self._state_or_zeros(grad_c_n, "grad_c_n", (D * L, B, H), batched, packing)
@@ -584,7 +592,8 @@ class LSTM:
             raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
         expected = (B,) if batched else ((), (1,))
         if (batched and lengths.shape != (B,)) or (not batched and lengths.shape not in expected):
-            raise ValueError(f"lengths must have shape {(B,)}, one per sequence, got {lengths.shape}")
+            raise ValueError(f"lengths must have shape {(B,)}, one per sequence, got "
+                             f"{lengths.shape}")
         if lengths.min() < 1 or lengths.max() > T:
             raise ValueError(f"lengths must be in [1, T={T}], got values in "
                              f"[{lengths.min()}, {lengths.max()}]")
@@ -614,7 +623,8 @@ class LSTM:
         a = as_float_array(a, name, self.dtype)
         want = shape if batched else (shape[0], shape[2])
         if a.shape != want:
-            raise ValueError(f"{name} must have shape {want} like the forward's state, got {a.shape}")
+            raise ValueError(f"{name} must have shape {want} like the forward's state, got "
+                             f"{a.shape}")
         check_finite(a, name)
         return packing.sort_state(a if batched else a[:, None, :])
 

@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from ._checks import check_memory
+from .._checks import check_memory
 
 __all__ = ["save", "load"]
 
@@ -83,7 +83,7 @@ def load(file):
         missing, unexpected, misshapen, of the wrong type, or not finite), or has another
         format version.
     """
-    from ._estimators import LSTMClassifier, LSTMRegressor
+    from ..models import LSTMClassifier, LSTMRegressor
 
     name = repr(file) if not hasattr(file, "read") else "the file"
     try:

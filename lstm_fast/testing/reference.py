@@ -2,7 +2,8 @@
 
 It works on padded time-major arrays with a (T, B) validity mask, one time step at a time, exactly
 as the equations read (only the input projection is hoisted out of the loop); it shares no code with
-the engine and is the NumPy peer of the benchmark. Parameters are a dict with PyTorch's names and layouts (see ``LSTM.state_dict``).
+the engine and is the NumPy peer of the benchmark. Parameters are a dict with PyTorch's names
+and layouts (see ``LSTM.state_dict``).
 """
 
 import numpy as np

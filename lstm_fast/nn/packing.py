@@ -1,8 +1,9 @@
 """Packed-sequence bookkeeping: the layout the engine runs on.
 
 Sequences are sorted by length (longest first, stable) and laid out time-major with the padding
-dropped, as cuDNN and PyTorch's ``PackedSequence`` do: step ``t`` is ``batch_sizes[t]`` consecutive rows
-starting at ``offsets[t]``. With no ``lengths`` the packed array is the padded one, reshaped, no copy.
+dropped, as cuDNN and PyTorch's ``PackedSequence`` do: step ``t`` is ``batch_sizes[t]``
+consecutive rows starting at ``offsets[t]``. With no ``lengths`` the packed array is the padded
+one, reshaped, no copy.
 """
 
 import functools
@@ -44,7 +45,8 @@ class Packing:
             self.order = np.argsort(-lengths, kind="stable")
             sorted_lengths = lengths[self.order]
             steps = np.arange(sorted_lengths[0])
-            self.batch_sizes = (sorted_lengths[None, :] > steps[:, None]).sum(axis=1).astype(np.intp)
+            self.batch_sizes = (sorted_lengths[None, :] > steps[:, None]).sum(axis=1).astype(
+                np.intp)
             # packed row n is step steps[n] of sequence seqs[n] (original order); np.nonzero walks
             # the (T, B) validity mask of the sorted batch time-major, as the packed rows run
             valid = np.arange(T)[:, None] < sorted_lengths[None, :]

@@ -1,4 +1,5 @@
-"""Estimator input: 3-D arrays, 2-D univariate series or ragged lists, to padded arrays + lengths."""
+"""Estimator input: 3-D arrays, 2-D univariate series or ragged lists, to padded arrays and
+lengths."""
 
 import contextlib
 import re
@@ -6,7 +7,7 @@ import re
 import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
-__all__ = ["SequenceData", "check_sequences", "naming"]
+__all__ = ["SequenceData", "check_sequences", "naming", "refuse_times"]
 
 
 @contextlib.contextmanager
@@ -46,7 +47,7 @@ class SequenceData:
         return SequenceData(self.X[index, :lengths.max()], lengths)
 
 
-def _refuse_times(a, name):
+def refuse_times(a, name):
     """Dates and durations are not numbers to learn from as they are: say so, instead of
     letting them be cast to seconds since 1970."""
     if getattr(getattr(a, "dtype", None), "kind", None) in ("M", "m"):
@@ -82,7 +83,7 @@ def _check_sequences(estimator, X, reset, dtype):
                 raise ValueError(f"X[{i}] must be one sequence, a 2-D array (n_timesteps, "
                                  f"n_features) or a 1-D univariate one; got shape "
                                  f"{getattr(x, 'shape', None)}")
-            _refuse_times(x, f"X[{i}]")
+            refuse_times(x, f"X[{i}]")
             x = check_array(x, dtype=dtype, ensure_2d=False, ensure_all_finite=True,
                             input_name=f"X[{i}]")
             seqs.append(x[:, None] if x.ndim == 1 else x)
@@ -102,7 +103,7 @@ def _check_sequences(estimator, X, reset, dtype):
             raise ValueError("X is a ragged nested list: give sequences of different lengths "
                              "as a list of arrays, one (n_timesteps, n_features) or "
                              "(n_timesteps,) array each") from None
-    _refuse_times(X, "X")
+    refuse_times(X, "X")
     ndim = getattr(X, "ndim", None)
     if ndim == 3:
         X = check_array(X, dtype=dtype, allow_nd=True, ensure_all_finite=True)

@@ -1,0 +1,203 @@
+"""The recurrent estimators' common base: parameters, the model (a recurrent layer read out by a
+dense layer on its last hidden state), fit and prediction. Training (_training.py) and the saved
+state (_state.py) are mixins of their own."""
+
+import numbers
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from .._checks import check_dtype
+from ..nn import LSTM
+from ._sequences import SequenceData, check_sequences
+from ._state import SHAPE_PARAMS, StateMixin, param_value
+from ._training import TrainingMixin
+
+__all__ = ["BaseLSTMEstimator"]
+
+# Sequences per forward call at prediction time (bounds memory, whatever the data size).
+_PREDICT_BATCH = 512
+
+
+class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
+    """Common training machinery of LSTMClassifier and LSTMRegressor."""
+
+    _parameter_constraints = {
+        "hidden_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_layers": [Interval(numbers.Integral, 1, None, closed="left")],
+        "bidirectional": ["boolean"],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "proj_size": [Interval(numbers.Integral, 0, None, closed="left")],
+        "solver": [StrOptions({"adam", "sgd"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "clip_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "shuffle": ["boolean"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "standardize": ["boolean"],
+    }
+
+    def __init__(self, hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,
+                 proj_size=0, solver="adam", learning_rate_init=1e-3, batch_size=32, max_iter=200,
+                 alpha=0.0, clip_grad_norm=5.0, shuffle=True, tol=1e-4, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
+                 dtype="float32", n_threads=None, standardize=True):
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.proj_size = proj_size
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.alpha = alpha
+        self.clip_grad_norm = clip_grad_norm
+        self.shuffle = shuffle
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.standardize = standardize
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def fit(self, X, y):
+        """Fit the model to sequences ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_timesteps, n_features), array of shape
+            (n_samples, n_timesteps) (univariate series), or list of arrays (T_i, n_features)
+            or (T_i,) (univariate sequences of different lengths)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For bad input or parameters, or if training diverges (the loss or the gradients
+            become NaN or infinite).
+        KeyboardInterrupt
+            On Ctrl-C, within a mini-batch step.
+
+        Notes
+        -----
+        Whatever stops a fit early (an exception, divergence, Ctrl-C), the estimator is left as
+        it was after its last completed epoch, or as it was before the call if it completed
+        none: never half-way through an epoch, never with non-finite parameters.
+        """
+        return self._fit(X, y, incremental=False)
+
+    def save(self, path):
+        """Write the fitted model to ``path`` (a file name or a binary file object): .npz
+        arrays and JSON metadata; loading runs no code. A file name is written atomically.
+
+        See :func:`lstm_fast.load`.
+        """
+        from ..io import save
+        save(self, path)
+
+    def _initialize(self, data, n_outputs):
+        self._rng = check_random_state(self.random_state)
+        dtype = check_dtype(self.dtype)
+        n_features = data.X.shape[2]
+        self.lstm_ = LSTM(n_features, self.hidden_size, num_layers=self.num_layers,
+                          bidirectional=self.bidirectional, dropout=self.dropout,
+                          proj_size=self.proj_size, batch_first=True, dtype=dtype,
+                          random_state=self._rng.randint(np.iinfo(np.int32).max))
+        self._architecture = dict({name: param_value(name, getattr(self, name))
+                                   for name in SHAPE_PARAMS},
+                                  n_features=n_features, n_outputs=n_outputs)
+        if self.standardize:
+            valid = data.X.reshape(-1, n_features) if data.lengths is None else np.concatenate(
+                [x[:n] for x, n in zip(data.X, data.lengths)])
+            mean, std = valid.mean(axis=0, dtype=np.float64), valid.std(axis=0, dtype=np.float64)
+            std[std < 10 * np.finfo(dtype).eps] = 1.0
+        else:
+            mean, std = np.zeros(n_features), np.ones(n_features)
+        self.scaler_mean_, self.scaler_scale_ = mean.astype(dtype), std.astype(dtype)
+        n_in = self.lstm_.num_directions * self.lstm_.output_size
+        limit = np.sqrt(6.0 / (n_in + n_outputs))
+        self.coefs_ = [self._rng.uniform(-limit, limit, (n_in, n_outputs)).astype(dtype)]
+        self.intercepts_ = [np.zeros(n_outputs, dtype=dtype)]
+        self.n_iter_, self.t_ = 0, 0
+        self.loss_curve_ = []
+        self.loss_ = None
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_, self.best_validation_score_ = None, None
+            self.best_loss_ = np.inf
+
+    def _parameters(self):
+        return [p for _, p in self.lstm_.named_parameters()] + self.coefs_ + self.intercepts_
+
+    def _threads(self):
+        return self.n_threads or os.cpu_count() or 1
+
+    def _standardized(self, data):
+        X = (data.X - self.scaler_mean_) / self.scaler_scale_
+        if data.lengths is not None:
+            X[np.arange(X.shape[1])[None, :] >= data.lengths[:, None]] = 0
+        return SequenceData(X.astype(self.scaler_mean_.dtype, copy=False), data.lengths)
+
+    def _last_hidden(self, h_n):
+        """(D*L, B, P) final states -> (B, D*P): the last layer's, directions side by side."""
+        D = self.lstm_.num_directions
+        return np.concatenate(list(h_n[-D:]), axis=1)
+
+    def _decision(self, X):
+        """Output-layer values (logits or regression outputs) for ``X``, in float64."""
+        check_is_fitted(self)
+        data = self._standardized(check_sequences(self, X, reset=False, dtype=self.lstm_.dtype))
+        return self._decision_standardized(data)
+
+    def _decision_standardized(self, data):
+        out = np.empty((len(data), self.coefs_[0].shape[1]))
+        with threadpool_limits(limits=self._threads()):
+            for start in range(0, len(data), _PREDICT_BATCH):
+                index = np.arange(start, min(start + _PREDICT_BATCH, len(data)))
+                part = data.take(index)
+                _, (h_n, _) = self.lstm_.forward(part.X, lengths=part.lengths)
+                features = self._last_hidden(h_n).astype(np.float64)
+                out[index] = features @ self.coefs_[0] + self.intercepts_[0]
+        return out

@@ -1,0 +1,87 @@
+"""The estimators' shared parameter and attribute documentation."""
+
+PARAMS_DOC = """
+    Parameters
+    ----------
+    hidden_size : int, default=64
+        Size of the LSTM's cell state.
+    num_layers : int, default=1
+        Stacked LSTM layers.
+    bidirectional : bool, default=False
+        Also read the sequences backwards; the output layer sees both directions' last states.
+    dropout : float, default=0.0
+        Dropout between LSTM layers during training.
+    proj_size : int, default=0
+        If > 0, the LSTM's hidden state is projected to this size.
+    solver : {"adam", "sgd"}, default="adam"
+        Optimiser: Adam, or SGD with momentum.
+    learning_rate_init : float, default=1e-3
+        Step size.
+    batch_size : int, default=32
+        Sequences per mini-batch (clipped to the number of samples).
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    alpha : float, default=0.0
+        L2 penalty (weight decay) on every weight matrix, not on biases.
+    clip_grad_norm : float or None, default=5.0
+        Rescale the gradient when its global L2 norm exceeds this; None turns clipping off.
+    shuffle : bool, default=True
+        Shuffle the samples every epoch.
+    tol : float, default=1e-4
+        Improvement of the loss (or validation score) below which an epoch counts as no progress.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified for the classifier), stop when its
+        score stops improving and keep the best parameters.
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without progress (see ``tol``) before stopping.
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's moment decay rates and numerical constant.
+    momentum : float, default=0.9
+        SGD momentum.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling, validation split and dropout. The same ``random_state``
+        and ``n_threads`` give bitwise identical fitted models.
+    verbose : int, default=0
+        If > 0, print one line per epoch (epoch, loss, validation score, seconds).
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters instead of re-initialising.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the parameters and computations.
+    n_threads : int or None, default=None
+        Threads for BLAS and the engine during fit and predict (restored afterwards); None uses
+        every core.
+    standardize : bool, default=True
+        Standardise every input feature with the mean and standard deviation seen by the first
+        ``fit`` (over valid steps only), applied again at predict time.
+"""
+
+ATTRS_DOC = """
+    Attributes
+    ----------
+    lstm_ : LSTM
+        The fitted recurrent layer.
+    coefs_ : list of one ndarray of shape (D * H_out, n_outputs)
+        Weights of the output layer.
+    intercepts_ : list of one ndarray of shape (n_outputs,)
+        Biases of the output layer.
+    loss_ : float
+        Training loss of the last epoch (with the L2 term).
+    loss_curve_ : list of float
+        Training loss of every epoch.
+    best_loss_ : float or None
+        Lowest training loss seen (None with early stopping).
+    validation_scores_ : list of float or None
+        Validation score of every epoch (early stopping only).
+    best_validation_score_ : float or None
+        Best validation score (early stopping only).
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training samples seen.
+    n_features_in_ : int
+        Features per step (3-D or list input), or steps of the univariate series (2-D input).
+    scaler_mean_, scaler_scale_ : ndarray of shape (n_features,)
+        The standardisation (zeros and ones when ``standardize=False``).
+"""

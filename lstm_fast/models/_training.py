@@ -1,0 +1,205 @@
+"""Training: epochs of mini-batch steps (BPTT in the engine), stopping rules, divergence, and a
+checkpoint that undoes a fit that stops early."""
+
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
+
+from .._checks import check_dtype
+from .._lstm import all_finite
+from ..optim import clip_global_norm, configure, make_optimizer
+from ._sequences import check_sequences, naming
+from ._state import SHAPE_PARAMS, Checkpoint, param_value
+
+__all__ = ["TrainingMixin"]
+
+
+class TrainingMixin:
+    """fit and partial_fit of the recurrent estimators (see BaseLSTMEstimator)."""
+
+    def _fit(self, X, y, incremental, classes=None):
+        """fit and partial_fit, undone back to the last completed epoch if anything raises."""
+        self._validate_params()
+        checkpoint = Checkpoint(self)
+        try:
+            self._fit_checked(X, y, incremental, classes, checkpoint)
+        except BaseException:
+            checkpoint.restore(self)
+            raise
+        return self
+
+    def _fit_checked(self, X, y, incremental, classes, checkpoint):
+        dtype = check_dtype(self.dtype)
+        first = not hasattr(self, "lstm_") or not (incremental or self.warm_start)
+        if not first:
+            self._check_same_shape("partial_fit" if incremental else "a warm_start fit")
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None.")
+        data = check_sequences(self, X, reset=first, dtype=dtype)
+        with naming("y"):
+            targets = self._check_targets(y, first, incremental, classes)
+        if len(targets) != len(data):
+            raise ValueError(f"X and y have inconsistent numbers of samples: {len(data)} and "
+                             f"{len(targets)}")
+        if first:
+            self._initialize(data, targets.shape[1] if targets.ndim == 2 else len(self.classes_))
+        self.lstm_.dropout = self.dropout
+        self._optimizer = self._optimizer_for(keep_state=incremental)
+        data = self._standardized(data)
+        with threadpool_limits(limits=self._threads()):
+            if incremental:
+                self._epoch(data, targets)
+            else:
+                self._fit_epochs(data, targets, checkpoint)
+
+    def _check_same_shape(self, how):
+        """Refuse a continued fit whose parameters ask for another model shape."""
+        for name, fitted in self._architecture.items():
+            if name in SHAPE_PARAMS and param_value(name, getattr(self, name)) != fitted:
+                raise ValueError(
+                    f"{how} cannot change {name} from {fitted!r} to {getattr(self, name)!r}: "
+                    f"the fitted model keeps its shape. Fit with warm_start=False (or a new "
+                    f"estimator) to train a model of the new shape.")
+
+    def _optimizer_settings(self):
+        return dict(learning_rate=self.learning_rate_init, momentum=self.momentum,
+                    beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+
+    def _optimizer_for(self, keep_state):
+        """The optimiser for this call: the current one with the current settings (partial_fit
+        with the same solver), else a new one."""
+        optimizer = getattr(self, "_optimizer", None)
+        if keep_state and optimizer is not None and optimizer.solver == self.solver:
+            configure(optimizer, self._optimizer_settings())
+            return optimizer
+        return make_optimizer(self.solver, self._parameters(), self._optimizer_settings())
+
+    def _gradients(self):
+        return list(self.lstm_.grads.values())
+
+    def _fit_epochs(self, data, targets, checkpoint):
+        train, train_y, val, val_y = data, targets, None, None
+        if self.early_stopping:
+            train_idx, val_idx = self._validation_split(targets)
+            train, train_y = data.take(train_idx), targets[train_idx]
+            val, val_y = data.take(val_idx), targets[val_idx]
+            self._best_parameters = None
+        for _ in range(self.max_iter):
+            start = time.perf_counter()
+            self._epoch(train, train_y)
+            score = self._score_encoded(val, val_y) if val is not None else None
+            if self.verbose:
+                shown = "-" if score is None else f"{score:.6f}"
+                print(f"Epoch {self.n_iter_}: loss {self.loss_:.6f}, validation score {shown}, "
+                      f"{time.perf_counter() - start:.2f}s")
+            stop = self._no_progress(score)
+            checkpoint.save(self)
+            if stop:
+                if self.verbose:
+                    print(f"No progress for more than {self.n_iter_no_change} epochs. Stopping.")
+                break
+        else:
+            warnings.warn(f"Stochastic optimiser: maximum iterations ({self.max_iter}) reached "
+                          "and the optimisation hasn't converged yet.", ConvergenceWarning)
+        if self.early_stopping and self._best_parameters is not None:
+            for p, best in zip(self._parameters(), self._best_parameters):
+                p[...] = best
+
+    def _validation_split(self, targets):
+        """Training and validation indices for early stopping (stratified for classifiers), or
+        a ValueError if the data are too few to split so."""
+        n = len(targets)
+        n_val = int(np.ceil(self.validation_fraction * n))  # as train_test_split counts
+        classifier = isinstance(self, ClassifierMixin)
+        counts = np.bincount(targets) if classifier else None
+        need = max(2, len(self.classes_)) if classifier else 2
+        if n_val < need or n - n_val < need or (classifier and counts.min() < 2):
+            what = (f"at least {need} samples in each part and 2 of every class"
+                    if classifier else "at least 2 samples in each part (R2 needs 2)")
+            raise ValueError(
+                f"early_stopping holds out validation_fraction={self.validation_fraction} of "
+                f"the {n} samples ({n_val}) to score each epoch, and needs {what}: raise "
+                "validation_fraction, give more samples, or set early_stopping=False")
+        return train_test_split(np.arange(n), test_size=self.validation_fraction,
+                                stratify=targets if classifier else None,
+                                random_state=self._rng.randint(np.iinfo(np.int32).max))
+
+    def _no_progress(self, score):
+        """Update the progress counters after an epoch; True when training should stop."""
+        if self.early_stopping:
+            self.validation_scores_.append(score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_parameters = [p.copy() for p in self._parameters()]
+        else:
+            if self.loss_ > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, self.loss_)
+        return self._no_improvement_count > self.n_iter_no_change
+
+    def _epoch(self, data, targets):
+        n = len(data)
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        batch = min(self.batch_size, n)
+        total = 0.0
+        for start in range(0, n, batch):
+            index = order[start:start + batch]
+            total += self._step(data.take(index), targets[index]) * len(index)
+        if not all(all_finite(p) for p in self._parameters()):
+            self._diverged("the parameters")
+        loss = total / n
+        if self.alpha:
+            weights = [p for name, p in self.lstm_.named_parameters() if name.startswith("weight")]
+            loss += 0.5 * self.alpha * sum(float(np.vdot(w, w)) for w in weights + self.coefs_) / n
+        if not np.isfinite(loss):
+            self._diverged("the loss")
+        self.loss_ = loss
+        self.loss_curve_.append(self.loss_)
+        self.n_iter_ += 1
+        self.t_ += n
+
+    def _step(self, batch, targets):
+        """Forward, backward and one optimiser update on a mini-batch; returns the mean loss."""
+        lstm = self.lstm_
+        output, (h_n, _) = lstm.forward(batch.X, lengths=batch.lengths, training=True)
+        features = self._last_hidden(h_n)
+        logits = features @ self.coefs_[0] + self.intercepts_[0]
+        loss, d_logits = self._loss_and_gradient(logits, targets)
+        if not np.isfinite(loss):
+            self._diverged("the loss")
+        d_coef, d_intercept = features.T @ d_logits, d_logits.sum(axis=0)
+        d_h_n = np.zeros_like(h_n)
+        D, L = lstm.num_directions, lstm.num_layers
+        d_h_n[(L - 1) * D:] = (d_logits @ self.coefs_[0].T).reshape(
+            len(features), D, -1).transpose(1, 0, 2)
+        lstm.zero_grad()
+        lstm.backward(np.zeros_like(output), grad_h_n=d_h_n)
+        grads = self._gradients() + [d_coef, d_intercept]
+        if self.alpha:
+            for (name, p), g in zip(lstm.named_parameters(), grads):
+                if name.startswith("weight"):
+                    g += (self.alpha / len(features)) * p
+            d_coef += (self.alpha / len(features)) * self.coefs_[0]
+        if not np.isfinite(clip_global_norm(grads, self.clip_grad_norm)):
+            self._diverged("the gradients")
+        self._optimizer.step(grads)
+        return loss
+
+    def _diverged(self, what):
+        raise ValueError(
+            f"{type(self).__name__}: training diverged at epoch {self.n_iter_ + 1} ({what} "
+            "became NaN or infinite). The estimator is left as after its last completed epoch "
+            "(or as before this call). Lower learning_rate_init, keep clip_grad_norm on, or "
+            "scale the data.")
