@@ -1,14 +1,22 @@
-# The LSTM time loops for one layer and one direction, forward and backward (BPTT).
+# The engine's entry points: forward_layer and backward_layer run one layer-direction of a cell
+# (LSTM, GRU, plain RNN, in PyTorch's semantics) over packed sequences, forward and backward
+# (BPTT); with the workspace they take their buffers from, the threads' choices and test helpers.
 #
 # Sequences arrive packed (as cuDNN and PyTorch's PackedSequence lay them out): sorted by length,
 # longest first, time-major, step t holding rows offsets[t] .. offsets[t] + batch_sizes[t] - 1 of a
-# (N x features) array.  At step t only the first batch_sizes[t] sequences are active, so every GEMM
-# and the fused pass run on those rows alone: padded steps cost nothing and touch nothing.  Rows of
-# the state buffers that are not active keep their value, which is how each sequence ends with its own
-# final state (forward direction) and starts from h_0 at its own last step (reverse direction).
+# (N x features) array.  At step t only the first batch_sizes[t] sequences are active, so every
+# GEMM and the fused pass run on those rows alone: padded steps cost nothing and touch nothing.
+# Rows of the state buffers that are not active keep their value, which is how each sequence ends
+# with its own final state (forward direction) and starts from h_0 at its own last step (reverse).
 #
-# Dimensions: T steps, B sequences, N packed rows, I input, H hidden, P = proj_size or H.
-# Weights in PyTorch's layout: W_ih (4H x I), W_hh (4H x P), W_hr (P x H).
+# A cell is G = k H gate columns (LSTM k = 4 [i, f, g, o], GRU 3 [r, z, n], RNN 1) and its fused
+# forward and backward passes (_gates.pxd); the loops (_loops.pxd), products (_blas.pxd), lengths
+# and threads (_team.pxd) are shared. The GRU's recurrent product is kept apart from the input's
+# (its n block is scaled by r). _args.pxd checks every argument before a loop runs.
+#
+# Dimensions: T steps, B sequences, N packed rows, I input, H hidden, P = proj_size or H (LSTM;
+# the others have no projection), G gate columns.
+# Weights in PyTorch's layout: W_ih (G x I), W_hh (G x P), W_hr (P x H).
 
 from cython cimport floating
 cimport numpy as cnp
@@ -20,9 +28,15 @@ import time
 
 cnp.import_array()
 
-from _blas cimport (gemm_packed, gemm_packed2, gemm_tn2, lstm_aligned_alloc, lstm_panel_width_d,
+from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
+                   _dim)
+from _blas cimport (gemm_packed, gemm_tn2, lstm_aligned_alloc, lstm_panel_width_d,
                    lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width)
-from _gates cimport activations_, gates_forward, gates_backward, lstm_gate_kernel
+from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
+                    lstm_gate_kernel)
+from _loops cimport _backward_steps, _backward_weights, _forward_steps
+from _team cimport (_first, _split_by_rows, lstm_max_threads, lstm_team_barrier,
+                   lstm_team_size)
 
 cdef extern from "lstm_checks.h" nogil:
     int lstm_all_finite_f(const float *a, Py_ssize_t n)
@@ -69,6 +83,11 @@ def build_info():
                 max_threads=lstm_max_threads())
 
 
+#: The cells' numbers: {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}.
+CELL_KINDS = {"lstm": CELL_LSTM, "gru": CELL_GRU, "rnn_tanh": CELL_RNN_TANH,
+              "rnn_relu": CELL_RNN_RELU}
+
+
 # The input projection is computed for about this many bytes of gate rows at a time (at least one
 # step): they stay in L1/L2 next to the weights until the recurrent steps add to them, and inference
 # needs only O(B*H) workspace.  (Measured on rows 4-5 of the standard grid: 64 KiB was 2-5% faster
@@ -92,83 +111,6 @@ cdef enum:
 cdef enum:
     PARALLEL_MIN_MACS = 1 << 18
 
-cdef extern from *:
-    """
-    #include <sched.h>
-    #ifdef _OPENMP
-    #include <omp.h>
-    static int lstm_max_threads(void) { return omp_get_max_threads(); }
-    static int lstm_team_size(void) { return omp_get_num_threads(); }
-    #else
-    static int lstm_max_threads(void) { return 1; }
-    static int lstm_team_size(void) { return 1; }
-    #endif
-
-    /* Where the threads of one parallel time loop meet after each product and pass (zeroed
-     * before the region). Not OpenMP's barrier: libgomp's waiters spin only briefly, then sleep
-     * in the kernel, whenever it manages more threads than there are CPUs, which is the case as
-     * soon as a second OS thread (a thread pool, a web server's workers) keeps a team of its own:
-     * a step's two or three barriers then cost a futex wake each, and row 4 of the grid took
-     * 21 ms on 2 threads instead of 11 (as long as on 1). Here a waiter spins, and yields its
-     * core now and then in case the thread it waits for needs it. */
-    typedef struct {
-        int arrived, generation;
-        char alone[56];  /* a line of its own: nothing the threads write may share it */
-    } __attribute__((aligned(64))) lstm_team_barrier;
-
-    static __attribute__((noinline)) void lstm_barrier_wait(lstm_team_barrier *team, int parts)
-    {
-        int generation = __atomic_load_n(&team->generation, __ATOMIC_ACQUIRE);
-        if (__atomic_add_fetch(&team->arrived, 1, __ATOMIC_ACQ_REL) == parts) {
-            /* the last to arrive resets the count, then lets the others go */
-            __atomic_store_n(&team->arrived, 0, __ATOMIC_RELAXED);
-            __atomic_store_n(&team->generation, generation + 1, __ATOMIC_RELEASE);
-            return;
-        }
-        for (unsigned spins = 1;
-             __atomic_load_n(&team->generation, __ATOMIC_ACQUIRE) == generation; spins++) {
-    #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-    #endif
-            if (spins % 4096 == 0)
-                sched_yield();
-        }
-    }
-
-    /* A team of one does not wait: the time loops stay free of a call at every barrier. */
-    static inline void lstm_barrier(lstm_team_barrier *team, int parts)
-    {
-        if (parts > 1)
-            lstm_barrier_wait(team, parts);
-    }
-    """
-    int lstm_max_threads() noexcept nogil
-    int lstm_team_size() noexcept nogil
-    ctypedef struct lstm_team_barrier:
-        int arrived, generation
-    void lstm_barrier(lstm_team_barrier *team, int parts) noexcept nogil
-
-
-cdef extern from *:
-    """
-    #include <stdlib.h>
-    #include <string.h>
-    /* LSTM_FAST_SPLIT=rows or =columns in the environment (read once) forces how threads share a
-     * time loop, for tests and measurements: 1 rows, 0 columns, -1 chosen by size. */
-    static int lstm_split_override(void)
-    {
-        static int split = -2;
-        if (split == -2) {
-            const char *want = getenv("LSTM_FAST_SPLIT");
-            split = want == NULL ? -1 : strcmp(want, "rows") == 0 ? 1
-                    : strcmp(want, "columns") == 0 ? 0 : -1;
-        }
-        return split;
-    }
-    """
-    int lstm_split_override() noexcept nogil
-
-
 cdef extern from "lstm_peak.h" nogil:
     double lstm_fma_chains_threads(int dbl, long iters, int threads, double *sink)
 
@@ -184,53 +126,26 @@ def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
     return flops / (time.perf_counter() - start) / 1e9
 
 
-# How threads share a time loop (see _forward_steps): by rows, each thread runs its own
-# sequences with no barrier at all, but multiplies them by all of the weights, which must then
-# stay in its core's L2 (1 MiB here) from step to step; by columns, each reads half of the
-# weights, but the threads meet two or three times a step.  Measured at 2 threads: rows were as
-# fast or faster from 4 sequences a thread up (rows 3 and 8 of the grid: 1.1-1.7x), columns with 2
-# a thread (batch 4: 0.9x).  With weights beyond L2 (1.3 MiB, row 4), rows streamed them from the
-# shared L3: as fast as columns in some processes, 1.6x slower in others (12 or 20 ms, inference).
-cdef enum:
-    ROWS_MIN_BATCH = 4
-    ROWS_MAX_WEIGHT_BYTES = 1 << 19
-
-
-cdef bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint project,
-                         int threads, Py_ssize_t itemsize, bint packed) noexcept nogil:
-    """Whether `threads` threads share a layer-direction's time loops by rows (sequences).
-    Only with the packed kernel (`packed`), whose rows do not depend on which others are in the
-    product: BLAS's do (gemv for one row), and results must not depend on the thread count."""
-    cdef int forced = lstm_split_override()
-    if not packed:
-        return False
-    if forced >= 0:
-        return forced == 1
-    # W_ih, W_hh and (projecting) W_hr: what each thread multiplies at every step
-    return (B >= ROWS_MIN_BATCH * threads
-            and ((I + P) * 4 * H + (H * P if project else 0)) * itemsize
-            <= ROWS_MAX_WEIGHT_BYTES)
-
-
 def split_choice(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint project,
-                 int threads, Py_ssize_t itemsize):
+                 int threads, Py_ssize_t itemsize, int n_gates=4):
     """How `threads` threads would share such a layer-direction's time loops: "rows" or
     "columns" (for tests; LSTM_FAST_SPLIT and the kernel in use count as in a call)."""
     cdef Py_ssize_t width = lstm_panel_width_d() if itemsize == 8 else lstm_panel_width_f()
-    return "rows" if _split_by_rows(B, I, H, P, project, threads, itemsize,
+    return "rows" if _split_by_rows(B, I, n_gates * H, H, P, project, threads, itemsize,
                                     width != 0) else "columns"
 
 
-cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P) noexcept nogil:
-    """Threads a layer-direction call with batch B, hidden H and output P runs on: OpenMP's
-    current limit if its recurrent product (B x P) (P x 4H) is large enough to pay, else 1."""
-    return 1 if B * 4 * H * P < PARALLEL_MIN_MACS else lstm_max_threads()
+cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P, int n_gates=4) noexcept nogil:
+    """Threads a layer-direction call with batch B, hidden H, output P and n_gates gate blocks
+    runs on: OpenMP's current limit if its recurrent product (B x P) (P x n_gates H) is large
+    enough to pay, else 1."""
+    return 1 if B * n_gates * H * P < PARALLEL_MIN_MACS else lstm_max_threads()
 
 
 cdef struct _Packed:
     # What the packed weights at the front of a workspace were packed from (see Workspace).
     bint valid, backward
-    int dtype
+    int dtype, kind
     const void *w_ih
     const void *w_hh
     const void *w_hr
@@ -282,6 +197,7 @@ cdef class Workspace:
             self.packed = key[0]
             return 0
         if not (p.valid and p.backward == key.backward and p.dtype == key.dtype
+                and p.kind == key.kind
                 and p.w_ih == key.w_ih and p.w_hh == key.w_hh and p.w_hr == key.w_hr
                 and p.b_ih == key.b_ih and p.b_hh == key.b_hh and p.n_in == key.n_in
                 and p.n_hidden == key.n_hidden and p.n_out == key.n_out):
@@ -290,12 +206,12 @@ cdef class Workspace:
         return 1
 
 
-cdef _Packed _packed_key(bint backward, int dtype, void **weights, Py_ssize_t I, Py_ssize_t H,
-                         Py_ssize_t P) noexcept:
-    """The key of weights (w_ih, w_hh, w_hr, b_ih, b_hh; NULL where absent) packed for a
-    forward or backward call."""
+cdef _Packed _packed_key(bint backward, int dtype, int kind, void **weights, Py_ssize_t I,
+                         Py_ssize_t H, Py_ssize_t P) noexcept:
+    """The key of a cell's weights (w_ih, w_hh, w_hr, b_ih, b_hh; NULL where absent) packed
+    for a forward or backward call."""
     cdef _Packed key
-    key.valid, key.backward, key.dtype = True, backward, dtype
+    key.valid, key.backward, key.dtype, key.kind = True, backward, dtype, kind
     key.w_ih, key.w_hh, key.w_hr, key.b_ih, key.b_hh = (weights[0], weights[1], weights[2],
                                                          weights[3], weights[4])
     key.n_in, key.n_hidden, key.n_out = I, H, P
@@ -320,250 +236,21 @@ cdef int _carve(Workspace ws, const Py_ssize_t *sizes, floating **bufs, int n) e
     return 0
 
 
-cdef inline floating *_rows(floating *a, Py_ssize_t row, Py_ssize_t width) noexcept nogil:
-    """Row `row` of a row-major array of `width` columns, or NULL for no array."""
-    return a + row * width if a != NULL else NULL
-
-
-cdef inline Py_ssize_t _first(Py_ssize_t n, int part, int parts) noexcept nogil:
-    """First of the n items (rows) that part `part` of `parts` takes; it ends at part + 1's."""
-    return n * part // parts
-
-
-cdef Py_ssize_t _row_bound(int part, int parts, Py_ssize_t B, Py_ssize_t T,
-                           const Py_ssize_t *batch_sizes) noexcept nogil:
-    """First sequence (row) of part `part` of `parts` in a split by rows that gives each part
-    about as many row-steps: the least b with sum_t min(b_t, b) >= part / parts of them all. With
-    lengths, the longest sequences come first, so equal counts of rows would not do."""
-    cdef Py_ssize_t lo = 0, hi = B, mid, t, work, total = 0
-    for t in range(T):
-        total += batch_sizes[t]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        work = 0
-        for t in range(T):
-            work += min(batch_sizes[t], mid)
-        if work * parts >= total * part:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-cdef struct _Split:
-    # How part `part` of `parts` shares a time loop: its products' column part (cpart of cparts),
-    # the team that must meet after each of them (sync) and where (team), and with by_rows its
-    # sequences row0..row1.
-    int part, parts, cpart, cparts, sync
-    bint by_rows
-    Py_ssize_t row0, row1
-    lstm_team_barrier *team
-
-
-cdef inline _Split _split(int part, int parts, bint by_rows, Py_ssize_t B, Py_ssize_t T,
-                          const Py_ssize_t *batch_sizes, lstm_team_barrier *team) noexcept nogil:
-    """The split of a time loop for part `part` of `parts` (see _split_by_rows), whose team
-    meets at `team` (NULL for one part)."""
-    cdef _Split s
-    s.part, s.parts, s.by_rows, s.team = part, parts, by_rows, team
-    s.cpart = 0 if by_rows else part
-    s.cparts = 1 if by_rows else parts
-    s.sync = 1 if by_rows else parts
-    s.row0 = _row_bound(part, parts, B, T, batch_sizes) if by_rows else 0
-    s.row1 = _row_bound(part + 1, parts, B, T, batch_sizes) if by_rows else 0
-    return s
-
-
-cdef inline void _step_rows(const _Split *s, Py_ssize_t rows, Py_ssize_t *lo, Py_ssize_t *hi,
-                            Py_ssize_t *r0, Py_ssize_t *r1) noexcept nogil:
-    """At a step with `rows` active sequences: the rows lo..hi the part multiplies (all of them
-    when split by columns), and r0..r1 it runs element-wise."""
-    if s.by_rows:
-        lo[0] = min(rows, s.row0)
-        hi[0] = min(rows, s.row1)
-        r0[0], r1[0] = lo[0], hi[0]
-    else:
-        lo[0], hi[0] = 0, rows
-        r0[0] = _first(rows, s.part, s.parts)
-        r1[0] = _first(rows, s.part + 1, s.parts)
-
-
-cdef void _forward_steps(int part, int parts, bint by_rows, lstm_team_barrier *team,
-                         Py_ssize_t T, Py_ssize_t chunk,
-                         bint hoist, bint reverse, Py_ssize_t B,
-                         Py_ssize_t I, Py_ssize_t H, Py_ssize_t P,
-                         const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
-                         const floating *x, const floating *w_ih_packed,
-                         const floating *w_hh_packed, const floating *w_hr_packed,
-                         const floating *bias, floating *hidden, floating *cell,
-                         floating *hidden_raw, floating *out, Py_ssize_t ld_out, floating *work,
-                         floating *gates, floating *tanh_cell, floating *cell_prev,
-                         floating *hidden_prev) noexcept nogil:
-    """The forward time loop, as walked by part `part` of `parts` threads (see forward_layer).
-
-    by_rows: the part runs its own sequences (rows) through every product and pass, alone, with
-    no barrier; else each product is split between the parts by column panels and each
-    element-wise pass by rows, with a barrier after each (see _split_by_rows).
-    hoist: the input projection is computed for `chunk` steps at a time, before them; else
-    (chunk = 1) each step computes x_t W_ih^T and h_{t-1} W_hh^T together, in one pass over G_t.
-    work (one chunk's rows x 4H) receives the pre-activations, which the gate pass reads while
-    they are in cache.  gates (N x 4H), tanh_cell, cell_prev and hidden_prev are where training
-    stores the activated gates, tanh(c_t), c_{t-1} and h_{t-1} of every step; NULL for inference.
-    hidden_raw is NULL without projection.
-    """
-    cdef Py_ssize_t G = 4 * H, ci, start, stop, step, k, t, rows, row, first_row, b, r0, r1
-    cdef Py_ssize_t lo, hi
-    cdef bint training = gates != NULL, project = hidden_raw != NULL
-    cdef floating *g_t
-    cdef floating *r_t = hidden_raw if project else hidden
-    cdef int ld_r = H if project else P
-    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes, team)
-    cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
-    for ci in range((T + chunk - 1) // chunk):
-        step = ci * chunk
-        # Chunks of steps [start, stop), taken from the end for the reverse direction.
-        if reverse:
-            start = max(0, T - step - chunk)
-            stop = T - step
-        else:
-            start = step
-            stop = min(T, step + chunk)
-        first_row = offsets[start]
-        rows = offsets[stop - 1] + batch_sizes[stop - 1] - first_row
-        g_t = work
-        if hoist:
-            # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x 4H)
-            gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G, part, parts)
-            lstm_barrier(sp.team, parts)
-        for k in range(stop - start):
-            t = stop - 1 - k if reverse else start + k
-            rows = batch_sizes[t]
-            row = offsets[t]
-            g_t = work + (row - first_row) * G
-            _step_rows(&sp, rows, &lo, &hi, &r0, &r1)
-            if hoist:
-                # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x 4H)
-                gemm_packed(hi - lo, G, P, hidden + lo * P, P, w_hh_packed, 1, g_t + lo * G, G,
-                            cpart, cparts)
-            else:
-                # G_t = x_t W_ih^T + h_{t-1} W_hh^T     (b_t x I) (I x 4H) + (b_t x P) (P x 4H)
-                gemm_packed2(hi - lo, G, I, x + (row + lo) * I, I, w_ih_packed, P,
-                             hidden + lo * P, P, w_hh_packed, 0, g_t + lo * G, G, cpart, cparts)
-            lstm_barrier(sp.team, sync)
-            # Element-wise, on this part's rows: keep h_{t-1}; gates; c_t and r_t.
-            if training:
-                memcpy(hidden_prev + (row + r0) * P, hidden + r0 * P,
-                       (r1 - r0) * P * sizeof(floating))
-            gates_forward(r1 - r0, H, bias, g_t + r0 * G, _rows(gates, row + r0, G),
-                          cell + r0 * H, r_t + r0 * ld_r, ld_r,
-                          NULL if project else out + (row + r0) * ld_out, ld_out,
-                          _rows(tanh_cell, row + r0, H), _rows(cell_prev, row + r0, H))
-            if project:
-                lstm_barrier(sp.team, sync)
-                # h_t = r_t W_hr^T                                (b_t x H) (H x P)
-                gemm_packed(hi - lo, P, H, r_t + lo * H, H, w_hr_packed, 0, hidden + lo * P, P,
-                            cpart, cparts)
-                lstm_barrier(sp.team, sync)
-                for b in range(r0, r1):
-                    memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))
-            lstm_barrier(sp.team, sync)
-
-
-cdef int _array_type(object a, str name) except -1:
-    """The dtype number of `a`, a float32 or float64 ndarray."""
-    if not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(a) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
-        raise TypeError(f"{name} must be a float32 or float64 ndarray, got {type(a).__name__}")
-    return cnp.PyArray_TYPE(a)
-
-
-cdef Py_ssize_t _dim(object a, int axis) except -1:
-    """Length of axis `axis` of ndarray `a` (0 when it has fewer axes: _data then refuses it)."""
-    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(a) <= axis:
-        return 0
-    return cnp.PyArray_DIM(a, axis)
-
-
-cdef str _describe(object a):
-    """What `a` is, for an error message: dtype, shape and layout of an ndarray, else its type."""
-    if not cnp.PyArray_Check(a):
-        return type(a).__name__
-    layout = "" if cnp.PyArray_IS_C_CONTIGUOUS(a) else ", not C-contiguous"
-    flags = "" if cnp.PyArray_ISWRITEABLE(a) else ", read-only"
-    flags += "" if cnp.PyArray_ISALIGNED(a) else ", not aligned"
-    flags += "" if cnp.PyArray_ISNOTSWAPPED(a) else ", byte-swapped"
-    return f"{a.dtype} array of shape {a.shape}{layout}{flags}"
-
-
-cdef void *_data(object a, str fn, str name, int dtype, Py_ssize_t rows, Py_ssize_t cols,
-                 bint optional, bint writable) except? NULL:
-    """The data of `a`, checked: a C-contiguous, aligned, native-byte-order ndarray of `dtype`,
-    shape (rows,) if cols < 0 else (rows, cols), not empty, writable if asked; None (NULL) if
-    `optional`. `fn` names the entry point in the message."""
-    if a is None and optional:
-        return NULL
-    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(a) != dtype
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)
-            or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != (1 if cols < 0 else 2)
-            or cnp.PyArray_DIM(a, 0) != rows or (cols >= 0 and cnp.PyArray_DIM(a, 1) != cols)
-            or rows == 0 or cols == 0 or (writable and not cnp.PyArray_ISWRITEABLE(a))):
-        want = f"({rows},)" if cols < 0 else f"({rows}, {cols})"
-        raise ValueError(f"{fn}: {name} must be a C-contiguous{' writable' * writable} "
-                         f"{cnp.PyArray_DescrFromType(dtype)} array of shape {want}, got "
-                         f"{_describe(a)}")
-    return cnp.PyArray_DATA(a)
-
-
-cdef int _check_steps(str fn, const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
-                      Py_ssize_t T, Py_ssize_t N, Py_ssize_t B) except -1:
-    """Raise a ValueError unless batch_sizes and offsets lay out N packed rows: step t has
-    batch_sizes[t] rows (1 to B, never more than at t - 1) from row offsets[t], the steps back to
-    back from row 0. The time loops index every array by these values alone."""
-    cdef Py_ssize_t t, end = 0
-    for t in range(T):
-        if (batch_sizes[t] < 1 or batch_sizes[t] > (B if t == 0 else batch_sizes[t - 1])
-                or offsets[t] != end):
-            raise ValueError(
-                f"{fn}: batch_sizes and offsets must lay out packed steps (1 <= batch_sizes[t] "
-                f"<= batch_sizes[t-1] <= B = {B}, offsets[t] = sum(batch_sizes[:t])); step {t} "
-                f"has batch_sizes {batch_sizes[t]} and offsets {offsets[t]}")
-        end += batch_sizes[t]
-    if end != N:
-        raise ValueError(f"{fn}: batch_sizes add up to {end} rows, but x has {N}")
-    return 0
-
-
-# The products take their dimensions and leading dimensions as C ints.
-cdef enum:
-    MAX_DIM = 2147483647
-
-
-cdef int _check_layout(str fn, Py_ssize_t out_col, Py_ssize_t ld_out, Py_ssize_t N, Py_ssize_t I,
-                       Py_ssize_t H, Py_ssize_t P, bint project) except -1:
-    """Raise a ValueError if this direction's columns out_col .. out_col + P - 1 do not fit in
-    the output's ld_out, if P != H without a projection, or if a dimension exceeds a C int."""
-    if out_col < 0 or out_col > ld_out - P:  # (out_col + P could overflow)
-        raise ValueError(f"{fn}: out_col = {out_col} and P = {P} columns do not fit in the "
-                         f"output's {ld_out}")
-    if not project and P != H:
-        raise ValueError(f"{fn}: without w_hr, hidden must have H = {H} columns, got {P}")
-    if max(N, I, 4 * H, P, ld_out) > MAX_DIM:
-        raise ValueError(f"{fn}: a dimension exceeds {MAX_DIM} (N = {N}, I = {I}, 4H = {4 * H}, "
-                         f"P = {P})")
-    return 0
-
-
 def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
                   Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
                   hidden_prev=None, int n_threads=0, Workspace workspace=None,
-                  bint prepared=False):
-    """Run one layer-direction over packed sequences.
+                  bint prepared=False, int kind=CELL_LSTM, hidden_gates=None):
+    """Run one layer-direction of a cell over packed sequences.
 
     Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
-    x (N x I): packed input.  b_ih, b_hh (4H): biases, or None.  w_hr (P x H), or None.
-    hidden (B x P), cell (B x H): h_0, c_0 in; h_n, c_n out.
+    kind: the cell (see CELL_KINDS), with G = 4H (LSTM), 3H (GRU) or H (RNN) gate columns.
+    x (N x I): packed input.  b_ih, b_hh (G): biases, or None.  w_hr (P x H), or None (LSTM only).
+    hidden (B x P): h_0 in, h_n out.  cell (B x H): c_0 in, c_n out (LSTM; None for the others,
+    whose H is P).
     out (N x D*P): h_t written into columns out_col .. out_col + P - 1.
-    gates (N x 4H), tanh_cell, cell_prev (N x H), hidden_prev (N x P): for training, where the
-    activated gates, tanh(c_t), c_{t-1} and h_{t-1} of every step are stored for backward; None for
+    For training, where what backward needs of every step is stored: gates (N x G), the activated
+    gates; hidden_prev (N x P), h_{t-1}; the LSTM's tanh_cell and cell_prev (N x H), tanh(c_t) and
+    c_{t-1}; the GRU's hidden_gates (N x G), whose n block gets W_hn h_{t-1} + b_hn. All None for
     inference, which keeps only the state and O(B*H) workspace.
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
@@ -577,13 +264,16 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     """
     cdef str fn = "forward_layer"
     cdef int dt = _array_type(x, "forward_layer: x")
+    cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
-    cdef Py_ssize_t H = _dim(cell, 1), G = 4 * H, T = _dim(batch_sizes, 0), ld_out = _dim(out, 1)
-    cdef void *args[15]
+    cdef Py_ssize_t H = _dim(cell, 1) if lstm else P, G = _n_gates(kind) * H
+    cdef Py_ssize_t T = _dim(batch_sizes, 0), ld_out = _dim(out, 1)
+    cdef bint training = gates is not None
+    cdef void *args[16]
     # first the arrays whose shapes give the dimensions, then those checked against them
     args[0] = _data(x, fn, "x", dt, N, I, False, False)
     args[8] = _data(hidden, fn, "hidden", dt, B, P, False, True)
-    args[9] = _data(cell, fn, "cell", dt, B, H, False, True)
+    args[9] = _data(cell, fn, "cell", dt, B, H, not lstm, True)
     args[6] = _data(batch_sizes, fn, "batch_sizes", cnp.NPY_INTP, T, -1, False, False)
     args[10] = _data(out, fn, "out", dt, N, ld_out, False, True)
     args[1] = _data(w_ih, fn, "w_ih", dt, G, I, False, False)
@@ -593,41 +283,54 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     args[5] = _data(w_hr, fn, "w_hr", dt, P, H, True, False)
     args[7] = _data(offsets, fn, "offsets", cnp.NPY_INTP, T, -1, False, False)
     args[11] = _data(gates, fn, "gates", dt, N, G, True, True)
-    args[12] = _data(tanh_cell, fn, "tanh_cell", dt, N, H, gates is None, True)
-    args[13] = _data(cell_prev, fn, "cell_prev", dt, N, H, gates is None, True)
-    args[14] = _data(hidden_prev, fn, "hidden_prev", dt, N, P, gates is None, True)
-    if gates is None and (tanh_cell is not None or cell_prev is not None
-                          or hidden_prev is not None):
-        raise ValueError("forward_layer: tanh_cell, cell_prev and hidden_prev go with gates")
-    _check_layout(fn, out_col, ld_out, N, I, H, P, args[5] != NULL)
+    args[12] = _data(tanh_cell, fn, "tanh_cell", dt, N, H, not (training and lstm), True)
+    args[13] = _data(cell_prev, fn, "cell_prev", dt, N, H, not (training and lstm), True)
+    args[14] = _data(hidden_prev, fn, "hidden_prev", dt, N, P, not training, True)
+    args[15] = _data(hidden_gates, fn, "hidden_gates", dt, N, G,
+                     not (training and kind == CELL_GRU), True)
+    _check_absent(fn, kind, training, "cell", cell, w_hr, tanh_cell, cell_prev, hidden_prev,
+                  hidden_gates)
+    _check_layout(fn, out_col, ld_out, N, I, G, H, P, args[5] != NULL)
     _check_steps(fn, <const Py_ssize_t *> args[6], <const Py_ssize_t *> args[7], T, N, B)
     cdef void *weights[5]
     weights[0], weights[1], weights[2], weights[3], weights[4] = (args[1], args[2], args[5],
                                                                   args[3], args[4])
-    cdef _Packed key = _packed_key(False, dt, weights, I, H, P)
+    cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P)
     if workspace is None:
         workspace = Workspace()
     if dt == cnp.NPY_FLOAT32:
-        _forward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                       workspace, &key, prepared)
+        _forward_layer(<float **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
+                       n_threads, workspace, &key, prepared)
     else:
-        _forward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                       workspace, &key, prepared)
+        _forward_layer(<double **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
+                       n_threads, workspace, &key, prepared)
 
 
-cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
-                         Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out, Py_ssize_t out_col,
-                         bint reverse, int n_threads, Workspace ws, const _Packed *key,
-                         bint prepared) except *:
+cdef void _fill_bias(int kind, Py_ssize_t H, const floating *b_ih, const floating *b_hh,
+                     floating *bias) noexcept nogil:
+    """bias <- b_ih + b_hh (G; None counts as 0), but for the GRU's n block, whose b_hn is kept
+    apart after it (4H in all: [b_r, b_z, b_in, b_hn])."""
+    cdef Py_ssize_t G = _n_gates(kind) * H, j
+    cdef Py_ssize_t summed = 2 * H if kind == CELL_GRU else G
+    for j in range(G):
+        bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL and j < summed
+                                                      else 0)
+    if kind == CELL_GRU:
+        for j in range(H):
+            bias[G + j] = b_hh[2 * H + j] if b_hh != NULL else 0
+
+
+cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
+                         Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
+                         Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
+                         const _Packed *key, bint prepared) except *:
     """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
-    tanh_cell, cell_prev, hidden_prev (NULL for inference), in its order; key says what the
-    weights are (see Workspace)."""
-    cdef Py_ssize_t G = 4 * H, chunk, j
+    tanh_cell, cell_prev, hidden_prev, hidden_gates (NULL where not given), in its order; key
+    says what the weights are (see Workspace)."""
+    cdef Py_ssize_t G = _n_gates(kind) * H, chunk
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
     cdef const floating *w_hh = args[2]
-    cdef const floating *b_ih = args[3]
-    cdef const floating *b_hh = args[4]
     cdef const floating *w_hr = args[5]
     cdef const Py_ssize_t *batch_sizes = <const Py_ssize_t *> args[6]
     cdef const Py_ssize_t *offsets = <const Py_ssize_t *> args[7]
@@ -638,158 +341,77 @@ cdef void _forward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t
     cdef floating *tanh_cell = args[12]
     cdef floating *cell_prev = args[13]
     cdef floating *hidden_prev = args[14]
+    cdef floating *hidden_gates = args[15]
     cdef bint project = w_hr != NULL, hoist, by_rows
     cdef int nt
     cdef lstm_team_barrier team
-    cdef Py_ssize_t sizes[6]
-    cdef floating *bufs[6]
+    cdef Py_ssize_t sizes[7]
+    cdef floating *bufs[7]
     # Small batches: the input projection a chunk of steps at a time, just before those steps run,
     # so that its output is still in cache when the recurrent products add to it (see CHUNK_BYTES).
     hoist = B < HOIST_BELOW_BATCH
     chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
-    nt = n_threads if n_threads > 0 else threads_for(B, H, P)
+    nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
     # The workspace: first the bias and the packed weights (the same for every run of steps of
-    # a layer call), then the pre-activations of a chunk of steps and r_t (projection).
-    sizes[0] = G
+    # a layer call), then the pre-activations of a chunk of steps, r_t (projection) and the GRU's
+    # recurrent pre-activations of a step.
+    sizes[0] = G + (H if kind == CELL_GRU else 0)
     sizes[1] = packed_size(H, P, x) if project else 0
     sizes[2] = packed_size(P, G, x)
     sizes[3] = packed_size(I, G, x)
     sizes[4] = min(N, chunk * B) * G
     sizes[5] = B * H if project else 0
-    _carve(ws, sizes, bufs, 6)
+    sizes[6] = B * G if kind == CELL_GRU else 0
+    _carve(ws, sizes, bufs, 7)
     cdef floating *bias = bufs[0]
     cdef floating *w_hr_packed = bufs[1]
     cdef floating *w_hh_packed = bufs[2]
     cdef floating *w_ih_packed = bufs[3]
     cdef floating *work = bufs[4]
     cdef floating *hidden_raw = bufs[5]
+    cdef floating *rec = bufs[6]
     cdef bint packed = ws.holds(key, prepared, "forward_layer")
     with nogil:
         if not packed:
-            for j in range(G):
-                bias[j] = (b_ih[j] if b_ih != NULL else 0) + (b_hh[j] if b_hh != NULL else 0)
+            _fill_bias(kind, H, args[3], args[4], bias)
             if project:
                 pack_into(True, H, P, w_hr, H, w_hr_packed)
             pack_into(True, P, G, w_hh, P, w_hh_packed)
             pack_into(True, I, G, w_ih, I, w_ih_packed)
         if nt == 1:
-            _forward_steps(0, 1, False, NULL, T, chunk, hoist, reverse, B, I, H, P, batch_sizes,
-                           offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias, hidden, cell,
-                           hidden_raw, out, ld_out, work, gates, tanh_cell, cell_prev,
-                           hidden_prev)
+            _forward_steps(0, 1, False, NULL, kind, T, chunk, hoist, reverse, B, I, H, P,
+                           batch_sizes, offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias,
+                           hidden, cell, hidden_raw, out, ld_out, work, rec, gates, hidden_gates,
+                           tanh_cell, cell_prev, hidden_prev)
         else:
             # The hoisted input projection is shared by columns: it needs the column split.
-            by_rows = not hoist and _split_by_rows(B, I, H, P, project, nt, sizeof(floating),
+            by_rows = not hoist and _split_by_rows(B, I, G, H, P, project, nt, sizeof(floating),
                                                    panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
-                _forward_steps(threadid(), lstm_team_size(), by_rows, &team, T, chunk, hoist,
-                               reverse, B, I, H, P, batch_sizes, offsets, x, w_ih_packed,
+                _forward_steps(threadid(), lstm_team_size(), by_rows, &team, kind, T, chunk,
+                               hoist, reverse, B, I, H, P, batch_sizes, offsets, x, w_ih_packed,
                                w_hh_packed, w_hr_packed, bias, hidden, cell, hidden_raw, out,
-                               ld_out, work, gates, tanh_cell, cell_prev, hidden_prev)
-
-
-cdef void _backward_steps(int part, int parts, bint by_rows, lstm_team_barrier *team,
-                          Py_ssize_t T, bint reverse,
-                          Py_ssize_t B, Py_ssize_t H, Py_ssize_t P,
-                          const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
-                          const floating *w_hh_packed, const floating *w_hr_packed,
-                          const floating *d_out, Py_ssize_t ld_out, floating *d_hidden,
-                          floating *d_cell, floating *d_raw, floating *d_hidden_all,
-                          floating *gates, floating *tanh_cell,
-                          const floating *cell_prev) noexcept nogil:
-    """The reverse time loop, as walked by part `part` of `parts` threads (see backward_layer;
-    by_rows as in _forward_steps).
-
-    d_raw (B x H) and d_hidden_all (N x P) are workspaces when projecting, else NULL.
-    """
-    cdef Py_ssize_t G = 4 * H, step, t, rows, row, b, j, r0, r1, lo, hi
-    cdef bint project = d_raw != NULL
-    cdef floating *dr_t = d_raw if project else d_hidden
-    cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes, team)
-    cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
-    for step in range(T):
-        t = step if reverse else T - 1 - step
-        rows = batch_sizes[t]
-        row = offsets[t]
-        _step_rows(&sp, rows, &lo, &hi, &r0, &r1)
-        # dL/dh_t = dL/dout_t + dL/dh_t (from step t+1), on this part's rows
-        for b in range(r0, r1):
-            for j in range(P):
-                d_hidden[b * P + j] += d_out[(row + b) * ld_out + j]
-        if project:
-            memcpy(d_hidden_all + (row + r0) * P, d_hidden + r0 * P,
-                   (r1 - r0) * P * sizeof(floating))
-            lstm_barrier(sp.team, sync)
-            # dL/dr_t = dL/dh_t W_hr                               (b_t x P) (P x H)
-            gemm_packed(hi - lo, H, P, d_hidden + lo * P, P, w_hr_packed, 0, d_raw + lo * H, H,
-                        cpart, cparts)
-            lstm_barrier(sp.team, sync)
-        gates_backward(r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
-                       tanh_cell + (row + r0) * H, cell_prev + (row + r0) * H, d_cell + r0 * H)
-        lstm_barrier(sp.team, sync)
-        # dL/dh_{t-1} = dL/da_t W_hh                               (b_t x 4H) (4H x P)
-        gemm_packed(hi - lo, P, G, gates + (row + lo) * G, G, w_hh_packed, 0, d_hidden + lo * P,
-                    P, cpart, cparts)
-        lstm_barrier(sp.team, sync)
-
-
-cdef void _backward_weights(int part, int parts, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
-                            Py_ssize_t P, const floating *gates, const floating *x,
-                            const floating *hidden_prev, const floating *w_ih_packed,
-                            const floating *r, const floating *d_hidden_all, floating *d_x,
-                            floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
-                            floating *d_bias, floating *w_t, bint accumulate,
-                            bint finish) noexcept nogil:
-    """The weight gradients, each one product over every packed row, split between `parts`.
-
-    dW_ih and dW_hh are computed transposed, into w_t ((I + P) x 4H), then added: dA, as large as
-    the whole sequence, is then the product's right operand, read once in column panels (and each
-    part reads its own columns), while X and H_{t-1}, I + P wide, are the rows of the tiles.
-    With `accumulate`, w_t adds to what earlier runs of steps left there; only with `finish` is it
-    added into dW_ih and dW_hh (a strided pass, once per layer call rather than once per run).
-    r (N x H) is R = o tanh(c) when projecting, else NULL.
-    """
-    cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
-    cdef Py_ssize_t n0 = _first(N, part, parts), n1 = _first(N, part + 1, parts)
-    cdef Py_ssize_t h0 = _first(H, part, parts), h1 = _first(H, part + 1, parts)
-    # dW_ih^T = X^T dA,  dW_hh^T = H_prev^T dA, columns j0..j1   (I x N) (N x 4H), (P x N) (N x 4H)
-    # db = the sums of dA's columns, on the way
-    gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, 1 if accumulate else 0, w_t + j0, G,
-             P, hidden_prev, P, w_t + I * G + j0, G, d_bias + j0)
-    if finish:
-        _add_transposed(j0, j1, I, w_t, G, d_w_ih)
-        _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
-    # dX += dA W_ih, rows n0..n1                                   (N x 4H) (4H x I)
-    gemm_packed(n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
-    if r != NULL:
-        # dW_hr += dH^T R, columns h0..h1                          (P x N) (N x H)
-        gemm_tn2(P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1, NULL, 1,
-                 NULL)
-
-
-cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, const floating *src,
-                                 Py_ssize_t ld_src, floating *dst) noexcept nogil:
-    """dst[j, i] += src[i, j] for rows j0..j1 of dst (n columns); src has ld_src columns."""
-    cdef Py_ssize_t i, j
-    for j in range(j0, j1):
-        for i in range(n):
-            dst[j * n + i] += src[i * ld_src + j]
+                               ld_out, work, rec, gates, hidden_gates, tanh_cell, cell_prev,
+                               hidden_prev)
 
 
 def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t out_col,
                    bint reverse, d_hidden, d_cell, gates, tanh_cell, cell_prev, hidden_prev, d_x,
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
-                   Workspace workspace=None, bint prepared=False, bint finish=True):
-    """Backpropagate through one layer-direction after a training forward_layer.
+                   Workspace workspace=None, bint prepared=False, bint finish=True,
+                   int kind=CELL_LSTM, hidden_gates=None):
+    """Backpropagate through one layer-direction of a cell after a training forward_layer.
 
     Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
     d_out (N x D*P): dL/doutput, columns out_col .. out_col + P - 1 are this direction's.
-    d_hidden (B x P), d_cell (B x H): dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
-    gates, tanh_cell, cell_prev, hidden_prev: what forward_layer stored; gates and tanh_cell are
-    overwritten (with dL/da and o tanh(c)), so a forward pass is backpropagated once.
-    d_x (N x I), d_w_ih, d_w_hh, d_b_ih, d_b_hh (4H), d_w_hr: gradients, ADDED to; the bias and
+    d_hidden (B x P): dL/dh_n in, dL/dh_0 out.  d_cell (B x H): dL/dc_n in, dL/dc_0 out (LSTM;
+    None for the others).
+    gates, hidden_prev, and the LSTM's tanh_cell, cell_prev or the GRU's hidden_gates: what
+    forward_layer stored (None where the cell stores nothing there); gates, tanh_cell and
+    hidden_gates are overwritten (with gradients and o tanh(c)), so a forward pass is
+    backpropagated once.
+    d_x (N x I), d_w_ih, d_w_hh, d_b_ih, d_b_hh (G), d_w_hr: gradients, ADDED to; the bias and
     projection ones may be None (no bias, no projection; then w_hr is None too).
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
@@ -803,14 +425,15 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     """
     cdef str fn = "backward_layer"
     cdef int dt = _array_type(x, "backward_layer: x")
+    cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(d_hidden, 0), P = _dim(d_hidden, 1)
-    cdef Py_ssize_t H = _dim(d_cell, 1), G = 4 * H, T = _dim(batch_sizes, 0)
-    cdef Py_ssize_t ld_out = _dim(d_out, 1)
-    cdef void *args[19]
+    cdef Py_ssize_t H = _dim(d_cell, 1) if lstm else P, G = _n_gates(kind) * H
+    cdef Py_ssize_t T = _dim(batch_sizes, 0), ld_out = _dim(d_out, 1)
+    cdef void *args[20]
     # first the arrays whose shapes give the dimensions, then those checked against them
     args[0] = _data(x, fn, "x", dt, N, I, False, False)
     args[7] = _data(d_hidden, fn, "d_hidden", dt, B, P, False, True)
-    args[8] = _data(d_cell, fn, "d_cell", dt, B, H, False, True)
+    args[8] = _data(d_cell, fn, "d_cell", dt, B, H, not lstm, True)
     args[4] = _data(batch_sizes, fn, "batch_sizes", cnp.NPY_INTP, T, -1, False, False)
     args[6] = _data(d_out, fn, "d_out", dt, N, ld_out, False, False)
     args[1] = _data(w_ih, fn, "w_ih", dt, G, I, False, False)
@@ -818,8 +441,8 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     args[3] = _data(w_hr, fn, "w_hr", dt, P, H, True, False)
     args[5] = _data(offsets, fn, "offsets", cnp.NPY_INTP, T, -1, False, False)
     args[9] = _data(gates, fn, "gates", dt, N, G, False, True)
-    args[10] = _data(tanh_cell, fn, "tanh_cell", dt, N, H, False, True)
-    args[11] = _data(cell_prev, fn, "cell_prev", dt, N, H, False, False)
+    args[10] = _data(tanh_cell, fn, "tanh_cell", dt, N, H, not lstm, True)
+    args[11] = _data(cell_prev, fn, "cell_prev", dt, N, H, not lstm, False)
     args[12] = _data(hidden_prev, fn, "hidden_prev", dt, N, P, False, False)
     args[13] = _data(d_x, fn, "d_x", dt, N, I, False, True)
     args[14] = _data(d_w_ih, fn, "d_w_ih", dt, G, I, False, True)
@@ -827,30 +450,33 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     args[16] = _data(d_b_ih, fn, "d_b_ih", dt, G, -1, True, True)
     args[17] = _data(d_b_hh, fn, "d_b_hh", dt, G, -1, True, True)
     args[18] = _data(d_w_hr, fn, "d_w_hr", dt, P, H, w_hr is None, True)
+    args[19] = _data(hidden_gates, fn, "hidden_gates", dt, N, G, kind != CELL_GRU, True)
     if w_hr is None and d_w_hr is not None:
         raise ValueError("backward_layer: d_w_hr goes with w_hr")
-    _check_layout(fn, out_col, ld_out, N, I, H, P, w_hr is not None)
+    _check_absent(fn, kind, True, "d_cell", d_cell, w_hr, tanh_cell, cell_prev, None, hidden_gates)
+    _check_layout(fn, out_col, ld_out, N, I, G, H, P, w_hr is not None)
     _check_steps(fn, <const Py_ssize_t *> args[4], <const Py_ssize_t *> args[5], T, N, B)
     cdef void *weights[5]
-    weights[0], weights[1], weights[2], weights[3], weights[4] = args[1], args[2], args[3], NULL, NULL
-    cdef _Packed key = _packed_key(True, dt, weights, I, H, P)
+    weights[0], weights[1], weights[2] = args[1], args[2], args[3]
+    weights[3] = weights[4] = NULL
+    cdef _Packed key = _packed_key(True, dt, kind, weights, I, H, P)
     if workspace is None:
         workspace = Workspace()  # held until the call returns: the buffers live in it
     if dt == cnp.NPY_FLOAT32:
-        _backward_layer(<float **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                        workspace, &key, prepared, finish)
+        _backward_layer(<float **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
+                        n_threads, workspace, &key, prepared, finish)
     else:
-        _backward_layer(<double **> args, T, N, I, H, P, B, ld_out, out_col, reverse, n_threads,
-                        workspace, &key, prepared, finish)
+        _backward_layer(<double **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
+                        n_threads, workspace, &key, prepared, finish)
 
 
-cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
+cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
                           Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
                           Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
                           const _Packed *key, bint prepared, bint finish) except *:
-    """backward_layer on checked arrays: args are the data of its arrays, in its order; key says
-    what the weights are (see Workspace)."""
-    cdef Py_ssize_t G = 4 * H, j
+    """backward_layer on checked arrays: args are the data of its arrays, in its order, then
+    hidden_gates; key says what the weights are (see Workspace)."""
+    cdef Py_ssize_t G = _n_gates(kind) * H, j
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
     cdef const floating *w_hh = args[2]
@@ -870,18 +496,20 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
     cdef floating *d_b_ih = args[16]
     cdef floating *d_b_hh = args[17]
     cdef floating *d_w_hr = args[18]
+    cdef floating *hidden_gates = args[19]
     cdef bint project = w_hr != NULL, by_rows
-    cdef int nt = n_threads if n_threads > 0 else threads_for(B, H, P)
+    cdef int nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
     cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[7]
     cdef floating *bufs[7]
     # The workspace: first what every run of steps of a layer call shares (the packed weights,
-    # the transposed dW_ih and dW_hh), then the bias gradient and the projection's gradients.
+    # the transposed dW_ih and dW_hh), then the bias gradients (the GRU's two differ) and the
+    # projection's gradients.
     sizes[0] = packed_size(G, P, x)
     sizes[1] = packed_size(P, H, x) if project else 0
     sizes[2] = packed_size(G, I, x)
     sizes[3] = (I + P) * G
-    sizes[4] = G
+    sizes[4] = 2 * G if kind == CELL_GRU else G
     sizes[5] = B * H if project else 0
     sizes[6] = N * P if project else 0
     _carve(ws, sizes, bufs, 7)
@@ -890,6 +518,7 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
     cdef floating *w_ih_packed = bufs[2]
     cdef floating *w_t = bufs[3]
     cdef floating *d_bias = bufs[4]
+    cdef floating *d_bias_hh = bufs[4] + (G if kind == CELL_GRU else 0)
     cdef floating *d_raw = bufs[5]
     cdef floating *d_hidden_all = bufs[6]
     cdef floating *r = tanh_cell if project else NULL
@@ -900,36 +529,36 @@ cdef void _backward_layer(floating **args, Py_ssize_t T, Py_ssize_t N, Py_ssize_
             if project:
                 pack_into(False, P, H, w_hr, H, w_hr_packed)
         if nt == 1:
-            _backward_steps(0, 1, False, NULL, T, reverse, B, H, P, batch_sizes, offsets,
+            _backward_steps(0, 1, False, NULL, kind, T, reverse, B, H, P, batch_sizes, offsets,
                             w_hh_packed, w_hr_packed, d_out, ld_out, d_hidden, d_cell, d_raw,
-                            d_hidden_all, gates, tanh_cell, cell_prev)
+                            d_hidden_all, gates, hidden_gates, tanh_cell, cell_prev, hidden_prev)
         else:
-            by_rows = _split_by_rows(B, I, H, P, project, nt, sizeof(floating),
+            by_rows = _split_by_rows(B, I, G, H, P, project, nt, sizeof(floating),
                                      panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
-                _backward_steps(threadid(), lstm_team_size(), by_rows, &team, T, reverse, B, H,
-                                P, batch_sizes, offsets, w_hh_packed, w_hr_packed, d_out, ld_out,
-                                d_hidden, d_cell, d_raw, d_hidden_all, gates, tanh_cell,
-                                cell_prev)
+                _backward_steps(threadid(), lstm_team_size(), by_rows, &team, kind, T, reverse,
+                                B, H, P, batch_sizes, offsets, w_hh_packed, w_hr_packed, d_out,
+                                ld_out, d_hidden, d_cell, d_raw, d_hidden_all, gates,
+                                hidden_gates, tanh_cell, cell_prev, hidden_prev)
 
         # The weight gradients: one product each over all steps (W_ih packed just before).
         if not packed:
             pack_into(False, G, I, w_ih, I, w_ih_packed)
         if nt == 1:
-            _backward_weights(0, 1, N, I, H, P, gates, x, hidden_prev, w_ih_packed, r,
-                              d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t, packed,
-                              finish)
+            _backward_weights(0, 1, kind, N, I, H, P, gates, hidden_gates, x, hidden_prev,
+                              w_ih_packed, r, d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias,
+                              w_t, packed, finish)
         else:
             with parallel(num_threads=nt):
-                _backward_weights(threadid(), lstm_team_size(), N, I, H, P, gates, x,
-                                  hidden_prev, w_ih_packed, r, d_hidden_all, d_x, d_w_ih,
-                                  d_w_hh, d_w_hr, d_bias, w_t, packed, finish)
+                _backward_weights(threadid(), lstm_team_size(), kind, N, I, H, P, gates,
+                                  hidden_gates, x, hidden_prev, w_ih_packed, r, d_hidden_all,
+                                  d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t, packed, finish)
         for j in range(G):
             if d_b_ih != NULL:
                 d_b_ih[j] += d_bias[j]
             if d_b_hh != NULL:
-                d_b_hh[j] += d_bias[j]
+                d_b_hh[j] += d_bias_hh[j]
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x, bint avx512):

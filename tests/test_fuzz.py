@@ -25,6 +25,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, note, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from lstm_fast._lstm import CELL_KINDS  # noqa: E402
 from lstm_fast.nn import param_shapes  # noqa: E402
 from lstm_fast.testing import reference_backward, reference_forward  # noqa: E402
 
@@ -541,7 +542,10 @@ def engine_cases(draw):
     offsets of any value): they run or raise, and never crash."""
     T, B = draw(st.integers(1, 4)), draw(st.integers(1, 3))
     I, H = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    P = draw(st.integers(1, H)) if draw(st.booleans()) else H
+    kind = draw(st.sampled_from(sorted(CELL_KINDS.values())))
+    lstm, gru = kind == CELL_KINDS["lstm"], kind == CELL_KINDS["gru"]
+    G = (4 if lstm else 3 if gru else 1) * H
+    P = draw(st.integers(1, H)) if lstm and draw(st.booleans()) else H
     dt = draw(st.sampled_from([np.float32, np.float64]))
     sizes = np.sort(draw(st.lists(st.integers(1, B), min_size=T, max_size=T)))[::-1].copy()
     sizes[0] = B
@@ -554,25 +558,30 @@ def engine_cases(draw):
 
     project = P != H
     D = draw(st.integers(1, 2))
-    common = dict(x=a(N, I), w_ih=a(4 * H, I), w_hh=a(4 * H, P), w_hr=a(P, H) if project else None,
+    common = dict(x=a(N, I), w_ih=a(G, I), w_hh=a(G, P), w_hr=a(P, H) if project else None,
                   batch_sizes=sizes.astype(np.intp), offsets=offsets,
-                  out_col=draw(st.integers(0, D - 1)) * P, reverse=draw(st.booleans()))
+                  out_col=draw(st.integers(0, D - 1)) * P, reverse=draw(st.booleans()), kind=kind)
+    # what the cell stores for backward besides the gates and h_{t-1}
+    cell_stored = (dict(tanh_cell=a(N, H), cell_prev=a(N, H)) if lstm
+                   else dict(hidden_gates=a(N, G)) if gru else {})
     function = draw(st.sampled_from(["forward_layer", "backward_layer"]))
     if function == "forward_layer":
-        args = dict(common, b_ih=a(4 * H), b_hh=None, hidden=a(B, P), cell=a(B, H),
-                    out=a(N, D * P))
+        args = dict(common, b_ih=a(G), b_hh=a(G) if draw(st.booleans()) else None,
+                    hidden=a(B, P), cell=a(B, H) if lstm else None, out=a(N, D * P))
         if draw(st.booleans()):
-            args.update(gates=a(N, 4 * H), tanh_cell=a(N, H), cell_prev=a(N, H),
-                        hidden_prev=a(N, P))
+            args.update(gates=a(N, G), hidden_prev=a(N, P), **cell_stored)
     else:
-        args = dict(common, d_out=a(N, D * P), d_hidden=a(B, P), d_cell=a(B, H),
-                    gates=a(N, 4 * H), tanh_cell=a(N, H), cell_prev=a(N, H), hidden_prev=a(N, P),
-                    d_x=a(N, I), d_w_ih=a(4 * H, I), d_w_hh=a(4 * H, P), d_b_ih=a(4 * H),
-                    d_b_hh=a(4 * H), d_w_hr=a(P, H) if project else None)
+        args = dict(common, d_out=a(N, D * P), d_hidden=a(B, P), d_cell=a(B, H) if lstm else None,
+                    gates=a(N, G), hidden_prev=a(N, P), d_x=a(N, I), d_w_ih=a(G, I),
+                    d_w_hh=a(G, P), d_b_ih=a(G), d_b_hh=a(G),
+                    d_w_hr=a(P, H) if project else None,
+                    **dict(dict(tanh_cell=None, cell_prev=None), **cell_stored))
     changed = draw(st.lists(st.sampled_from(sorted(args)), max_size=3, unique=True))
     for name in changed:
         old = args[name]
-        if name in ("out_col",):
+        if name == "kind":
+            args[name] = draw(st.integers(-1, 4))
+        elif name in ("out_col",):
             args[name] = draw(st.integers(-3, 3 * P + 3) | st.integers(-2**63, 2**63 - 1))
         elif name == "reverse":
             args[name] = draw(st.sampled_from([True, 0, 2, "yes", None]))
