@@ -1,7 +1,8 @@
 """lstm_fast: a Cython-accelerated LSTM for the CPU.
 
-``LSTM`` is PyTorch's ``nn.LSTM`` on NumPy arrays; ``LSTMClassifier`` and ``LSTMRegressor`` are
-scikit-learn estimators built on it; ``load`` reads an estimator written by its ``save``.
+``LSTM``, ``GRU`` and ``RNN`` are PyTorch's ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` on NumPy
+arrays; ``LSTMClassifier`` and ``LSTMRegressor`` are scikit-learn estimators built on them
+(``cell=`` picks the layer); ``load`` reads an estimator written by its ``save``.
 """
 
 import glob as _glob
@@ -25,8 +26,8 @@ except ImportError as _exc:
 
 from .io import load
 from .models import LSTMClassifier, LSTMRegressor
-from .nn import LSTM
+from .nn import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "LSTMClassifier", "LSTMRegressor", "load", "__version__"]
+__all__ = ["GRU", "LSTM", "LSTMClassifier", "LSTMRegressor", "RNN", "load", "__version__"]

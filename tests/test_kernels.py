@@ -95,22 +95,40 @@ def _reference_errors(dtype_name):
         return _reference_errors_here(np.dtype(dtype_name).type)
 
 
+def _layer(cell, I, H, **kwargs):
+    if cell == "lstm":
+        return lstm_fast.LSTM(I, H, **kwargs)
+    if cell == "gru":
+        return lstm_fast.GRU(I, H, **kwargs)
+    return lstm_fast.RNN(I, H, nonlinearity=cell[4:], **kwargs)
+
+
 def _reference_errors_here(dtype):
     worst = 0.0
     rng = np.random.default_rng(0)
-    for bidirectional, proj_size, lengths in [(False, 0, None), (True, 16, [30, 12, 25, 1] * 4)]:
-        T, B, I, H = 30, 16, 8, 64
-        lstm = lstm_fast.LSTM(I, H, num_layers=2, bidirectional=bidirectional,
-                              proj_size=proj_size, dtype=dtype, random_state=0)
+    # (cell, bidirectional, proj_size, lengths, B, H): each large enough for two threads (a GRU
+    # at batch 2: with its input projection hoisted)
+    lengths = [30, 12, 25, 1] * 8
+    configs = [("lstm", False, 0, None, 16, 64), ("lstm", True, 16, lengths[:16], 16, 64),
+               ("gru", False, 0, None, 32, 64), ("gru", True, 0, lengths, 32, 64),
+               ("gru", False, 0, [30, 7], 2, 256)] + [
+        (cell, bidirectional, 0, lengths if bidirectional else None, 32, 128)
+        for cell in ("rnn_tanh", "rnn_relu") for bidirectional in (False, True)]
+    for cell, bidirectional, proj_size, lengths, B, H in configs:
+        T, I = 30, 8
+        extra = dict(proj_size=proj_size) if cell == "lstm" else {}
+        lstm = _layer(cell, I, H, num_layers=2, bidirectional=bidirectional, dtype=dtype,
+                      random_state=0, **extra)
         x = rng.standard_normal((T, B, I)).astype(dtype)
         out, _ = lstm.forward(x, lengths=lengths, training=True)
         g = rng.standard_normal(out.shape).astype(dtype)
         grad_x = lstm.backward(g)
         params = {k: v.astype(np.float64) for k, v in lstm.state_dict().items()}
         D, P = lstm.num_directions, lstm.output_size
-        zeros = (np.zeros((2 * D, B, P)), np.zeros((2 * D, B, H)))
+        zeros = (np.zeros((2 * D, B, P)), np.zeros((2 * D, B, H if cell == "lstm" else 0)))
         lens = np.full(B, T) if lengths is None else np.array(lengths)
-        r_out, _, _, cache = reference_forward(params, x, *zeros, lens, 2, bidirectional)
+        r_out, _, _, cache = reference_forward(params, x, *zeros, lens, 2, bidirectional,
+                                               cell=cell)
         r_gx, r_grads, _, _ = reference_backward(params, cache, g)
         pairs = [(out, r_out), (grad_x, r_gx)] + [(lstm.grads[k], r_grads[k]) for k in r_grads]
         for got, want in pairs:

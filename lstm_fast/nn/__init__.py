@@ -1,5 +1,8 @@
 """Recurrent layers with PyTorch's semantics and weight layout, on the compiled engine."""
 
-from .lstm import LSTM, param_shapes
+from ._recurrent import param_shapes
+from .gru import GRU
+from .lstm import LSTM
+from .rnn import RNN
 
-__all__ = ["LSTM", "param_shapes"]
+__all__ = ["GRU", "LSTM", "RNN", "param_shapes"]

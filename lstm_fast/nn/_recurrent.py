@@ -1,4 +1,5 @@
-"""``lstm_fast.LSTM``: PyTorch's ``nn.LSTM`` on NumPy arrays, run by the Cython engine."""
+"""What the recurrent layers share: parameters, layers x directions, dropout, the initial state,
+packing, runs of steps and the engine calls. ``LSTM``, ``GRU`` and ``RNN`` say their cell."""
 
 import contextlib
 import functools
@@ -11,10 +12,8 @@ from sklearn.utils import check_random_state
 
 from .._checks import (LARGE_BYTES, as_float_array, check_dtype, check_finite, check_int,
                       check_memory)
-from .._lstm import Workspace, backward_layer, forward_layer, threads_for
+from .._lstm import CELL_KINDS, Workspace, backward_layer, forward_layer, threads_for
 from .packing import packing_for
-
-__all__ = ["LSTM"]
 
 # Work of one engine call at most, in multiply-adds (a row's gate pass, element-wise and at
 # batch 1 slower per element than a product's multiply-add, counted as 256 H): a layer-direction
@@ -32,79 +31,31 @@ _MIN_RUN_ROWS = 1024
 # Largest size of the engine's dimensions (its products take C ints).
 _MAX_DIM = 2**31 - 1
 
+# What a training forward stores for backward, in the engine's argument order (None where the
+# cell stores nothing there; see _stored_shapes).
+_STORED = ("gates", "tanh_cell", "cell_prev", "hidden_prev", "hidden_gates")
+
 # Attributes fixed at construction: they shape the parameters and the engine's buffers.
 _FIXED = frozenset({"input_size", "hidden_size", "num_layers", "proj_size", "bias",
-                    "bidirectional", "dtype", "num_directions", "output_size"})
+                    "bidirectional", "dtype", "num_directions", "output_size", "nonlinearity"})
 
-class LSTM:
-    """A multi-layer LSTM with the semantics and weight layout of ``torch.nn.LSTM``.
 
-    For each step, with gate blocks in PyTorch's order ``[i, f, g, o]``::
+class RecurrentLayer:
+    """A multi-layer recurrent layer with PyTorch's semantics, for the cell a subclass names.
 
-        i, f, o = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)
-        g = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
-        c_t = f * c_{t-1} + i * g
-        h_t = o * tanh(c_t)            (then h_t = W_hr h_t when proj_size > 0)
-
-    Parameters
-    ----------
-    input_size : int
-        Features per step of the input.
-    hidden_size : int
-        Size H of the cell state (and of the hidden state without projection).
-    num_layers : int, default=1
-        Stacked layers; layer ``l + 1`` reads layer ``l``'s output sequence.
-    bias : bool, default=True
-        Whether the layers have ``bias_ih`` and ``bias_hh``.
-    batch_first : bool, default=False
-        Batched input and output are ``(B, T, F)`` instead of ``(T, B, F)``.
-    dropout : float, default=0.0
-        Dropout probability on each layer's output except the last, in training only.
-    bidirectional : bool, default=False
-        Run a reverse direction too and concatenate both outputs (D = 2).
-    proj_size : int, default=0
-        If > 0, the hidden state is projected to this size P (must be < hidden_size).
-    dtype : {np.float32, np.float64}, default=np.float32
-        Precision of the parameters and of all the math.
-    forget_bias : float, default=1.0
-        Initial value of the forget-gate block of ``bias_ih`` (``bias_hh`` starts at 0).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights and the dropout masks.
-
-    Notes
-    -----
-    Initialisation: each ``[i, f, g, o]`` block of ``weight_hh`` is (semi-)orthogonal,
-    ``weight_ih`` and ``weight_hr`` are Glorot-uniform, biases are 0 except the forget block of
-    ``bias_ih``. The same ``random_state`` gives the same weights. Assigning a parameter
-    (``lstm.weight_ih_l0 = w``) checks ``w`` and copies it into the parameter.
-
-    Inputs must be finite: NaN or infinity in ``x`` or ``hx`` raises a ValueError instead of
-    propagating silently through every later step.
-
-    ``forward`` and ``backward`` run their time loops with the GIL released; several threads may
-    call ``forward(..., training=False)`` on one layer at once. A ``training=True`` forward keeps
-    its activations for exactly one ``backward`` in the same thread: a layer trains in one thread
-    at a time (another thread's training call meanwhile is a RuntimeError).
-
-    A long call (more than about 2^30 multiply-adds a layer-direction) goes to the engine in runs
-    of whole steps, so that Ctrl-C stops it within a run, a fraction of a second; the results are
-    those of one call.
-
-    Examples
-    --------
-    >>> import numpy as np, lstm_fast
-    >>> lstm = lstm_fast.LSTM(input_size=3, hidden_size=8, random_state=0)
-    >>> x = np.zeros((5, 2, 3), dtype=np.float32)  # (T, B, input_size)
-    >>> output, (h_n, c_n) = lstm.forward(x)
-    >>> output.shape, h_n.shape
-    ((5, 2, 8), (1, 2, 8))
+    A subclass sets ``_cell`` (its name in the engine's ``CELL_KINDS``, or a property),
+    ``_gates`` (gate blocks: 4, 3 or 1), ``_has_cell`` (an LSTM's cell state beside h) and
+    ``_stored_shapes`` (what its training forward keeps for backward), and its public
+    ``forward``/``backward`` signatures.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32,
-                 forget_bias=1.0, random_state=None):
+    _gates = 4
+    _has_cell = True
+
+    def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                 bidirectional, dtype, random_state, proj_size=0):
         self.input_size = check_int(input_size, "input_size", 1, _MAX_DIM)
-        self.hidden_size = check_int(hidden_size, "hidden_size", 1, _MAX_DIM // 4)
+        self.hidden_size = check_int(hidden_size, "hidden_size", 1, _MAX_DIM // self._gates)
         self.num_layers = check_int(num_layers, "num_layers", 1)
         self.proj_size = check_int(proj_size, "proj_size", 0)
         if self.proj_size >= self.hidden_size:
@@ -112,19 +63,18 @@ class LSTM:
                              f"{proj_size} and hidden_size={hidden_size}")
         if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        if not isinstance(forget_bias, numbers.Real) or not np.isfinite(forget_bias):
-            raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.dtype = check_dtype(dtype)
-        self.forget_bias = float(forget_bias)
         #: D: 2 if bidirectional else 1.
         self.num_directions = 2 if self.bidirectional else 1
         #: H_out: proj_size if > 0 else hidden_size.
         self.output_size = self.proj_size or self.hidden_size
         self._rng = check_random_state(random_state)
+        #: The engine's number for this layer's cell.
+        self._kind = CELL_KINDS[self._cell]
         n_params = self._param_count()
         if 2 * n_params * np.dtype(self.dtype).itemsize >= LARGE_BYTES:
             check_memory(2 * n_params * np.dtype(self.dtype).itemsize,
@@ -171,7 +121,8 @@ class LSTM:
                 self._assign(name, value)
                 return
             if name in _FIXED:
-                raise AttributeError(f"{name} is fixed when an LSTM is made; make a new LSTM "
+                kind = type(self).__name__
+                raise AttributeError(f"{name} is fixed when an {kind} is made; make a new {kind} "
                                      f"for another {name}")
             if name == "dropout" and (not isinstance(value, numbers.Real)
                                       or not 0.0 <= value <= 1.0):
@@ -190,36 +141,39 @@ class LSTM:
 
     def _param_count(self):
         """Parameters in all (what _param_shapes lists, counted without listing them)."""
-        H, P, D = self.hidden_size, self.output_size, self.num_directions
-        per_direction = 4 * H * P + 8 * H * self.bias + H * P * bool(self.proj_size)
+        G, H, P, D = self._gates * self.hidden_size, self.hidden_size, self.output_size, \
+            self.num_directions
+        per_direction = G * P + 2 * G * self.bias + H * P * bool(self.proj_size)
         inputs = self.input_size + (self.num_layers - 1) * D * P
-        return D * (self.num_layers * per_direction + 4 * H * inputs)
+        return D * (self.num_layers * per_direction + G * inputs)
 
     def _param_shapes(self):
         return param_shapes(self.input_size, self.hidden_size, self.num_layers, self.bias,
-                            self.bidirectional, self.proj_size)
+                            self.bidirectional, self.proj_size, self._gates)
 
     def _init_params(self):
         H, rng, params = self.hidden_size, self._rng, {}
         for name, shape in self._param_shapes().items():
             if name.startswith("weight_hh"):
-                w = np.concatenate([_orthogonal(H, shape[1], rng) for _ in range(4)])
+                w = np.concatenate([_orthogonal(H, shape[1], rng) for _ in range(self._gates)])
             elif name.startswith("weight"):
                 limit = np.sqrt(6.0 / (shape[0] + shape[1]))
                 w = rng.uniform(-limit, limit, size=shape)
             else:
-                w = np.zeros(shape)
-                if name.startswith("bias_ih"):
-                    w[H:2 * H] = self.forget_bias
+                w = self._initial_bias(name, shape)
             params[name] = np.ascontiguousarray(w, dtype=self.dtype)
         return params
+
+    def _initial_bias(self, name, shape):
+        """A bias's initial value: zeros (the LSTM sets its forget block)."""
+        return np.zeros(shape)
 
     def named_parameters(self):
         """The live parameter arrays as ``(name, array)`` pairs; updating them in place trains."""
         return list(self._params.items())
 
     def state_dict(self):
-        """Return a copy of the parameters as a dict named and shaped as PyTorch's ``nn.LSTM``."""
+        """Return a copy of the parameters as a dict named and shaped as PyTorch's module's."""
         return {k: v.copy() for k, v in self._params.items()}
 
     def load_state_dict(self, state_dict):
@@ -237,8 +191,8 @@ class LSTM:
         missing = sorted(set(shapes) - set(state_dict.keys()))
         extra = sorted(map(repr, set(state_dict.keys()) - set(shapes)))
         if missing or extra:
-            raise ValueError(f"state_dict does not match this LSTM: missing keys {missing}, "
-                             f"unexpected keys [{', '.join(extra)}]")
+            raise ValueError(f"state_dict does not match this {type(self).__name__}: missing "
+                             f"keys {missing}, unexpected keys [{', '.join(extra)}]")
         new = {name: self._checked_param(name, state_dict[name], f"state_dict[{name!r}]")
                for name in shapes}
         for name, arr in new.items():
@@ -268,54 +222,25 @@ class LSTM:
             return params[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def _repr_extra(self):
+        """(name, default) of the settings repr shows when they differ from the default."""
+        return [("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                ("bidirectional", False)]
+
     def __repr__(self):
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k, default in
-                        [("num_layers", 1), ("bias", True), ("batch_first", False),
-                         ("dropout", 0.0), ("bidirectional", False), ("proj_size", 0)]
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k, default in self._repr_extra()
                         if getattr(self, k) != default)
-        return (f"LSTM({self.input_size}, {self.hidden_size}{extra}, "
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
                 f"dtype={np.dtype(self.dtype).name})")
 
     # ----------------------------------------------------------------------------- forward
 
-    def forward(self, x, hx=None, lengths=None, training=False):
-        """Run the LSTM over a batch of sequences.
-
-        Parameters
-        ----------
-        x : array-like of shape (T, B, input_size), (B, T, input_size) or (T, input_size)
-            Time-major input, batch-first when ``batch_first``, or one unbatched sequence.
-        hx : tuple (h_0, c_0) or None
-            Initial states of shapes ``(D*num_layers, B, H_out)`` and
-            ``(D*num_layers, B, hidden_size)``
-            (no B axis for unbatched input); zeros when None.
-        lengths : array-like of int, shape (B,), optional
-            Valid steps of each sequence, in ``[1, T]``. Later steps are padding: they do not
-            influence anything and their output rows are 0 (PyTorch's packed-sequence semantics).
-        training : bool, default=False
-            Keep what ``backward`` needs and apply ``dropout`` between layers.
-
-        Returns
-        -------
-        output : ndarray of shape (T, B, D*H_out) (batch-first or unbatched like ``x``)
-        (h_n, c_n) : tuple of ndarray
-            Each sequence's states after its last valid step, shaped like ``h_0`` and ``c_0``.
-
-        Raises
-        ------
-        MemoryError
-            Before anything is allocated, if the call would need more memory than is available.
-        RuntimeError
-            With ``training=True``, if another thread is training this layer at the same time.
-        KeyboardInterrupt
-            On Ctrl-C: a long call stops within one run of the engine (see Notes of the class).
-        """
+    def _forward_checked(self, x, hx, lengths, training):
+        """Forward with the training lock held when training: (output, h_n, c_n or None)."""
         if not training:
             return self._forward(x, hx, lengths, False)
         with self._training_step("forward(training=True)"):
             return self._forward(x, hx, lengths, True)
-
-    __call__ = forward
 
     def _forward(self, x, hx, lengths, training):
         x, batched = self._check_input(x, training)
@@ -335,8 +260,8 @@ class LSTM:
             k = layer * self.num_directions
             stored = self._each_direction(
                 B, lambda d, threads, cancel: self._run_forward(
-                    layer, d, layer_in, packing, h_n[k + d], c_n[k + d], out, training, threads,
-                    cancel))
+                    layer, d, layer_in, packing, h_n[k + d], _at(c_n, k + d), out, training,
+                    threads, cancel))
             if training:
                 cache.append(dict(layer_in=layer_in, mask=mask, directions=stored))
             layer_in = out
@@ -345,10 +270,10 @@ class LSTM:
                                out_shape=(T, B, layer_in.shape[1]),
                                thread=threading.current_thread())
         output = self._to_user_layout(packing.unpack(layer_in), batched)
-        h_n, c_n = packing.unsort_state(h_n), packing.unsort_state(c_n)
+        h_n, c_n = packing.unsort_state(h_n), c_n if c_n is None else packing.unsort_state(c_n)
         if not batched:
-            h_n, c_n = h_n[:, 0], c_n[:, 0]
-        return output, (h_n, c_n)
+            h_n, c_n = h_n[:, 0], _at(c_n, (slice(None), 0))
+        return output, h_n, c_n
 
     @contextlib.contextmanager
     def _training_step(self, what):
@@ -356,8 +281,9 @@ class LSTM:
         (concurrent training calls would mix their activations and gradients)."""
         if not self._training_lock.acquire(blocking=False):
             raise RuntimeError(f"{what}: another thread is running forward(training=True) or "
-                               "backward on this LSTM; a layer trains in one thread at a time "
-                               "(give each thread its own copy, e.g. copy.deepcopy(lstm))")
+                               f"backward on this {type(self).__name__}; a layer trains in one "
+                               "thread at a time (give each thread its own copy, e.g. "
+                               "copy.deepcopy(layer))")
         try:
             yield
         finally:
@@ -377,7 +303,7 @@ class LSTM:
         waits for it before raising."""
         if self.num_directions == 1:
             return [run(0, 0, None)]
-        if threads_for(B, self.hidden_size, self.output_size) < 2:
+        if threads_for(B, self.hidden_size, self.output_size, self._gates) < 2:
             return [run(0, 0, None), run(1, 0, None)]
         cancel = threading.Event()
         reverse = _direction_worker().submit(run, 1, 1, cancel)
@@ -390,8 +316,8 @@ class LSTM:
 
     def _rows_per_call(self, layer):
         """Packed rows per engine call for a layer, inference and training (see _CALL_MACS)."""
-        H, P = self.hidden_size, self.output_size
-        work = (4 * H * (self._layer_input_size(layer) + P) + (H * P if self.proj_size else 0)
+        H, P, G = self.hidden_size, self.output_size, self._gates * self.hidden_size
+        work = (G * (self._layer_input_size(layer) + P) + (H * P if self.proj_size else 0)
                 + 256 * H)
         return (max(_MIN_RUN_ROWS, _CALL_MACS // work),
                 max(_MIN_RUN_ROWS, _CALL_MACS // (3 * work)))
@@ -401,63 +327,45 @@ class LSTM:
         """One layer-direction through the engine; returns what backward needs (or None)."""
         _, w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights[layer, direction]
         P, N, rows = self.output_size, packing.n_rows, self._call_rows[layer][training]
-        stored = self._stored(layer, direction, N) if training else None
-        gates, tanh_cell, cell_prev, hidden_prev = stored or (None, None, None, None)
+        stored = self._stored(layer, direction, N) if training else (None,) * len(_STORED)
         workspace = self._workspace(layer, direction)
         if N <= rows:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
-                          packing.offsets, h, c, out, direction * P, direction, gates, tanh_cell,
-                          cell_prev, hidden_prev, threads, workspace)
+                          packing.offsets, h, c, out, direction * P, direction, *stored[:4],
+                          threads, workspace, False, self._kind, stored[4])
         else:
             runs = packing.runs(rows)
             for i, (batch_sizes, offsets, r0, r1) in enumerate(runs[::-1] if direction else runs):
                 if cancel is not None and cancel.is_set():
                     return None
                 b = batch_sizes[0]  # the run's largest step: rows past it wait unchanged
-                part = [None] * 4 if stored is None else [a[r0:r1] for a in stored]
+                part = [_at(a, slice(r0, r1)) for a in stored]
                 forward_layer(layer_in[r0:r1], w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
-                              offsets, h[:b], c[:b], out[r0:r1], direction * P, direction, *part,
-                              threads, workspace, i > 0)
+                              offsets, h[:b], _at(c, slice(0, b)), out[r0:r1], direction * P,
+                              direction, *part[:4], threads, workspace, i > 0, self._kind,
+                              part[4])
         self._workspaces[layer, direction] = workspace
-        return stored
+        return stored if training else None
 
     def _stored(self, layer, direction, N):
-        """Arrays for what a training forward stores for backward: activated gates, tanh(c_t),
-        c_{t-1}, h_{t-1} (N rows); the last backpropagated forward's if of the same size."""
-        H, P, dt = self.hidden_size, self.output_size, self.dtype
+        """Arrays for what a training forward stores for backward (N rows, see _stored_shapes),
+        in _STORED's order; the last backpropagated forward's if of the same size."""
         stored = self._spare.pop((layer, direction), None)
         if stored is None or stored[0].shape[0] != N:
-            stored = (np.empty((N, 4 * H), dt), np.empty((N, H), dt), np.empty((N, H), dt),
-                      np.empty((N, P), dt))
+            shapes = self._stored_shapes(N)
+            stored = tuple(np.empty(shapes[k], self.dtype) if k in shapes else None
+                           for k in _STORED)
         return stored
+
+    def _stored_shapes(self, N):
+        """{engine argument: shape} of what a training forward stores, for N packed rows: the
+        activated gates and h_{t-1}, and what the cell needs besides."""
+        return {"gates": (N, self._gates * self.hidden_size),
+                "hidden_prev": (N, self.output_size)}
 
     # ----------------------------------------------------------------------------- backward
 
-    def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
-        """Backpropagate through the latest ``training=True`` forward (once).
-
-        Parameters
-        ----------
-        grad_output : array-like shaped like that forward's ``output``
-            dL/doutput. Entries at padded steps are ignored (those outputs are constant 0).
-        grad_h_n, grad_c_n : array-like shaped like ``h_n`` and ``c_n``, optional
-            dL/dh_n and dL/dc_n; zeros when None.
-
-        Returns
-        -------
-        grad_x : ndarray shaped like that forward's ``x``
-            dL/dx. Parameter gradients are ADDED into ``grads``; dL/dh_0 and dL/dc_0 are stored in
-            ``grad_hx``.
-
-        Raises
-        ------
-        RuntimeError
-            If no ``training=True`` forward precedes, or it was already backpropagated, or
-            another thread is training this layer at the same time.
-        KeyboardInterrupt
-            On Ctrl-C, within one run of the engine; ``grads`` are then partly added to, so
-            call ``zero_grad()`` before the next step.
-        """
+    def _backward_checked(self, grad_output, grad_h_n, grad_c_n):
         with self._training_step("backward"):
             return self._backward(grad_output, grad_h_n, grad_c_n)
 
@@ -467,9 +375,9 @@ class LSTM:
                                "training forward, if any, was already backpropagated")
         if self._cache["thread"] is not threading.current_thread():
             raise RuntimeError(
-                "backward: the latest forward(training=True) on this LSTM was made by another "
-                "thread (it replaced this thread's, if any): a layer trains in one thread at a "
-                "time (give each thread its own copy, e.g. copy.deepcopy(lstm))")
+                f"backward: the latest forward(training=True) on this {type(self).__name__} was "
+                "made by another thread (it replaced this thread's, if any): a layer trains in "
+                "one thread at a time (give each thread its own copy, e.g. copy.deepcopy(layer))")
         state = self._cache
         packing, batched = state["packing"], state["batched"]
         T, B, _ = state["out_shape"]
@@ -481,7 +389,8 @@ class LSTM:
                              f"{g.shape}")
         check_finite(g, "grad_output")
         d_h = self._state_or_zeros(grad_h_n, "grad_h_n", (D * L, B, P), batched, packing)
-        d_c = self._state_or_zeros(grad_c_n, "grad_c_n", (D * L, B, H), batched, packing)
+        d_c = (self._state_or_zeros(grad_c_n, "grad_c_n", (D * L, B, H), batched, packing)
+               if self._has_cell else None)
         self._cache = None
         d_out = packing.pack(self._from_user_layout(g, batched))
         for layer in range(L - 1, -1, -1):
@@ -489,15 +398,18 @@ class LSTM:
             stored = state["cache"][layer]["directions"]
             d_in, *reverse = self._each_direction(
                 B, lambda d, threads, cancel: self._run_backward(
-                    layer, d, layer_in, packing, d_out, d_h[layer * D + d], d_c[layer * D + d],
-                    stored[d], threads, cancel))
+                    layer, d, layer_in, packing, d_out, d_h[layer * D + d],
+                    _at(d_c, layer * D + d), stored[d], threads, cancel))
             for d_reverse in reverse:
                 d_in += d_reverse
             if mask is not None:
                 d_in *= mask
             d_out = d_in
-        d_h, d_c = packing.unsort_state(d_h), packing.unsort_state(d_c)
-        self.grad_hx = (d_h, d_c) if batched else (d_h[:, 0], d_c[:, 0])
+        d_h = packing.unsort_state(d_h)
+        d_c = d_c if d_c is None else packing.unsort_state(d_c)
+        if not batched:
+            d_h, d_c = d_h[:, 0], _at(d_c, (slice(None), 0))
+        self.grad_hx = (d_h, d_c) if self._has_cell else d_h
         return self._to_user_layout(packing.unpack(d_out), batched)
 
     def _run_backward(self, layer, direction, layer_in, packing, d_out, d_h, d_c, stored,
@@ -512,20 +424,19 @@ class LSTM:
         d_in = np.zeros_like(layer_in)
         workspace = self._workspace(layer, direction)
         runs = packing.runs(self._call_rows[layer][True])
-        if len(runs) == 1:
+        if len(runs) == 1:  # one call, no slices (a small call's cost is mostly its overhead)
             backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
-                           d_out, direction * P, bool(direction), d_h, d_c, *stored, d_in,
-                           *grads, n_threads=threads, workspace=workspace)
-        else:
-            for i, (batch_sizes, offsets, r0, r1) in enumerate(runs if direction else runs[::-1]):
-                if cancel is not None and cancel.is_set():
-                    return d_in
-                b = batch_sizes[0]
-                backward_layer(layer_in[r0:r1], w_ih, w_hh, w_hr, batch_sizes, offsets,
-                               d_out[r0:r1], direction * P, bool(direction), d_h[:b], d_c[:b],
-                               *(a[r0:r1] for a in stored), d_in[r0:r1], *grads,
-                               n_threads=threads, workspace=workspace, prepared=i > 0,
-                               finish=i == len(runs) - 1)
+                           d_out, direction * P, bool(direction), d_h, d_c, *stored[:4], d_in,
+                           *grads, threads, workspace, False, True, self._kind, stored[4])
+        for i, (batch_sizes, offsets, r0, r1) in enumerate(
+                (runs if direction else runs[::-1]) if len(runs) > 1 else []):
+            if cancel is not None and cancel.is_set():
+                return d_in
+            b, part = batch_sizes[0], [_at(a, slice(r0, r1)) for a in stored]
+            backward_layer(layer_in[r0:r1], w_ih, w_hh, w_hr, batch_sizes, offsets,
+                           d_out[r0:r1], direction * P, bool(direction), d_h[:b],
+                           _at(d_c, slice(0, b)), *part[:4], d_in[r0:r1], *grads, threads,
+                           workspace, i > 0, i == len(runs) - 1, self._kind, part[4])
         self._workspaces[layer, direction] = workspace
         self._spare[layer, direction] = stored
         return d_in
@@ -577,11 +488,12 @@ class LSTM:
     def _forward_row_bytes(self, training):
         """About the most memory a forward holds at once per step of a sequence: the input's
         copy, two layers' outputs and the caller's, and in training what every layer keeps for
-        backward (activations, inputs, dropout masks)."""
-        H, P, D, L = self.hidden_size, self.output_size, self.num_directions, self.num_layers
+        backward (_stored_shapes, inputs, dropout masks)."""
+        D, P, L = self.num_directions, self.output_size, self.num_layers
         per_row = self.input_size + 3 * D * P
         if training:
-            per_row += L * D * (6 * H + P) + 2 * (L - 1) * D * P
+            stored = sum(shape[1] for shape in self._stored_shapes(1).values())
+            per_row += L * D * stored + 2 * (L - 1) * D * P
         return per_row * np.dtype(self.dtype).itemsize
 
     def _check_lengths(self, lengths, T, B, batched):
@@ -600,51 +512,110 @@ class LSTM:
         return lengths.reshape(B).astype(np.intp)
 
     def _initial_state(self, hx, B, batched, packing):
-        """Checked (h_0, c_0) as fresh arrays in packed (sorted) order, for the engine to update."""
-        shapes = ((self.num_directions * self.num_layers, B, self.output_size),
-                  (self.num_directions * self.num_layers, B, self.hidden_size))
+        """Checked h_0 and (LSTM) c_0, else None, as fresh arrays in packed (sorted) order, for
+        the engine to update. hx is (h_0, c_0) for the LSTM, h_0 for the others."""
+        L = self.num_directions * self.num_layers
+        shapes = [("h_0", (L, B, self.output_size))]
+        if self._has_cell:
+            shapes.append(("c_0", (L, B, self.hidden_size)))
         if hx is None:
-            return np.zeros(shapes[0], self.dtype), np.zeros(shapes[1], self.dtype)
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise ValueError("hx must be a tuple (h_0, c_0)")
-        states = []
-        for name, a, shape in zip(("h_0", "c_0"), hx, shapes):
-            a = as_float_array(a, f"hx {name}", self.dtype)
-            want = shape if batched else (shape[0], shape[2])
-            if a.shape != want:
-                raise ValueError(f"hx {name} must have shape {want}, got {a.shape}")
-            check_finite(a, f"hx {name}")
-            states.append(packing.sort_state(a if batched else a[:, None, :]))
-        return tuple(states)
+            states = [np.zeros(shape, self.dtype) for _, shape in shapes]
+        else:
+            if self._has_cell and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+                raise ValueError("hx must be a tuple (h_0, c_0)")
+            states = [self._checked_state(a, f"hx {name}", shape, batched, packing)
+                      for (name, shape), a in zip(shapes, hx if self._has_cell else [hx])]
+        return states[0], (states[1] if self._has_cell else None)
+
+    def _checked_state(self, a, name, shape, batched, packing):
+        """A state array (h_0, c_0, or its gradient) of `shape` (no B axis when unbatched),
+        finite, in packed order."""
+        a = as_float_array(a, name, self.dtype)
+        want = shape if batched else (shape[0], shape[2])
+        if a.shape != want:
+            raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+        check_finite(a, name)
+        return packing.sort_state(a if batched else a[:, None, :])
 
     def _state_or_zeros(self, a, name, shape, batched, packing):
         if a is None:
             return np.zeros(shape, self.dtype)
-        a = as_float_array(a, name, self.dtype)
-        want = shape if batched else (shape[0], shape[2])
-        if a.shape != want:
-            raise ValueError(f"{name} must have shape {want} like the forward's state, got "
-                             f"{a.shape}")
-        check_finite(a, name)
-        return packing.sort_state(a if batched else a[:, None, :])
+        return self._checked_state(a, name, shape, batched, packing)
+
+
+class HiddenStateLayer(RecurrentLayer):
+    """A recurrent layer whose state is h alone (GRU, RNN): ``forward`` takes ``hx=h_0`` and
+    returns ``(output, h_n)``."""
+
+    _has_cell = False
+
+    def forward(self, x, hx=None, lengths=None, training=False):
+        """Run the layer over a batch of sequences.
+
+        Parameters
+        ----------
+        x : array-like of shape (T, B, input_size), (B, T, input_size) or (T, input_size)
+            Time-major input, batch-first when ``batch_first``, or one unbatched sequence.
+        hx : array-like of shape (D*num_layers, B, hidden_size), optional
+            The initial state h_0 (no B axis for unbatched input); zeros when None.
+        lengths : array-like of int, shape (B,), optional
+            Valid steps of each sequence, in ``[1, T]``; later steps are padding (see
+            :meth:`lstm_fast.LSTM.forward`).
+        training : bool, default=False
+            Keep what ``backward`` needs and apply ``dropout`` between layers.
+
+        Returns
+        -------
+        output : ndarray of shape (T, B, D*hidden_size) (batch-first or unbatched like ``x``)
+        h_n : ndarray shaped like ``h_0``
+            Each sequence's state after its last valid step.
+        """
+        output, h_n, _ = self._forward_checked(x, hx, lengths, training)
+        return output, h_n
+
+    __call__ = forward
+
+    def backward(self, grad_output, grad_h_n=None):
+        """Backpropagate through the latest ``training=True`` forward (once).
+
+        Parameters
+        ----------
+        grad_output : array-like shaped like that forward's ``output``
+            dL/doutput; entries at padded steps are ignored.
+        grad_h_n : array-like shaped like ``h_n``, optional
+            dL/dh_n; zeros when None.
+
+        Returns
+        -------
+        grad_x : ndarray shaped like that forward's ``x``
+            dL/dx. Parameter gradients are ADDED into ``grads``; dL/dh_0 is stored in
+            ``grad_hx``.
+        """
+        return self._backward_checked(grad_output, grad_h_n, None)
 
 
 def param_shapes(input_size, hidden_size, num_layers=1, bias=True, bidirectional=False,
-                 proj_size=0):
-    """The parameters of such an LSTM, in ``state_dict`` order: ``{name: shape}``."""
+                 proj_size=0, gates=4):
+    """The parameters of such a layer, in ``state_dict`` order: ``{name: shape}``; ``gates``
+    is the cell's gate blocks (LSTM 4, GRU 3, RNN 1)."""
     H, P, D = hidden_size, proj_size or hidden_size, 2 if bidirectional else 1
     shapes = {}
     for layer in range(num_layers):
         for direction in range(D):
             sfx = f"_l{layer}" + ("_reverse" if direction else "")
-            shapes["weight_ih" + sfx] = (4 * H, input_size if layer == 0 else D * P)
-            shapes["weight_hh" + sfx] = (4 * H, P)
+            shapes["weight_ih" + sfx] = (gates * H, input_size if layer == 0 else D * P)
+            shapes["weight_hh" + sfx] = (gates * H, P)
             if bias:
-                shapes["bias_ih" + sfx] = (4 * H,)
-                shapes["bias_hh" + sfx] = (4 * H,)
+                shapes["bias_ih" + sfx] = (gates * H,)
+                shapes["bias_hh" + sfx] = (gates * H,)
             if proj_size:
                 shapes["weight_hr" + sfx] = (P, H)
     return shapes
+
+
+def _at(a, index):
+    """a[index], or None for no array (the cell state of a cell without one)."""
+    return None if a is None else a[index]
 
 
 @functools.lru_cache(maxsize=1)

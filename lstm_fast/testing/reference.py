@@ -1,9 +1,11 @@
-"""A plain NumPy LSTM, forward and backward: the reference every kernel is tested against.
+"""Plain NumPy LSTM, GRU and RNN, forward and backward: the reference every kernel is tested
+against.
 
 It works on padded time-major arrays with a (T, B) validity mask, one time step at a time, exactly
 as the equations read (only the input projection is hoisted out of the loop); it shares no code with
 the engine and is the NumPy peer of the benchmark. Parameters are a dict with PyTorch's names
-and layouts (see ``LSTM.state_dict``).
+and layouts (see ``LSTM.state_dict``). ``cell`` is "lstm", "gru", "rnn_tanh" or "rnn_relu";
+the cells without a cell state take and return ``c`` arrays of zero width.
 """
 
 import numpy as np
@@ -20,7 +22,70 @@ def _names(layer, direction):
     return {k: k + suffix for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
 
 
-def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dropout_masks=None):
+# One step of each cell: (x W_ih^T + b_ih, h W_hh^T + b_hh, h_{t-1}, c_{t-1}) -> (r_t, c_t, what
+# its backward needs); r_t is h_t before the LSTM's projection.
+
+def _lstm_step(xp, hp, h, c):
+    a = xp + hp
+    H = a.shape[1] // 4
+    i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
+    g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+    c_new = f * c + i * g
+    return o * np.tanh(c_new), c_new, (i, f, g, o, c, c_new)
+
+
+def _gru_step(xp, hp, h, c):
+    H = h.shape[1]
+    r = _sigmoid(xp[:, :H] + hp[:, :H])
+    z = _sigmoid(xp[:, H:2 * H] + hp[:, H:2 * H])
+    n = np.tanh(xp[:, 2 * H:] + r * hp[:, 2 * H:])
+    return (1 - z) * n + z * h, c, (r, z, n, h, hp[:, 2 * H:])
+
+
+def _rnn_step(relu):
+    def step(xp, hp, h, c):
+        a = xp + hp
+        h_new = np.maximum(a, 0) if relu else np.tanh(a)
+        return h_new, c, (h_new,)
+    return step
+
+
+# Their backward: (dL/dr_t, dL/dc_t, record) -> (dL/d(x W_ih^T + b_ih), dL/d(h W_hh^T + b_hh),
+# the direct part of dL/dh_{t-1}, dL/dc_{t-1}).
+
+def _lstm_step_back(dr, dc, record):
+    i, f, g, o, c_prev, c_new = record
+    tc = np.tanh(c_new)
+    dc_t = dc + dr * o * (1 - tc * tc)
+    da = np.concatenate([dc_t * g * i * (1 - i), dc_t * c_prev * f * (1 - f),
+                         dc_t * i * (1 - g * g), dr * tc * o * (1 - o)], axis=1)
+    return da, da, 0, dc_t * f
+
+
+def _gru_step_back(dh, dc, record):
+    r, z, n, h_prev, hp_n = record
+    da_n = dh * (1 - z) * (1 - n * n)
+    da_r = da_n * hp_n * r * (1 - r)
+    da_z = dh * (h_prev - n) * z * (1 - z)
+    return (np.concatenate([da_r, da_z, da_n], axis=1),
+            np.concatenate([da_r, da_z, da_n * r], axis=1), dh * z, dc)
+
+
+def _rnn_step_back(relu):
+    def step_back(dh, dc, record):
+        (h,) = record
+        da = dh * ((h > 0) if relu else (1 - h * h))
+        return da, da, 0, dc
+    return step_back
+
+
+_CELLS = {"lstm": (_lstm_step, _lstm_step_back), "gru": (_gru_step, _gru_step_back),
+          "rnn_tanh": (_rnn_step(False), _rnn_step_back(False)),
+          "rnn_relu": (_rnn_step(True), _rnn_step_back(True))}
+
+
+def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dropout_masks=None,
+                      cell="lstm"):
     """Forward pass.
 
     Parameters
@@ -28,12 +93,13 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
     params : dict of ndarray
         PyTorch-named weights.
     x : ndarray of shape (T, B, I)
-    h0, c0 : ndarray of shape (D*L, B, P) and (D*L, B, H)
+    h0, c0 : ndarray of shape (D*L, B, P) and (D*L, B, H) (c0 (D*L, B, 0) without a cell state)
     lengths : ndarray of shape (B,)
     num_layers : int
     bidirectional : bool
     dropout_masks : list or None
         ``dropout_masks[l]`` (T, B, D*P) multiplies layer ``l``'s input for ``l >= 1``.
+    cell : {"lstm", "gru", "rnn_tanh", "rnn_relu"}, default="lstm"
 
     Returns
     -------
@@ -44,6 +110,7 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
     """
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
+    step = _CELLS[cell][0]
     mask = np.arange(T)[:, None] < np.asarray(lengths)[None, :]
     h_n, c_n = np.zeros_like(h0), np.zeros_like(c0)
     layer_in, steps = x, []
@@ -53,23 +120,20 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
         outs = []
         for direction in range(D):
             n = _names(layer, direction)
-            w_ih, w_hh = params[n["weight_ih"]], params[n["weight_hh"]]
-            bias = params.get(n["bias_ih"], 0) + params.get(n["bias_hh"], 0)
-            w_hr = params.get(n["weight_hr"])
-            H = w_hh.shape[0] // 4
+            w_hh, w_hr = params[n["weight_hh"]], params.get(n["weight_hr"])
             h, c = h0[layer * D + direction].copy(), c0[layer * D + direction].copy()
             out = np.zeros((T, B, w_hh.shape[1]), dtype=x.dtype)
             record = []
-            x_proj = layer_in @ w_ih.T + bias
+            # b_hh joins b_ih in the hoisted projection, but for the GRU: r scales it
+            b_ih, b_hh = params.get(n["bias_ih"], 0), params.get(n["bias_hh"], 0)
+            if cell != "gru":
+                b_ih, b_hh = b_ih + b_hh, 0
+            x_proj = layer_in @ params[n["weight_ih"]].T + b_ih
             for t in (range(T - 1, -1, -1) if direction else range(T)):
                 m = mask[t][:, None]
-                a = x_proj[t] + h @ w_hh.T
-                i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
-                g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
-                c_new = f * c + i * g
-                r = o * np.tanh(c_new)
+                r, c_new, saved = step(x_proj[t], h @ w_hh.T + b_hh, h, c)
                 h_new = r @ w_hr.T if w_hr is not None else r
-                record.append((t, layer_in[t], h, c, i, f, g, o, c_new, r))
+                record.append((t, layer_in[t], h, saved, r))
                 out[t] = np.where(m, h_new, 0)
                 h, c = np.where(m, h_new, h), np.where(m, c_new, c)
             h_n[layer * D + direction], c_n[layer * D + direction] = h, c
@@ -77,7 +141,7 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
             outs.append(out)
         layer_in = np.concatenate(outs, axis=2)
     cache = dict(mask=mask, steps=steps, x=x, num_layers=num_layers, D=D,
-                 dropout_masks=dropout_masks)
+                 dropout_masks=dropout_masks, cell=cell, c_width=c0.shape[2])
     return layer_in, h_n, c_n, cache
 
 
@@ -91,8 +155,9 @@ def reference_backward(params, cache, grad_out, grad_h_n=None, grad_c_n=None):
     grad_h0, grad_c0 : ndarray like h0, c0
     """
     mask, D, L = cache["mask"], cache["D"], cache["num_layers"]
+    step_back = _CELLS[cache["cell"]][1]
     grads = {k: np.zeros_like(v) for k, v in params.items()}
-    P = grad_out.shape[2] // D
+    P, B = grad_out.shape[2] // D, mask.shape[1]
     d_layer_out = grad_out
     grad_h0, grad_c0 = [None] * (L * D), [None] * (L * D)
     for layer in range(L - 1, -1, -1):
@@ -102,15 +167,14 @@ def reference_backward(params, cache, grad_out, grad_h_n=None, grad_c_n=None):
             n = _names(layer, direction)
             w_ih, w_hh = params[n["weight_ih"]], params[n["weight_hh"]]
             w_hr = params.get(n["weight_hr"])
-            H = w_hh.shape[0] // 4
             record = cache["steps"][k]
-            B = mask.shape[1]
             dh = np.zeros((B, P), grad_out.dtype) if grad_h_n is None else grad_h_n[k].copy()
-            dc = np.zeros((B, H), grad_out.dtype) if grad_c_n is None else grad_c_n[k].copy()
+            dc = (np.zeros((B, cache["c_width"]), grad_out.dtype) if grad_c_n is None
+                  else grad_c_n[k].copy())
             dout = d_layer_out[:, :, direction * P:(direction + 1) * P]
             if d_in is None:
                 d_in = np.zeros((mask.shape[0],) + record[0][1].shape, dtype=grad_out.dtype)
-            for t, x_t, h_prev, c_prev, i, f, g, o, c_new, r in reversed(record):
+            for t, x_t, h_prev, saved, r in reversed(record):
                 m = mask[t][:, None]
                 dh_t = dh + np.where(m, dout[t], 0)
                 if w_hr is not None:
@@ -118,19 +182,16 @@ def reference_backward(params, cache, grad_out, grad_h_n=None, grad_c_n=None):
                     dr = dh_t @ w_hr
                 else:
                     dr = dh_t
-                tc = np.tanh(c_new)
-                dc_t = dc + dr * o * (1 - tc * tc)
-                da = np.concatenate([dc_t * g * i * (1 - i), dc_t * c_prev * f * (1 - f),
-                                     dc_t * i * (1 - g * g), dr * tc * o * (1 - o)], axis=1)
-                da = np.where(m, da, 0)
-                grads[n["weight_ih"]] += da.T @ x_t
-                grads[n["weight_hh"]] += da.T @ h_prev
+                dxp, dhp, direct, dc_prev = step_back(dr, dc, saved)
+                dxp, dhp = np.where(m, dxp, 0), np.where(m, dhp, 0)
+                grads[n["weight_ih"]] += dxp.T @ x_t
+                grads[n["weight_hh"]] += dhp.T @ h_prev
                 if n["bias_ih"] in grads:
-                    grads[n["bias_ih"]] += da.sum(0)
-                    grads[n["bias_hh"]] += da.sum(0)
-                d_in[t] += da @ w_ih
-                dh = np.where(m, da @ w_hh, dh)
-                dc = np.where(m, dc_t * f, dc)
+                    grads[n["bias_ih"]] += dxp.sum(0)
+                    grads[n["bias_hh"]] += dhp.sum(0)
+                d_in[t] += dxp @ w_ih
+                dh = np.where(m, dhp @ w_hh + direct, dh)
+                dc = np.where(m, dc_prev, dc)
             grad_h0[k], grad_c0[k] = dh, dc
         masks = cache["dropout_masks"]
         if layer > 0 and masks is not None and masks[layer] is not None:
