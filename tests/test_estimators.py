@@ -22,7 +22,8 @@ import lstm_fast
 from lstm_fast import LSTMClassifier, LSTMRegressor
 
 
-@parametrize_with_checks([LSTMClassifier(), LSTMRegressor()])
+@parametrize_with_checks([LSTMClassifier(), LSTMRegressor(), LSTMClassifier(cell="gru"),
+                          LSTMRegressor(cell="rnn")])
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

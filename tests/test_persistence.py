@@ -98,7 +98,7 @@ def test_the_file_describes_the_fitted_model_not_the_new_params(Estimator, tmp_p
 
 @pytest.mark.parametrize("change", [dict(num_layers=1), dict(bidirectional=False),
                                     dict(proj_size=0), dict(dtype="float64"),
-                                    dict(standardize=False)])
+                                    dict(standardize=False), dict(cell="gru")])
 def test_warm_start_refuses_every_shape_change(change):
     est, X, y = _fitted(LSTMRegressor)
     name = next(iter(change))
@@ -107,6 +107,39 @@ def test_warm_start_refuses_every_shape_change(change):
     est.set_params(**{name: est._architecture[name]}, dropout=0.5, learning_rate_init=1e-2)
     est.fit(X, y)  # dropout and the optimiser's settings may change
     assert est.lstm_.dropout == 0.5
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_every_cell_saves_loads_and_trains_on(cell, tmp_path):
+    """A GRU or RNN model's file holds its cell: loaded, it predicts and trains on exactly as the
+    one in memory; a file whose cell is switched is refused (its weights have other shapes)."""
+    est, X, y = _fitted(LSTMRegressor, cell=cell, proj_size=0)
+    assert type(est.lstm_).__name__ == cell.upper()
+    est.save(tmp_path / "m.npz")
+    loaded = lstm_fast.load(tmp_path / "m.npz")
+    assert loaded.get_params()["cell"] == cell and type(loaded.lstm_) is type(est.lstm_)
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    est.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    _assert_same_weights(loaded, est)
+    with np.load(tmp_path / "m.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    other = "gru" if cell == "rnn" else "rnn"
+    with pytest.raises(ValueError, match="damaged.*has shape"):
+        lstm_fast.load(_write(tmp_path / "bad.npz", arrays,
+                              _changed(meta, ["state", "architecture", "cell"], other)))
+
+
+def test_files_from_before_the_cells_load_as_lstms(saved, tmp_path):
+    """A model file written before estimators had ``cell`` (no cell in it) is an LSTM's."""
+    path, arrays, meta = saved
+    old = json.loads(json.dumps(meta))
+    del old["state"]["architecture"]["cell"], old["params"]["cell"]
+    loaded = lstm_fast.load(_write(tmp_path / "old.npz", arrays, old))
+    assert loaded.cell == "lstm"
+    X, _ = _data(LSTMClassifier)
+    np.testing.assert_array_equal(loaded.predict_proba(X), lstm_fast.load(path).predict_proba(X))
 
 
 def test_save_and_load_file_objects_and_feature_names():
@@ -168,6 +201,9 @@ def _tampered_metas(meta):
     yield "huge model", _changed(meta, ["state", "architecture", "hidden_size"], 10**9), \
         "damaged"
     yield "bad dtype", _changed(meta, ["state", "architecture", "dtype"], "object"), "dtype"
+    yield "bad cell", _changed(meta, ["state", "architecture", "cell"], "exec"), "cell must be"
+    yield "switched cell", _changed(meta, ["state", "architecture", "cell"], "gru"), \
+        "damaged.*proj_size must be 0"
     yield "bad count", _changed(meta, ["state", "fitted", "n_iter_"], -3), "n_iter_"
     yield "bad curve", _changed(meta, ["state", "fitted", "loss_curve_"], "x"), "loss_curve_"
     yield "bad kind", _changed(meta, ["state", "fitted", "_input_kind"], "pickle"), "input kind"

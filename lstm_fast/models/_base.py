@@ -13,9 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .._checks import check_dtype
-from ..nn import LSTM
 from ._sequences import SequenceData, check_sequences
-from ._state import SHAPE_PARAMS, StateMixin, param_value
+from ._state import SHAPE_PARAMS, StateMixin, make_layer, param_value
 from ._training import TrainingMixin
 
 __all__ = ["BaseLSTMEstimator"]
@@ -28,6 +27,7 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
     """Common training machinery of LSTMClassifier and LSTMRegressor."""
 
     _parameter_constraints = {
+        "cell": [StrOptions({"lstm", "gru", "rnn"})],
         "hidden_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_layers": [Interval(numbers.Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
@@ -61,7 +61,8 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
                  alpha=0.0, clip_grad_norm=5.0, shuffle=True, tol=1e-4, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
-                 dtype="float32", n_threads=None, standardize=True):
+                 dtype="float32", n_threads=None, standardize=True, cell="lstm"):
+        self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -138,10 +139,11 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
         self._rng = check_random_state(self.random_state)
         dtype = check_dtype(self.dtype)
         n_features = data.X.shape[2]
-        self.lstm_ = LSTM(n_features, self.hidden_size, num_layers=self.num_layers,
-                          bidirectional=self.bidirectional, dropout=self.dropout,
-                          proj_size=self.proj_size, batch_first=True, dtype=dtype,
-                          random_state=self._rng.randint(np.iinfo(np.int32).max))
+        self.lstm_ = make_layer(self.cell, n_features, self.hidden_size,
+                                proj_size=self.proj_size, num_layers=self.num_layers,
+                                bidirectional=self.bidirectional, dropout=self.dropout,
+                                batch_first=True, dtype=dtype,
+                                random_state=self._rng.randint(np.iinfo(np.int32).max))
         self._architecture = dict({name: param_value(name, getattr(self, name))
                                    for name in SHAPE_PARAMS},
                                   n_features=n_features, n_outputs=n_outputs)
@@ -180,8 +182,10 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
             X[np.arange(X.shape[1])[None, :] >= data.lengths[:, None]] = 0
         return SequenceData(X.astype(self.scaler_mean_.dtype, copy=False), data.lengths)
 
-    def _last_hidden(self, h_n):
-        """(D*L, B, P) final states -> (B, D*P): the last layer's, directions side by side."""
+    def _last_hidden(self, state):
+        """The final state ((h_n, c_n) or h_n, h_n (D*L, B, P)) -> (B, D*P): the last layer's
+        h_n, directions side by side."""
+        h_n = state[0] if isinstance(state, tuple) else state
         D = self.lstm_.num_directions
         return np.concatenate(list(h_n[-D:]), axis=1)
 
@@ -197,7 +201,7 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
             for start in range(0, len(data), _PREDICT_BATCH):
                 index = np.arange(start, min(start + _PREDICT_BATCH, len(data)))
                 part = data.take(index)
-                _, (h_n, _) = self.lstm_.forward(part.X, lengths=part.lengths)
-                features = self._last_hidden(h_n).astype(np.float64)
+                _, state = self.lstm_.forward(part.X, lengths=part.lengths)
+                features = self._last_hidden(state).astype(np.float64)
                 out[index] = features @ self.coefs_[0] + self.intercepts_[0]
         return out

@@ -4,15 +4,15 @@ PARAMS_DOC = """
     Parameters
     ----------
     hidden_size : int, default=64
-        Size of the LSTM's cell state.
+        Size of the recurrent layer's state (the LSTM's cell state).
     num_layers : int, default=1
-        Stacked LSTM layers.
+        Stacked recurrent layers.
     bidirectional : bool, default=False
         Also read the sequences backwards; the output layer sees both directions' last states.
     dropout : float, default=0.0
-        Dropout between LSTM layers during training.
+        Dropout between recurrent layers during training.
     proj_size : int, default=0
-        If > 0, the LSTM's hidden state is projected to this size.
+        If > 0, the LSTM's hidden state is projected to this size (``cell="lstm"`` only).
     solver : {"adam", "sgd"}, default="adam"
         Optimiser: Adam, or SGD with momentum.
     learning_rate_init : float, default=1e-3
@@ -55,13 +55,16 @@ PARAMS_DOC = """
     standardize : bool, default=True
         Standardise every input feature with the mean and standard deviation seen by the first
         ``fit`` (over valid steps only), applied again at predict time.
+    cell : {"lstm", "gru", "rnn"}, default="lstm"
+        The recurrent layer: :class:`lstm_fast.LSTM`, :class:`lstm_fast.GRU` or a tanh
+        :class:`lstm_fast.RNN`.
 """
 
 ATTRS_DOC = """
     Attributes
     ----------
-    lstm_ : LSTM
-        The fitted recurrent layer.
+    lstm_ : LSTM, GRU or RNN
+        The fitted recurrent layer (of ``cell``).
     coefs_ : list of one ndarray of shape (D * H_out, n_outputs)
         Weights of the output layer.
     intercepts_ : list of one ndarray of shape (n_outputs,)

@@ -7,16 +7,30 @@ import copy
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ..nn import LSTM, param_shapes
+from ..nn import GRU, LSTM, RNN, param_shapes
 from ..optim import make_optimizer
 
-__all__ = ["StateMixin", "Checkpoint", "SHAPE_PARAMS", "param_value"]
+__all__ = ["StateMixin", "Checkpoint", "SHAPE_PARAMS", "make_layer", "param_value"]
 
 
 # Parameters that fix the fitted model's shape: a continued fit (warm_start, partial_fit)
 # cannot change them.
-SHAPE_PARAMS = ("hidden_size", "num_layers", "bidirectional", "proj_size", "dtype",
-                 "standardize")
+SHAPE_PARAMS = ("cell", "hidden_size", "num_layers", "bidirectional", "proj_size", "dtype",
+                "standardize")
+
+# The estimators' cells: their layer and gate blocks.
+_CELLS = {"lstm": (LSTM, 4), "gru": (GRU, 3), "rnn": (RNN, 1)}
+
+
+def make_layer(cell, input_size, hidden_size, proj_size=0, **kwargs):
+    """The recurrent layer of an estimator's ``cell`` ("lstm", "gru" or "rnn": tanh)."""
+    layer, _ = _CELLS[cell]
+    if cell == "lstm":
+        kwargs["proj_size"] = proj_size
+    elif proj_size:
+        raise ValueError(f"proj_size={proj_size} needs cell='lstm' (only the LSTM projects its "
+                         f"hidden state), got cell={cell!r}")
+    return layer(input_size, hidden_size, **kwargs)
 
 
 def param_value(name, value):
@@ -85,7 +99,7 @@ class StateMixin:
         n_in = D * (arch["proj_size"] or arch["hidden_size"])
         params = {"lstm:" + k: (shape, dtype) for k, shape in param_shapes(
             n_features, arch["hidden_size"], arch["num_layers"], True, arch["bidirectional"],
-            arch["proj_size"]).items()}
+            arch["proj_size"], _CELLS[arch["cell"]][1]).items()}
         spec = dict(params, coef=((n_in, arch["n_outputs"]), dtype),
                     intercept=((arch["n_outputs"],), dtype), scaler_mean=((n_features,), dtype),
                     scaler_scale=((n_features,), dtype), rng=((624,), np.dtype(np.uint32)),
@@ -115,10 +129,11 @@ class StateMixin:
             raise ValueError(f"the fitted values must be {sorted(self._FITTED_VALUES)}")
         _check_fitted_values(fitted)
         self._architecture = arch
-        self.lstm_ = LSTM(arch["n_features"], arch["hidden_size"], num_layers=arch["num_layers"],
-                          bidirectional=arch["bidirectional"], dropout=self.dropout,
-                          proj_size=arch["proj_size"], batch_first=True,
-                          dtype=np.dtype(arch["dtype"]).type, random_state=0)
+        self.lstm_ = make_layer(arch["cell"], arch["n_features"], arch["hidden_size"],
+                                proj_size=arch["proj_size"], num_layers=arch["num_layers"],
+                                bidirectional=arch["bidirectional"], dropout=self.dropout,
+                                batch_first=True, dtype=np.dtype(arch["dtype"]).type,
+                                random_state=0)
         self.lstm_.load_state_dict({k.split(":", 1)[1]: v for k, v in arrays.items()
                                     if k.startswith("lstm:")})
         self.coefs_, self.intercepts_ = [arrays["coef"]], [arrays["intercept"]]
@@ -177,8 +192,14 @@ def _checked_architecture(values):
     """The model shape of saved ``values``, checked."""
     arch = values.get("architecture") if isinstance(values, dict) else None
     want = set(SHAPE_PARAMS) | {"n_features", "n_outputs"}
+    if isinstance(arch, dict):
+        arch = dict({"cell": "lstm"}, **arch)  # files from before the cells had LSTMs
     if not isinstance(arch, dict) or set(arch) != want:
         raise ValueError(f"the architecture must give {sorted(want)}")
+    if arch["cell"] not in _CELLS:
+        raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {arch['cell']!r}")
+    if arch["cell"] != "lstm" and arch["proj_size"] != 0:
+        raise ValueError(f"proj_size must be 0 for cell {arch['cell']!r}")
     for name in ("hidden_size", "num_layers", "n_features", "n_outputs"):
         _count(arch[name], name, 1)
     _count(arch["proj_size"], "proj_size")

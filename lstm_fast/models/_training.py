@@ -173,8 +173,9 @@ class TrainingMixin:
     def _step(self, batch, targets):
         """Forward, backward and one optimiser update on a mini-batch; returns the mean loss."""
         lstm = self.lstm_
-        output, (h_n, _) = lstm.forward(batch.X, lengths=batch.lengths, training=True)
-        features = self._last_hidden(h_n)
+        output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
+        features = self._last_hidden(state)
+        h_n = state[0] if isinstance(state, tuple) else state
         logits = features @ self.coefs_[0] + self.intercepts_[0]
         loss, d_logits = self._loss_and_gradient(logits, targets)
         if not np.isfinite(loss):
