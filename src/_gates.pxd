@@ -22,10 +22,10 @@ cdef extern from "lstm_kernels.h" nogil:
                               double *tanh_cell, double *cell_prev)
     void lstm_gates_backward_f(Py_ssize_t rows, Py_ssize_t H, const float *d_hidden,
                                float *gates, float *tanh_cell, const float *cell_prev,
-                               float *d_cell)
+                               float *d_cell, float *d_cell_step)
     void lstm_gates_backward_d(Py_ssize_t rows, Py_ssize_t H, const double *d_hidden,
                                double *gates, double *tanh_cell, const double *cell_prev,
-                               double *d_cell)
+                               double *d_cell, double *d_cell_step)
 
 
 cdef inline int activations_(Py_ssize_t n, const floating *x, floating *sig, floating *th,
@@ -59,13 +59,14 @@ cdef inline void gates_forward(Py_ssize_t rows, Py_ssize_t H, const floating *bi
 
 cdef inline void gates_backward(Py_ssize_t rows, Py_ssize_t H, const floating *d_hidden,
                                 floating *gates, floating *tanh_cell,
-                                const floating *cell_prev, floating *d_cell) noexcept nogil:
+                                const floating *cell_prev, floating *d_cell,
+                                floating *d_cell_step) noexcept nogil:
     """dL/dr_t and dL/dc_t -> dL/da_t (over gates), dL/dc_{t-1} (over d_cell), r_t (over
     tanh_cell)."""
     if floating is float:
-        lstm_gates_backward_f(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell)
+        lstm_gates_backward_f(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell, d_cell_step)
     else:
-        lstm_gates_backward_d(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell)
+        lstm_gates_backward_d(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell, d_cell_step)
 
 
 cdef extern from "cell_kernels.h" nogil:
@@ -171,11 +172,13 @@ cdef inline void _cell_forward(int kind, Py_ssize_t rows, Py_ssize_t H, const fl
 cdef inline void _cell_backward(int kind, Py_ssize_t rows, Py_ssize_t H, floating *d_hidden,
                                 floating *gates, floating *hidden_gates, floating *tanh_cell,
                                 const floating *cell_prev, floating *d_cell,
-                                const floating *hidden_prev) noexcept nogil:
+                                const floating *hidden_prev,
+                                floating *d_cell_step) noexcept nogil:
     """The cell's backward pass for one step's rows: dL/dh_t (dL/dr_t when projecting) and the
-    LSTM's dL/dc_t -> the pre-activations' gradients, over what the forward stored."""
+    LSTM's dL/dc_t -> the pre-activations' gradients, over what the forward stored (and the
+    LSTM's whole dL/dc_t into d_cell_step unless NULL)."""
     if kind == CELL_LSTM:
-        gates_backward(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell)
+        gates_backward(rows, H, d_hidden, gates, tanh_cell, cell_prev, d_cell, d_cell_step)
     elif kind == CELL_GRU:
         gru_backward(rows, H, d_hidden, gates, hidden_gates, hidden_prev)
     else:

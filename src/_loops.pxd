@@ -115,10 +115,14 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
                                  const floating *d_out, Py_ssize_t ld_out, floating *d_hidden,
                                  floating *d_cell, floating *d_raw, floating *d_hidden_all,
                                  floating *gates, floating *hidden_gates, floating *tanh_cell,
-                                 const floating *cell_prev,
-                                 const floating *hidden_prev) noexcept nogil:
+                                 const floating *cell_prev, const floating *hidden_prev,
+                                 floating *d_hidden_steps,
+                                 floating *d_cell_steps) noexcept nogil:
     """The reverse time loop of a `kind` cell, as walked by part `part` of `parts` threads (see
     backward_layer; by_rows as in _forward_steps).
+
+    d_hidden_steps (N x P) and the LSTM's d_cell_steps (N x H), unless NULL, receive every
+    step's dL/dh_t and dL/dc_t (for introspection).
 
     d_raw (B x H) and d_hidden_all (N x P) are workspaces when projecting, else NULL. The GRU's
     dL/dh_{t-1} has a direct part (z dL/dh_t, left in d_hidden by its pass) besides the product.
@@ -138,6 +142,9 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
         for b in range(r0, r1):
             for j in range(P):
                 d_hidden[b * P + j] += d_out[(row + b) * ld_out + j]
+        if d_hidden_steps != NULL:
+            memcpy(d_hidden_steps + (row + r0) * P, d_hidden + r0 * P,
+                   (r1 - r0) * P * sizeof(floating))
         if project:
             memcpy(d_hidden_all + (row + r0) * P, d_hidden + r0 * P,
                    (r1 - r0) * P * sizeof(floating))
@@ -149,7 +156,7 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
         _cell_backward(kind, r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
                        _rows(hidden_gates, row + r0, G), _rows(tanh_cell, row + r0, H),
                        _rows(cell_prev, row + r0, H), _rows(d_cell, r0, H),
-                       hidden_prev + (row + r0) * P)
+                       hidden_prev + (row + r0) * P, _rows(d_cell_steps, row + r0, H))
         lstm_barrier(sp.team, sync)
         # dL/dh_{t-1} (+)= dL/dA_t W_hh, A_t the recurrent pre-activations   (b_t x G) (G x P)
         gemm_packed(hi - lo, P, G, d_rec + (row + lo) * G, G, w_hh_packed, 1 if gru else 0,

@@ -400,7 +400,8 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
                    bint reverse, d_hidden, d_cell, gates, tanh_cell, cell_prev, hidden_prev, d_x,
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
                    Workspace workspace=None, bint prepared=False, bint finish=True,
-                   int kind=CELL_LSTM, hidden_gates=None):
+                   int kind=CELL_LSTM, hidden_gates=None, d_hidden_steps=None,
+                   d_cell_steps=None):
     """Backpropagate through one layer-direction of a cell after a training forward_layer.
 
     Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
@@ -419,6 +420,8 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     also adds to the transposed dW_ih, dW_hh that the earlier runs left in the workspace.
     finish: add those into d_w_ih, d_w_hh (False for every run of steps but the last: their
     weight gradients wait in the workspace for it).
+    d_hidden_steps (N x P) and (LSTM) d_cell_steps (N x H): unless None, they receive dL/dh_t
+    and dL/dc_t of every step, the whole gradients of the states (for introspection).
 
     Every array and every value of batch_sizes and offsets is checked first, as forward_layer
     checks its own.
@@ -429,7 +432,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(d_hidden, 0), P = _dim(d_hidden, 1)
     cdef Py_ssize_t H = _dim(d_cell, 1) if lstm else P, G = _n_gates(kind) * H
     cdef Py_ssize_t T = _dim(batch_sizes, 0), ld_out = _dim(d_out, 1)
-    cdef void *args[20]
+    cdef void *args[22]
     # first the arrays whose shapes give the dimensions, then those checked against them
     args[0] = _data(x, fn, "x", dt, N, I, False, False)
     args[7] = _data(d_hidden, fn, "d_hidden", dt, B, P, False, True)
@@ -451,6 +454,10 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     args[17] = _data(d_b_hh, fn, "d_b_hh", dt, G, -1, True, True)
     args[18] = _data(d_w_hr, fn, "d_w_hr", dt, P, H, w_hr is None, True)
     args[19] = _data(hidden_gates, fn, "hidden_gates", dt, N, G, kind != CELL_GRU, True)
+    args[20] = _data(d_hidden_steps, fn, "d_hidden_steps", dt, N, P, True, True)
+    args[21] = _data(d_cell_steps, fn, "d_cell_steps", dt, N, H, True, True)
+    if not lstm and d_cell_steps is not None:
+        raise ValueError(f"backward_layer: d_cell_steps must be None for kind {kind}")
     if w_hr is None and d_w_hr is not None:
         raise ValueError("backward_layer: d_w_hr goes with w_hr")
     _check_absent(fn, kind, True, "d_cell", d_cell, w_hr, tanh_cell, cell_prev, None, hidden_gates)
@@ -475,7 +482,8 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
                           Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
                           const _Packed *key, bint prepared, bint finish) except *:
     """backward_layer on checked arrays: args are the data of its arrays, in its order, then
-    hidden_gates; key says what the weights are (see Workspace)."""
+    hidden_gates, d_hidden_steps, d_cell_steps; key says what the weights are (see
+    Workspace)."""
     cdef Py_ssize_t G = _n_gates(kind) * H, j
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
@@ -497,6 +505,8 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
     cdef floating *d_b_hh = args[17]
     cdef floating *d_w_hr = args[18]
     cdef floating *hidden_gates = args[19]
+    cdef floating *d_hidden_steps = args[20]
+    cdef floating *d_cell_steps = args[21]
     cdef bint project = w_hr != NULL, by_rows
     cdef int nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
     cdef lstm_team_barrier team
@@ -531,7 +541,8 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
         if nt == 1:
             _backward_steps(0, 1, False, NULL, kind, T, reverse, B, H, P, batch_sizes, offsets,
                             w_hh_packed, w_hr_packed, d_out, ld_out, d_hidden, d_cell, d_raw,
-                            d_hidden_all, gates, hidden_gates, tanh_cell, cell_prev, hidden_prev)
+                            d_hidden_all, gates, hidden_gates, tanh_cell, cell_prev, hidden_prev,
+                            d_hidden_steps, d_cell_steps)
         else:
             by_rows = _split_by_rows(B, I, G, H, P, project, nt, sizeof(floating),
                                      panel_width(x) != 0)
@@ -540,7 +551,8 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
                 _backward_steps(threadid(), lstm_team_size(), by_rows, &team, kind, T, reverse,
                                 B, H, P, batch_sizes, offsets, w_hh_packed, w_hr_packed, d_out,
                                 ld_out, d_hidden, d_cell, d_raw, d_hidden_all, gates,
-                                hidden_gates, tanh_cell, cell_prev, hidden_prev)
+                                hidden_gates, tanh_cell, cell_prev, hidden_prev,
+                                d_hidden_steps, d_cell_steps)
 
         # The weight gradients: one product each over all steps (W_ih packed just before).
         if not packed:

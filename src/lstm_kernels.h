@@ -136,10 +136,12 @@ LSTM_DISPATCH static void lstm_gates_forward_portable_##SUF(                    
 /* One step backward for `rows` sequences.                                                       \
  *   d_hidden (rows x H): dL/dr_t.  gates (rows x 4H): activated [i, f, g, o] in, dL/da_t out.    \
  *   tanh_cell (rows x H): tanh(c_t) in, r_t = o tanh(c_t) out (what dW_hr needs).               \
- *   d_cell (rows x H): dL/dc_t from step t+1 in, dL/dc_{t-1} out. */                           \
+ *   d_cell (rows x H): dL/dc_t from step t+1 in, dL/dc_{t-1} out.                               \
+ *   d_cell_step (rows x H), unless NULL: the whole dL/dc_t (for introspection). */             \
 LSTM_DISPATCH static void lstm_gates_backward_##SUF(                                             \
     ptrdiff_t rows, ptrdiff_t H, const T *restrict d_hidden, T *restrict gates,                  \
-    T *restrict tanh_cell, const T *restrict cell_prev, T *restrict d_cell)                      \
+    T *restrict tanh_cell, const T *restrict cell_prev, T *restrict d_cell,                      \
+    T *restrict d_cell_step)                                                                     \
 {                                                                                                \
     for (ptrdiff_t b = 0; b < rows; b++) {                                                       \
         T *restrict ai = gates + b * 4 * H, *restrict af = ai + H;                               \
@@ -155,6 +157,8 @@ LSTM_DISPATCH static void lstm_gates_backward_##SUF(                            
             ao[j] = dr[j] * t * o * ((T)1 - o);                                                  \
             dc[j] = d_c * f;                                                                     \
             tc[j] = o * t;                                                                       \
+            if (d_cell_step != NULL)                                                             \
+                d_cell_step[b * H + j] = d_c;                                                    \
         }                                                                                        \
     }                                                                                            \
 }

@@ -146,18 +146,19 @@ def _interrupt(code, wait_for="ready"):
     # Python's own SIGINT handler, whatever the test run inherited (a background job, for one,
     # starts with SIGINT ignored, and Python then leaves it so)
     code = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + code
-    child = subprocess.Popen([sys.executable, "-u", "-c", code], cwd=HERE, text=True,
+    # unbuffered: readline() takes no more than its line, so communicate() gets all the rest
+    child = subprocess.Popen([sys.executable, "-u", "-c", code], cwd=HERE, bufsize=0,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        for line in child.stdout:
-            if line.strip() == wait_for:
+        for line in iter(child.stdout.readline, b""):
+            if line.strip() == wait_for.encode():
                 break
         time.sleep(1.0)
         sent = time.perf_counter()
         child.send_signal(signal.SIGINT)
-        first = child.stdout.readline()
+        first = child.stdout.readline().decode()
         latency = time.perf_counter() - sent
-        rest, err = child.communicate(timeout=120)
+        rest, err = (b.decode() for b in child.communicate(timeout=120))
     finally:
         child.kill()
     assert child.returncode == 0, err

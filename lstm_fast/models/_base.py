@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .._checks import check_dtype
+from ._introspection import IntrospectionMixin
 from ._sequences import SequenceData, check_sequences
 from ._state import SHAPE_PARAMS, StateMixin, make_layer, param_value
 from ._training import TrainingMixin
@@ -23,11 +24,13 @@ __all__ = ["BaseLSTMEstimator"]
 _PREDICT_BATCH = 512
 
 
-class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
+class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstimator):
     """Common training machinery of LSTMClassifier and LSTMRegressor."""
 
     _parameter_constraints = {
         "cell": [StrOptions({"lstm", "gru", "rnn"})],
+        "forget_bias": [Interval(numbers.Real, None, None, closed="neither")],
+        "recurrent_init": [StrOptions({"orthogonal", "glorot"})],
         "hidden_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_layers": [Interval(numbers.Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
@@ -61,8 +64,11 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
                  alpha=0.0, clip_grad_norm=5.0, shuffle=True, tol=1e-4, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
-                 dtype="float32", n_threads=None, standardize=True, cell="lstm"):
+                 dtype="float32", n_threads=None, standardize=True, cell="lstm",
+                 forget_bias=1.0, recurrent_init="orthogonal"):
         self.cell = cell
+        self.forget_bias = forget_bias
+        self.recurrent_init = recurrent_init
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -140,7 +146,8 @@ class BaseLSTMEstimator(StateMixin, TrainingMixin, BaseEstimator):
         dtype = check_dtype(self.dtype)
         n_features = data.X.shape[2]
         self.lstm_ = make_layer(self.cell, n_features, self.hidden_size,
-                                proj_size=self.proj_size, num_layers=self.num_layers,
+                                proj_size=self.proj_size, forget_bias=self.forget_bias,
+                                recurrent_init=self.recurrent_init, num_layers=self.num_layers,
                                 bidirectional=self.bidirectional, dropout=self.dropout,
                                 batch_first=True, dtype=dtype,
                                 random_state=self._rng.randint(np.iinfo(np.int32).max))

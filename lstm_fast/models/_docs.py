@@ -58,6 +58,10 @@ PARAMS_DOC = """
     cell : {"lstm", "gru", "rnn"}, default="lstm"
         The recurrent layer: :class:`lstm_fast.LSTM`, :class:`lstm_fast.GRU` or a tanh
         :class:`lstm_fast.RNN`.
+    forget_bias : float, default=1.0
+        Initial forget-gate bias of the LSTM (``cell="lstm"`` only).
+    recurrent_init : {"orthogonal", "glorot"}, default="orthogonal"
+        Initialisation of the recurrent weights.
 """
 
 ATTRS_DOC = """

@@ -22,14 +22,15 @@ SHAPE_PARAMS = ("cell", "hidden_size", "num_layers", "bidirectional", "proj_size
 _CELLS = {"lstm": (LSTM, 4), "gru": (GRU, 3), "rnn": (RNN, 1)}
 
 
-def make_layer(cell, input_size, hidden_size, proj_size=0, **kwargs):
+def make_layer(cell, input_size, hidden_size, proj_size=0, forget_bias=1.0, **kwargs):
     """The recurrent layer of an estimator's ``cell`` ("lstm", "gru" or "rnn": tanh)."""
     layer, _ = _CELLS[cell]
     if cell == "lstm":
-        kwargs["proj_size"] = proj_size
-    elif proj_size:
-        raise ValueError(f"proj_size={proj_size} needs cell='lstm' (only the LSTM projects its "
-                         f"hidden state), got cell={cell!r}")
+        kwargs.update(proj_size=proj_size, forget_bias=forget_bias)
+    elif proj_size or forget_bias != 1.0:
+        name, value = ("proj_size", proj_size) if proj_size else ("forget_bias", forget_bias)
+        raise ValueError(f"{name}={value} needs cell='lstm' (only the LSTM has a projection "
+                         f"and a forget gate), got cell={cell!r}")
     return layer(input_size, hidden_size, **kwargs)
 
 

@@ -37,7 +37,8 @@ _STORED = ("gates", "tanh_cell", "cell_prev", "hidden_prev", "hidden_gates")
 
 # Attributes fixed at construction: they shape the parameters and the engine's buffers.
 _FIXED = frozenset({"input_size", "hidden_size", "num_layers", "proj_size", "bias",
-                    "bidirectional", "dtype", "num_directions", "output_size", "nonlinearity"})
+                    "bidirectional", "dtype", "num_directions", "output_size", "nonlinearity",
+                    "recurrent_init"})
 
 
 class RecurrentLayer:
@@ -53,7 +54,7 @@ class RecurrentLayer:
     _has_cell = True
 
     def __init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, dtype, random_state, proj_size=0):
+                 bidirectional, dtype, random_state, recurrent_init, proj_size=0):
         self.input_size = check_int(input_size, "input_size", 1, _MAX_DIM)
         self.hidden_size = check_int(hidden_size, "hidden_size", 1, _MAX_DIM // self._gates)
         self.num_layers = check_int(num_layers, "num_layers", 1)
@@ -63,6 +64,10 @@ class RecurrentLayer:
                              f"{proj_size} and hidden_size={hidden_size}")
         if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if recurrent_init not in ("orthogonal", "glorot"):
+            raise ValueError(f"recurrent_init must be 'orthogonal' or 'glorot', got "
+                             f"{recurrent_init!r}")
+        self.recurrent_init = recurrent_init
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -154,7 +159,7 @@ class RecurrentLayer:
     def _init_params(self):
         H, rng, params = self.hidden_size, self._rng, {}
         for name, shape in self._param_shapes().items():
-            if name.startswith("weight_hh"):
+            if name.startswith("weight_hh") and self.recurrent_init == "orthogonal":
                 w = np.concatenate([_orthogonal(H, shape[1], rng) for _ in range(self._gates)])
             elif name.startswith("weight"):
                 limit = np.sqrt(6.0 / (shape[0] + shape[1]))
@@ -235,20 +240,22 @@ class RecurrentLayer:
 
     # ----------------------------------------------------------------------------- forward
 
-    def _forward_checked(self, x, hx, lengths, training):
-        """Forward with the training lock held when training: (output, h_n, c_n or None)."""
+    def _forward_checked(self, x, hx, lengths, training, return_gates):
+        """Forward with the training lock held when training: (output, h_n, c_n or None,
+        the gate records or None)."""
         if not training:
-            return self._forward(x, hx, lengths, False)
+            return self._forward(x, hx, lengths, False, return_gates)
         with self._training_step("forward(training=True)"):
-            return self._forward(x, hx, lengths, True)
+            return self._forward(x, hx, lengths, True, return_gates)
 
-    def _forward(self, x, hx, lengths, training):
-        x, batched = self._check_input(x, training)
+    def _forward(self, x, hx, lengths, training, return_gates):
+        x, batched = self._check_input(x, training or return_gates)
         T, B, _ = x.shape
         packing = packing_for(self._check_lengths(lengths, T, B, batched), T, B)
         h_n, c_n = self._initial_state(hx, B, batched, packing)
         layer_in = packing.pack(x)
         cache = [] if training else None
+        records = [] if return_gates else None
         for layer in range(self.num_layers):
             if training and layer > 0 and self.dropout > 0:
                 keep = self._rng.random_sample(layer_in.shape) >= self.dropout
@@ -261,9 +268,12 @@ class RecurrentLayer:
             stored = self._each_direction(
                 B, lambda d, threads, cancel: self._run_forward(
                     layer, d, layer_in, packing, h_n[k + d], _at(c_n, k + d), out, training,
-                    threads, cancel))
+                    return_gates, threads, cancel))
             if training:
                 cache.append(dict(layer_in=layer_in, mask=mask, directions=stored))
+            if return_gates:
+                records += [self._gate_record(s, out, d, packing, _at(c_n, k + d), batched)
+                            for d, s in enumerate(stored)]
             layer_in = out
         if training:
             self._cache = dict(cache=cache, packing=packing, batched=batched,
@@ -273,7 +283,21 @@ class RecurrentLayer:
         h_n, c_n = packing.unsort_state(h_n), c_n if c_n is None else packing.unsort_state(c_n)
         if not batched:
             h_n, c_n = h_n[:, 0], _at(c_n, (slice(None), 0))
-        return output, h_n, c_n
+        return output, h_n, c_n, records
+
+    def _gate_record(self, stored, out, direction, packing, c_n, batched):
+        """One layer-direction's gates per step, as forward(return_gates=True) returns them:
+        {name: (T, B, H) in the caller's layout, 0 at padded steps}, from what the engine
+        stored (the activated gates, and per cell the states: _state_records)."""
+        H = self.hidden_size
+        packed = {name: stored[0][:, i * H:(i + 1) * H] for i, name in enumerate(self._gate_names)}
+        packed.update(self._state_records(stored, out, direction, packing, c_n))
+        return {name: self._to_user_layout(packing.unpack(a).copy(), batched)
+                for name, a in packed.items()}
+
+    def _state_records(self, stored, out, direction, packing, c_n):
+        """The states a cell's gate record holds besides its gates, packed: {name: (N, H)}."""
+        return {}
 
     @contextlib.contextmanager
     def _training_step(self, what):
@@ -322,12 +346,19 @@ class RecurrentLayer:
         return (max(_MIN_RUN_ROWS, _CALL_MACS // work),
                 max(_MIN_RUN_ROWS, _CALL_MACS // (3 * work)))
 
-    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, threads,
-                     cancel):
-        """One layer-direction through the engine; returns what backward needs (or None)."""
+    def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, keep,
+                     threads, cancel):
+        """One layer-direction through the engine; returns what backward needs (training) or
+        what the engine stored for a gate record (keep), else None."""
         _, w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights[layer, direction]
-        P, N, rows = self.output_size, packing.n_rows, self._call_rows[layer][training]
-        stored = self._stored(layer, direction, N) if training else (None,) * len(_STORED)
+        P, N = self.output_size, packing.n_rows
+        rows = self._call_rows[layer][training or keep]
+        if training:
+            stored = self._stored(layer, direction, N)
+        elif keep:  # arrays of its own: a training forward's spare ones may be in use
+            stored = self._new_stored(N)
+        else:
+            stored = (None,) * len(_STORED)
         workspace = self._workspace(layer, direction)
         if N <= rows:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
@@ -345,17 +376,19 @@ class RecurrentLayer:
                               direction, *part[:4], threads, workspace, i > 0, self._kind,
                               part[4])
         self._workspaces[layer, direction] = workspace
-        return stored if training else None
+        return stored if training or keep else None
 
     def _stored(self, layer, direction, N):
         """Arrays for what a training forward stores for backward (N rows, see _stored_shapes),
         in _STORED's order; the last backpropagated forward's if of the same size."""
         stored = self._spare.pop((layer, direction), None)
         if stored is None or stored[0].shape[0] != N:
-            shapes = self._stored_shapes(N)
-            stored = tuple(np.empty(shapes[k], self.dtype) if k in shapes else None
-                           for k in _STORED)
+            stored = self._new_stored(N)
         return stored
+
+    def _new_stored(self, N):
+        shapes = self._stored_shapes(N)
+        return tuple(np.empty(shapes[k], self.dtype) if k in shapes else None for k in _STORED)
 
     def _stored_shapes(self, N):
         """{engine argument: shape} of what a training forward stores, for N packed rows: the
@@ -365,11 +398,11 @@ class RecurrentLayer:
 
     # ----------------------------------------------------------------------------- backward
 
-    def _backward_checked(self, grad_output, grad_h_n, grad_c_n):
+    def _backward_checked(self, grad_output, grad_h_n, grad_c_n, return_state_grads):
         with self._training_step("backward"):
-            return self._backward(grad_output, grad_h_n, grad_c_n)
+            return self._backward(grad_output, grad_h_n, grad_c_n, return_state_grads)
 
-    def _backward(self, grad_output, grad_h_n, grad_c_n):
+    def _backward(self, grad_output, grad_h_n, grad_c_n, return_state_grads):
         if self._cache is None:
             raise RuntimeError("backward needs a preceding forward(..., training=True); the latest "
                                "training forward, if any, was already backpropagated")
@@ -393,15 +426,22 @@ class RecurrentLayer:
                if self._has_cell else None)
         self._cache = None
         d_out = packing.pack(self._from_user_layout(g, batched))
+        state_grads = [None] * (L * D)
         for layer in range(L - 1, -1, -1):
             layer_in, mask = state["cache"][layer]["layer_in"], state["cache"][layer]["mask"]
             stored = state["cache"][layer]["directions"]
-            d_in, *reverse = self._each_direction(
+            results = self._each_direction(
                 B, lambda d, threads, cancel: self._run_backward(
                     layer, d, layer_in, packing, d_out, d_h[layer * D + d],
-                    _at(d_c, layer * D + d), stored[d], threads, cancel))
-            for d_reverse in reverse:
-                d_in += d_reverse
+                    _at(d_c, layer * D + d), stored[d], return_state_grads, threads, cancel))
+            d_in = results[0][0]
+            for d, (d_reverse, steps) in enumerate(results):
+                if d:
+                    d_in += d_reverse
+                if return_state_grads:
+                    state_grads[layer * D + d] = {
+                        name: self._to_user_layout(packing.unpack(a), batched)
+                        for name, a in zip(("h", "c"), steps) if a is not None}
             if mask is not None:
                 d_in *= mask
             d_out = d_in
@@ -410,36 +450,43 @@ class RecurrentLayer:
         if not batched:
             d_h, d_c = d_h[:, 0], _at(d_c, (slice(None), 0))
         self.grad_hx = (d_h, d_c) if self._has_cell else d_h
-        return self._to_user_layout(packing.unpack(d_out), batched)
+        grad_x = self._to_user_layout(packing.unpack(d_out), batched)
+        return (grad_x, state_grads) if return_state_grads else grad_x
 
     def _run_backward(self, layer, direction, layer_in, packing, d_out, d_h, d_c, stored,
-                      threads, cancel):
-        """One layer-direction's BPTT through the engine; returns dL/d(its input), and adds its
-        parameter gradients into ``grads``. Runs of steps go from the last step back (the
-        reverse direction: from the first)."""
+                      keep_steps, threads, cancel):
+        """One layer-direction's BPTT through the engine; returns dL/d(its input) and, with
+        keep_steps, (dL/dh_t, dL/dc_t or None) of every step (packed), and adds its parameter
+        gradients into ``grads``. Runs of steps go from the last step back (the reverse
+        direction: from the first)."""
         sfx, w_ih, w_hh, _, _, w_hr = self._layer_weights[layer, direction]
         g, P = self.grads, self.output_size
         grads = (g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
                  g.get("bias_hh" + sfx), g.get("weight_hr" + sfx))
         d_in = np.zeros_like(layer_in)
+        N = packing.n_rows
+        steps = ((np.zeros((N, P), self.dtype),
+                  np.zeros((N, self.hidden_size), self.dtype) if self._has_cell else None)
+                 if keep_steps else (None, None))
         workspace = self._workspace(layer, direction)
         runs = packing.runs(self._call_rows[layer][True])
         if len(runs) == 1:  # one call, no slices (a small call's cost is mostly its overhead)
             backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
                            d_out, direction * P, bool(direction), d_h, d_c, *stored[:4], d_in,
-                           *grads, threads, workspace, False, True, self._kind, stored[4])
+                           *grads, threads, workspace, False, True, self._kind, stored[4],
+                           *steps)
         for i, (batch_sizes, offsets, r0, r1) in enumerate(
                 (runs if direction else runs[::-1]) if len(runs) > 1 else []):
             if cancel is not None and cancel.is_set():
-                return d_in
-            b, part = batch_sizes[0], [_at(a, slice(r0, r1)) for a in stored]
+                return d_in, steps
+            b, part = batch_sizes[0], [_at(a, slice(r0, r1)) for a in stored + steps]
             backward_layer(layer_in[r0:r1], w_ih, w_hh, w_hr, batch_sizes, offsets,
                            d_out[r0:r1], direction * P, bool(direction), d_h[:b],
                            _at(d_c, slice(0, b)), *part[:4], d_in[r0:r1], *grads, threads,
-                           workspace, i > 0, i == len(runs) - 1, self._kind, part[4])
+                           workspace, i > 0, i == len(runs) - 1, self._kind, *part[4:])
         self._workspaces[layer, direction] = workspace
         self._spare[layer, direction] = stored
-        return d_in
+        return d_in, steps
 
     # ----------------------------------------------------------------------------- input checks
 
@@ -549,7 +596,7 @@ class HiddenStateLayer(RecurrentLayer):
 
     _has_cell = False
 
-    def forward(self, x, hx=None, lengths=None, training=False):
+    def forward(self, x, hx=None, lengths=None, training=False, return_gates=False):
         """Run the layer over a batch of sequences.
 
         Parameters
@@ -563,19 +610,24 @@ class HiddenStateLayer(RecurrentLayer):
             :meth:`lstm_fast.LSTM.forward`).
         training : bool, default=False
             Keep what ``backward`` needs and apply ``dropout`` between layers.
+        return_gates : bool, default=False
+            Also return, per layer-direction (index ``layer * D + direction``, h_n's order), a
+            dict of every step's gates and state, each ``(T, B, hidden_size)`` in the layout of
+            ``output``, 0 at padded steps: the GRU's ``"r", "z", "n", "h"``, the RNN's ``"h"``.
 
         Returns
         -------
         output : ndarray of shape (T, B, D*hidden_size) (batch-first or unbatched like ``x``)
         h_n : ndarray shaped like ``h_0``
             Each sequence's state after its last valid step.
+        gates : list of dict, only with ``return_gates``
         """
-        output, h_n, _ = self._forward_checked(x, hx, lengths, training)
-        return output, h_n
+        output, h_n, _, gates = self._forward_checked(x, hx, lengths, training, return_gates)
+        return (output, h_n, gates) if return_gates else (output, h_n)
 
     __call__ = forward
 
-    def backward(self, grad_output, grad_h_n=None):
+    def backward(self, grad_output, grad_h_n=None, return_state_grads=False):
         """Backpropagate through the latest ``training=True`` forward (once).
 
         Parameters
@@ -584,14 +636,18 @@ class HiddenStateLayer(RecurrentLayer):
             dL/doutput; entries at padded steps are ignored.
         grad_h_n : array-like shaped like ``h_n``, optional
             dL/dh_n; zeros when None.
+        return_state_grads : bool, default=False
+            Also return, per layer-direction, ``{"h": dL/dh_t}`` for every step from the BPTT
+            itself, ``(T, B, hidden_size)`` like the output, 0 at padded steps.
 
         Returns
         -------
         grad_x : ndarray shaped like that forward's ``x``
             dL/dx. Parameter gradients are ADDED into ``grads``; dL/dh_0 is stored in
             ``grad_hx``.
+        state_grads : list of dict, only with ``return_state_grads``
         """
-        return self._backward_checked(grad_output, grad_h_n, None)
+        return self._backward_checked(grad_output, grad_h_n, None, return_state_grads)
 
 
 def param_shapes(input_size, hidden_size, num_layers=1, bias=True, bidirectional=False,

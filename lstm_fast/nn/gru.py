@@ -37,6 +37,8 @@ class GRU(HiddenStateLayer):
         Precision of the parameters and of all the math.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights and the dropout masks.
+    recurrent_init : {"orthogonal", "glorot"}, default="orthogonal"
+        Initialisation of ``weight_hh`` (see :class:`lstm_fast.LSTM`).
 
     Notes
     -----
@@ -55,11 +57,18 @@ class GRU(HiddenStateLayer):
 
     _cell = "gru"
     _gates = 3
+    _gate_names = ("r", "z", "n")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, random_state=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, random_state=None,
+                 recurrent_init="orthogonal"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, random_state)
+                         bidirectional, dtype, random_state, recurrent_init)
+
+    def _state_records(self, stored, out, direction, packing, c_n):
+        # h_t: the direction's columns of the output
+        H = self.hidden_size
+        return {"h": out[:, direction * H:(direction + 1) * H]}
 
     def _stored_shapes(self, N):
         # the activated gates, h_{t-1}, and the recurrent pre-activations' n block

@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-from ._recurrent import RecurrentLayer
+from ._recurrent import _STORED, RecurrentLayer
 
 __all__ = ["LSTM"]
 
@@ -43,6 +43,9 @@ class LSTM(RecurrentLayer):
         Initial value of the forget-gate block of ``bias_ih`` (``bias_hh`` starts at 0).
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights and the dropout masks.
+    recurrent_init : {"orthogonal", "glorot"}, default="orthogonal"
+        Initialisation of ``weight_hh``: an orthogonal matrix per gate block, or Glorot-uniform
+        (for comparison: orthogonal weights keep the error's norm going back in time).
 
     Notes
     -----
@@ -76,15 +79,17 @@ class LSTM(RecurrentLayer):
     _cell = "lstm"
     _gates = 4
     _has_cell = True
+    _gate_names = ("i", "f", "g", "o")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32,
-                 forget_bias=1.0, random_state=None):
+                 forget_bias=1.0, random_state=None, recurrent_init="orthogonal"):
         if not isinstance(forget_bias, numbers.Real) or not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
         self.forget_bias = float(forget_bias)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, random_state, proj_size=proj_size)
+                         bidirectional, dtype, random_state, recurrent_init,
+                         proj_size=proj_size)
 
     def _initial_bias(self, name, shape):
         b = np.zeros(shape)
@@ -97,10 +102,17 @@ class LSTM(RecurrentLayer):
         H = self.hidden_size
         return dict(super()._stored_shapes(N), tanh_cell=(N, H), cell_prev=(N, H))
 
+    def _state_records(self, stored, out, direction, packing, c_n):
+        # c_t: the c_{t-1} the engine stored at the sequence's next step, or c_n after its last
+        following, seqs = packing.following_rows(direction == 1)
+        cell_prev = stored[_STORED.index("cell_prev")]
+        c = np.where((following >= 0)[:, None], cell_prev[np.maximum(following, 0)], c_n[seqs])
+        return {"c": c}
+
     def _repr_extra(self):
         return super()._repr_extra() + [("proj_size", 0)]
 
-    def forward(self, x, hx=None, lengths=None, training=False):
+    def forward(self, x, hx=None, lengths=None, training=False, return_gates=False):
         """Run the LSTM over a batch of sequences.
 
         Parameters
@@ -116,12 +128,18 @@ class LSTM(RecurrentLayer):
             influence anything and their output rows are 0 (PyTorch's packed-sequence semantics).
         training : bool, default=False
             Keep what ``backward`` needs and apply ``dropout`` between layers.
+        return_gates : bool, default=False
+            Also return, per layer-direction (index ``layer * D + direction``, h_n's order), a
+            dict of the gates ``"i", "f", "g", "o"`` and the cell state ``"c"`` at every step,
+            each ``(T, B, hidden_size)`` in the layout of ``output``, 0 at padded steps: what
+            the engine computed, not a recomputation.
 
         Returns
         -------
         output : ndarray of shape (T, B, D*H_out) (batch-first or unbatched like ``x``)
         (h_n, c_n) : tuple of ndarray
             Each sequence's states after its last valid step, shaped like ``h_0`` and ``c_0``.
+        gates : list of dict, only with ``return_gates``
 
         Raises
         ------
@@ -132,12 +150,12 @@ class LSTM(RecurrentLayer):
         KeyboardInterrupt
             On Ctrl-C: a long call stops within one run of the engine (see Notes of the class).
         """
-        output, h_n, c_n = self._forward_checked(x, hx, lengths, training)
-        return output, (h_n, c_n)
+        output, h_n, c_n, gates = self._forward_checked(x, hx, lengths, training, return_gates)
+        return (output, (h_n, c_n), gates) if return_gates else (output, (h_n, c_n))
 
     __call__ = forward
 
-    def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
+    def backward(self, grad_output, grad_h_n=None, grad_c_n=None, return_state_grads=False):
         """Backpropagate through the latest ``training=True`` forward (once).
 
         Parameters
@@ -146,12 +164,17 @@ class LSTM(RecurrentLayer):
             dL/doutput. Entries at padded steps are ignored (those outputs are constant 0).
         grad_h_n, grad_c_n : array-like shaped like ``h_n`` and ``c_n``, optional
             dL/dh_n and dL/dc_n; zeros when None.
+        return_state_grads : bool, default=False
+            Also return, per layer-direction (as ``forward``'s gates), ``{"h": dL/dh_t, "c":
+            dL/dc_t}`` for every step from the BPTT itself, each ``(T, B, H_out)`` and
+            ``(T, B, hidden_size)`` like the output, 0 at padded steps.
 
         Returns
         -------
         grad_x : ndarray shaped like that forward's ``x``
             dL/dx. Parameter gradients are ADDED into ``grads``; dL/dh_0 and dL/dc_0 are stored in
             ``grad_hx``.
+        state_grads : list of dict, only with ``return_state_grads``
 
         Raises
         ------
@@ -162,4 +185,4 @@ class LSTM(RecurrentLayer):
             On Ctrl-C, within one run of the engine; ``grads`` are then partly added to, so
             call ``zero_grad()`` before the next step.
         """
-        return self._backward_checked(grad_output, grad_h_n, grad_c_n)
+        return self._backward_checked(grad_output, grad_h_n, grad_c_n, return_state_grads)

@@ -104,6 +104,18 @@ class Packing:
         padded[self.pad_steps, self.pad_seqs] = 0
         return padded
 
+    def following_rows(self, reverse):
+        """For each packed row: the row of the same sequence at the step its time loop runs next
+        (t + 1, or t - 1 for the reverse direction), -1 where the sequence ends there; and the
+        row's sequence, in sorted order. (How a state stored per step shifts to the next.)"""
+        steps = np.repeat(np.arange(len(self.batch_sizes)), self.batch_sizes)
+        seqs = np.arange(self.n_rows) - self.offsets[steps]
+        following = steps + (-1 if reverse else 1)
+        inside = (following >= 0) & (following < len(self.batch_sizes))
+        following = np.clip(following, 0, len(self.batch_sizes) - 1)
+        valid = inside & (seqs < self.batch_sizes[following])
+        return np.where(valid, self.offsets[following] + seqs, -1), seqs
+
     def sort_state(self, state):
         """(K, B, F) per-sequence state, original order, to sorted order (contiguous copy)."""
         if self.order is None:

@@ -39,6 +39,8 @@ class RNN(HiddenStateLayer):
         Precision of the parameters and of all the math.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights and the dropout masks.
+    recurrent_init : {"orthogonal", "glorot"}, default="orthogonal"
+        Initialisation of ``weight_hh`` (see :class:`lstm_fast.LSTM`).
 
     Notes
     -----
@@ -56,15 +58,16 @@ class RNN(HiddenStateLayer):
     """
 
     _gates = 1
+    _gate_names = ("h",)  # the engine stores h_t as the RNN's activated gate
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
-                 random_state=None):
+                 random_state=None, recurrent_init="orthogonal"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, random_state)
+                         bidirectional, dtype, random_state, recurrent_init)
 
     @property
     def _cell(self):

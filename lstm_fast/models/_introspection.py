@@ -1,0 +1,168 @@
+"""What a fitted estimator's recurrent layer does inside: its gates at every step, a summary of
+them, and how the loss gradient flows back through the steps (the engine's own values, through
+forward(return_gates=True) and backward(return_state_grads=True))."""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from ._sequences import check_sequences, naming
+
+__all__ = ["IntrospectionMixin"]
+
+# Sequences per engine call (bounds memory, whatever the data size): gate records hold every
+# step's gates, several times the output's size.
+_BATCH = 256
+
+# The gate a summary is about, per cell: the LSTM's forget gate f and the GRU's update gate z
+# keep the state (and its gradient) when near 1; the RNN has none, and its tanh's slope 1 - h^2
+# is what its error is multiplied by at every step back.
+_SUMMARY_GATE = {"lstm": "f", "gru": "z", "rnn": "1 - h^2"}
+
+
+class IntrospectionMixin:
+    """gate_activations, gate_summary and gradient_flow for the recurrent estimators."""
+
+    def gate_activations(self, X):
+        """The recurrent layer's gates and states at every step of ``X``.
+
+        Parameters
+        ----------
+        X : sequences as for ``predict``
+
+        Returns
+        -------
+        gates : list
+            For array input, one dict per layer-direction (index ``layer * D + direction``) of
+            arrays ``(n_samples, T, hidden_size)``, 0 at padded steps: the LSTM's ``"i", "f",
+            "g", "o", "c"``, the GRU's ``"r", "z", "n", "h"``, the RNN's ``"h"``. For a list of
+            sequences, a list with one such list per sequence, its arrays ``(T_i, hidden_size)``.
+        """
+        data, ragged = self._introspected(X)
+        parts = [self._gates_of(data.take(index)) for index in _chunks(len(data))]
+        records = [{name: np.concatenate([p[k][name] for p in parts]) for name in parts[0][k]}
+                   for k in range(len(parts[0]))]
+        if not ragged:
+            return records
+        lengths = data.lengths if data.lengths is not None else np.full(len(data),
+                                                                        data.X.shape[1])
+        return [[{name: a[i, :n] for name, a in record.items()} for record in records]
+                for i, n in enumerate(lengths)]
+
+    def gate_summary(self, X, threshold=0.9):
+        """How much the gate that keeps the state stays open over ``X``'s valid steps.
+
+        Parameters
+        ----------
+        X : sequences as for ``predict``
+        threshold : float, default=0.9
+
+        Returns
+        -------
+        summary : list of dict
+            One per layer-direction: ``"gate"`` (the LSTM's forget gate ``"f"``, the GRU's
+            update gate ``"z"``, for the RNN its slope ``"1 - h^2"``, by which its error is
+            multiplied at each step back), ``"mean_per_unit"`` (hidden_size,),
+            ``"mean_over_time"`` (T,) (over the sequences at that step), and
+            ``"share_above"``: the share of valid steps and units above ``threshold``.
+        """
+        data, _ = self._introspected(X)
+        valid = _valid(data)
+        name = _SUMMARY_GATE[self.cell]
+        sums = None
+        for index in _chunks(len(data)):
+            records = self._gates_of(data.take(index))
+            values = [r["h"] ** 2 if name == "1 - h^2" else r[name] for r in records]
+            if name == "1 - h^2":
+                values = [1 - v for v in values]
+            m = valid[index][:, :, None]
+            part = [(np.where(m, v, 0).sum(0), (np.where(m, v, 0) > threshold).sum())
+                    for v in values]
+            sums = part if sums is None else [(a + b, c + d) for (a, c), (b, d) in zip(sums,
+                                                                                       part)]
+        counts = valid.sum(0)  # sequences at each step
+        return [dict(gate=name, mean_per_unit=per_step.sum(0) / counts.sum(),
+                     mean_over_time=per_step.mean(1) / np.maximum(counts, 1),
+                     share_above=float(above) / (counts.sum() * per_step.shape[1]))
+                for per_step, above in sums]
+
+    def gradient_flow(self, X, y):
+        """The norm of the loss gradient with respect to the state at every step.
+
+        The loss is the training loss (without the L2 term) of the whole of ``X``, ``y``, its
+        gradient the engine's BPTT; dropout is off. Plotted against the step, it shows how the
+        error signal decays (or not) going back in time from the last step, where the output
+        layer reads the state.
+
+        Parameters
+        ----------
+        X : sequences as for ``fit``
+        y : targets as for ``fit``
+
+        Returns
+        -------
+        flow : list of dict
+            One per layer-direction: ``"h"``, the norm of dL/dh_t over every sequence and unit,
+            shape (T,), and for the LSTM ``"c"``, that of dL/dc_t.
+        """
+        data, _ = self._introspected(X)
+        with naming("y"):
+            targets = self._check_targets(y, False, False, None)
+        if len(targets) != len(data):
+            raise ValueError(f"X and y have inconsistent numbers of samples: {len(data)} and "
+                             f"{len(targets)}")
+        squares, dropout = None, self.lstm_.dropout
+        self.lstm_.dropout = 0.0
+        try:
+            for index in _chunks(len(data)):
+                part = self._state_grads(data.take(index), targets[index], len(index) / len(data))
+                part = [{k: (v.astype(np.float64) ** 2).sum(axis=(0, 2)) for k, v in g.items()}
+                        for g in part]
+                squares = part if squares is None else [
+                    {k: a[k] + b[k] for k in a} for a, b in zip(squares, part)]
+        finally:
+            self.lstm_.dropout = dropout
+            self.lstm_.zero_grad()
+        return [{k: np.sqrt(v) for k, v in g.items()} for g in squares]
+
+    def _introspected(self, X):
+        """X checked and standardised like predict's, and whether it was a list of sequences."""
+        check_is_fitted(self)
+        ragged = isinstance(X, (list, tuple))
+        data = check_sequences(self, X, reset=False, dtype=self.lstm_.dtype)
+        return self._standardized(data), ragged
+
+    def _gates_of(self, batch):
+        with threadpool_limits(limits=self._threads()):
+            _, _, records = self.lstm_.forward(batch.X, lengths=batch.lengths, return_gates=True)
+        return records
+
+    def _state_grads(self, batch, targets, weight):
+        """A batch's dL/dh_t (and dL/dc_t) per layer-direction, L the mean loss over the data of
+        which the batch is the share ``weight``."""
+        lstm = self.lstm_
+        with threadpool_limits(limits=self._threads()):
+            output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
+            h_n = state[0] if isinstance(state, tuple) else state
+            logits = self._last_hidden(state) @ self.coefs_[0] + self.intercepts_[0]
+            _, d_logits = self._loss_and_gradient(logits, targets)
+            D, L = lstm.num_directions, lstm.num_layers
+            d_h_n = np.zeros_like(h_n)
+            d_h_n[(L - 1) * D:] = (weight * d_logits @ self.coefs_[0].T).reshape(
+                len(targets), D, -1).transpose(1, 0, 2)
+            lstm.zero_grad()
+            _, state_grads = lstm.backward(np.zeros_like(output), grad_h_n=d_h_n,
+                                           return_state_grads=True)
+        return state_grads
+
+
+def _chunks(n):
+    return [np.arange(s, min(s + _BATCH, n)) for s in range(0, n, _BATCH)]
+
+
+def _valid(data):
+    """(n, T) mask of the valid steps."""
+    n, T = data.X.shape[:2]
+    if data.lengths is None:
+        return np.ones((n, T), bool)
+    return np.arange(T)[None, :] < data.lengths[:, None]
