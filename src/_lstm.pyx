@@ -510,19 +510,8 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
     cdef bint project = w_hr != NULL, by_rows
     cdef int nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
     cdef lstm_team_barrier team
-    cdef Py_ssize_t sizes[7]
     cdef floating *bufs[7]
-    # The workspace: first what every run of steps of a layer call shares (the packed weights,
-    # the transposed dW_ih and dW_hh), then the bias gradients (the GRU's two differ) and the
-    # projection's gradients.
-    sizes[0] = packed_size(G, P, x)
-    sizes[1] = packed_size(P, H, x) if project else 0
-    sizes[2] = packed_size(G, I, x)
-    sizes[3] = (I + P) * G
-    sizes[4] = 2 * G if kind == CELL_GRU else G
-    sizes[5] = B * H if project else 0
-    sizes[6] = N * P if project else 0
-    _carve(ws, sizes, bufs, 7)
+    _carve_backward(ws, kind, N, I, H, P, B, project, bufs)
     cdef floating *w_hh_packed = bufs[0]
     cdef floating *w_hr_packed = bufs[1]
     cdef floating *w_ih_packed = bufs[2]
@@ -566,11 +555,28 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
                 _backward_weights(threadid(), lstm_team_size(), kind, N, I, H, P, gates,
                                   hidden_gates, x, hidden_prev, w_ih_packed, r, d_hidden_all,
                                   d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t, packed, finish)
-        for j in range(G):
+        for j in range(G):  # (the GRU's two bias gradients differ)
             if d_b_ih != NULL:
                 d_b_ih[j] += d_bias[j]
             if d_b_hh != NULL:
                 d_b_hh[j] += d_bias_hh[j]
+
+
+cdef int _carve_backward(Workspace ws, int kind, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
+                         Py_ssize_t P, Py_ssize_t B, bint project, floating **bufs) except -1:
+    """bufs <- backward's workspace: first what every run of steps of a layer call shares (the
+    packed W_hh, W_hr, W_ih, the transposed dW_ih and dW_hh), then the bias gradients (the GRU's
+    two differ) and the projection's gradients (dL/dr_t of a step, dL/dh_t of every step)."""
+    cdef Py_ssize_t G = _n_gates(kind) * H
+    cdef Py_ssize_t sizes[7]
+    sizes[0] = packed_size(G, P, bufs[0])
+    sizes[1] = packed_size(P, H, bufs[0]) if project else 0
+    sizes[2] = packed_size(G, I, bufs[0])
+    sizes[3] = (I + P) * G
+    sizes[4] = 2 * G if kind == CELL_GRU else G
+    sizes[5] = B * H if project else 0
+    sizes[6] = N * P if project else 0
+    return _carve(ws, sizes, bufs, 7)
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x, bint avx512):
