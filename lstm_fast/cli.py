@@ -1,4 +1,4 @@
-"""The ``lstm-fast`` command line: ``bench`` and ``info``."""
+"""The ``lstm-fast`` command line: ``bench``, ``demo`` and ``info``."""
 
 import argparse
 import json
@@ -82,6 +82,13 @@ def _build_parser():
                        help="also write the results as JSON")
 
     sub.add_parser("info", help="version, build flags, BLAS and threads")
+
+    demo = sub.add_parser("demo", help="LSTM vs GRU vs plain RNN on long-lag tasks")
+    demo.add_argument("--quick", action="store_true", help="two short lengths, under a minute")
+    demo.add_argument("--out", default="lstm-fast-demo", metavar="DIR",
+                      help="folder for the figures (default: ./lstm-fast-demo)")
+    demo.add_argument("--json", type=_writable, metavar="PATH", help="also write the results")
+    demo.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -218,11 +225,38 @@ def info(out=None):
     return 0
 
 
+def demo(args, out=None):
+    """Run the demo: the table, the JSON and (with matplotlib) the figures."""
+    from .demo import Settings, format_results, run_demo
+    out = out or sys.stdout
+    settings = Settings(quick=args.quick, seed=args.seed)
+    out.write(f"lstm-fast demo{' --quick' * args.quick}: {len(settings.lengths)} lengths "
+              f"{settings.lengths}, {settings.n_train} training sequences, "
+              f"{settings.epochs} epochs\n")
+    results = run_demo(settings, progress=_progress_bar(sys.stderr))
+    out.write(format_results(results) + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f)
+        out.write(f"results written to {args.json}\n")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        out.write('figures: install matplotlib (pip install "lstm_fast[plot]") to get them\n')
+        return 0
+    from .demo.figures import write_figures
+    for path in write_figures(results, args.out):
+        out.write(f"figure: {path}\n")
+    return 0
+
+
 def main(argv=None):
     """Entry point of ``lstm-fast`` and ``python -m lstm_fast``."""
     args = _build_parser().parse_args(argv)
     if args.command == "bench":
         return bench(args)
+    if args.command == "demo":
+        return demo(args)
     return info()
 
 
