@@ -213,3 +213,27 @@ def test_engine_refuses_arrays_a_cell_has_no_use_for():
     with pytest.raises(ValueError, match="hidden_gates must be"):
         forward_layer(*args, None, out, 0, False, np.zeros((2, 9), f4), None, None,
                       np.zeros((2, 3), f4), kind=CELL_KINDS["gru"])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_between_layers_matches_the_reference(cell, dtype):
+    """Training applies dropout to every layer's input but the first (the masks the layer drew
+    reproduce its output and gradients in the reference); inference applies none."""
+    rng = np.random.default_rng(7)
+    layer = make(cell, 3, 5, num_layers=3, dropout=0.5, dtype=dtype, random_state=0)
+    x = rng.standard_normal((6, 4, 3))
+    out_eval, _ = layer.forward(x)
+    out_train, _ = layer.forward(x, training=True)
+    assert not np.allclose(out_train, out_eval)
+    masks = [m["mask"] for m in layer._cache["cache"]]
+    assert masks[0] is None and 0.3 < np.mean(masks[1] != 0) < 0.7
+    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    dmasks = [None] + [m.reshape(6, 4, -1) for m in masks[1:]]
+    r_out, _, _, cache = reference_forward(params, x, np.zeros((3, 4, 5)), np.zeros((3, 4, 0)),
+                                           np.full(4, 6), 3, False, dmasks, cell=layer._cell)
+    assert_close(out_train, r_out, dtype, "out")
+    g = rng.standard_normal(out_train.shape)
+    r_gx, r_grads, _, _ = reference_backward(params, cache, g)
+    assert_close(layer.backward(g), r_gx, dtype, "grad_x")
+    for k in r_grads:
+        assert_close(layer.grads[k], r_grads[k], dtype, k)
