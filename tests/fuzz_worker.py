@@ -19,13 +19,14 @@ def run(case):
 
     target = case["target"]
     if target in ("forward", "backward", "load_state_dict"):
-        lstm = lstm_fast.LSTM(**case["config"], random_state=0)
+        lstm = _layer(lstm_fast, case.get("cell", "lstm"), case["config"])
         if case.get("run_rows"):  # runs of steps of so many rows, one engine call each
             lstm._call_rows = [(case["run_rows"],) * 2] * lstm.num_layers
         state = {k: v.copy() for k, v in lstm.state_dict().items()}
         if target == "forward":
-            out, (h, c) = lstm.forward(case["x"], hx=case["hx"], lengths=case["lengths"],
-                                       training=case["training"])
+            out, final = lstm.forward(case["x"], hx=case["hx"], lengths=case["lengths"],
+                                      training=case["training"])
+            h, c = final if isinstance(final, tuple) else (final, None)
             if case["training"]:
                 lstm.backward(np.ones_like(out))
             return dict(state=state, out=out, h=h, c=c)
@@ -51,6 +52,16 @@ def run(case):
         getattr(_lstm, case["function"])(**case["arguments"])
         return None
     raise ValueError(f"unknown target {target!r}")
+
+
+def _layer(lstm_fast, cell, config):
+    """The layer of a case: an LSTM, or a GRU or RNN (whose configs have proj_size 0)."""
+    if cell == "lstm":
+        return lstm_fast.LSTM(**config, random_state=0)
+    config = {k: v for k, v in config.items() if k != "proj_size"}
+    if cell == "gru":
+        return lstm_fast.GRU(**config, random_state=0)
+    return lstm_fast.RNN(**config, nonlinearity=cell[4:], random_state=0)
 
 
 def _read(stream):

@@ -221,8 +221,27 @@ def hx_for(draw, config, B, batched):
 
 
 @st.composite
+def hidden_hx_for(draw, config, B, batched):
+    """(hx, wrong) for a GRU or RNN, whose hx is h_0 alone."""
+    kind = draw(st.sampled_from(["none"] * 4 + ["valid", "shape", "pair", "bad values"]))
+    if kind == "none":
+        return None, None
+    k = (2 if config["bidirectional"] else 1) * config["num_layers"]
+    shape = (k,) + ((B,) if batched else ()) + (config["hidden_size"],)
+    if kind == "bad values":
+        return draw(arrays(shape, allow_list=False))
+    h = np.random.default_rng(1).standard_normal(shape)
+    if kind == "shape":
+        return h[..., :-1], "shape"
+    return ((h, h), "type") if kind == "pair" else (h, None)
+
+
+@st.composite
 def forward_cases(draw):
     config = draw(configs())
+    cell = draw(st.sampled_from(["lstm", "lstm", "gru", "rnn_tanh", "rnn_relu"]))
+    if cell != "lstm":
+        config["proj_size"] = 0
     ndim = draw(st.sampled_from([3, 3, 3, 2, 2, 1, 4]))
     T, B = draw(st.sampled_from([1, 2, 5, 0])), draw(st.sampled_from([1, 3, 4, 0]))
     F = draw(st.sampled_from([config["input_size"]] * 6 + [config["input_size"] + 1, 0]))
@@ -235,12 +254,12 @@ def forward_cases(draw):
             batched and B == 0):
         bad.add("x")
     lengths, wrong_lengths = draw(lengths_for(T, B if batched else 1, batched))
-    hx, wrong_hx = draw(hx_for(config, B, batched))
+    hx, wrong_hx = draw((hx_for if cell == "lstm" else hidden_hx_for)(config, B, batched))
     if wrong_lengths and wrong_lengths != "x":
         bad.add("lengths")
     if wrong_hx:
         bad.add("hx")
-    case = dict(target="forward", config=config, x=x, lengths=lengths, hx=hx,
+    case = dict(target="forward", config=config, x=x, lengths=lengths, hx=hx, cell=cell,
                 training=draw(st.booleans()), run_rows=draw(RUN_ROWS))
     return case, bad
 
@@ -259,15 +278,19 @@ def _reference(case, state):
     x = _time_major(case["x"], batched, config["batch_first"])
     T, B = x.shape[:2]
     k = (2 if config["bidirectional"] else 1) * config["num_layers"]
+    cell = case.get("cell", "lstm")
+    c_width = config["hidden_size"] if cell == "lstm" else 0
     if case.get("hx") is None:
         h0 = np.zeros((k, B, _output_size(config)))
-        c0 = np.zeros((k, B, config["hidden_size"]))
+        c0 = np.zeros((k, B, c_width))
+    elif cell != "lstm":
+        h0, c0 = np.asarray(case["hx"], np.float64).reshape(k, B, -1), np.zeros((k, B, 0))
     else:
         h0, c0 = (np.asarray(a, np.float64).reshape(k, B, -1) for a in case["hx"])
     lengths = np.full(B, T) if case["lengths"] is None else np.reshape(case["lengths"], B)
     params = {name: v.astype(np.float64) for name, v in state.items()}
     return reference_forward(params, x, h0, c0, lengths, config["num_layers"],
-                             config["bidirectional"])
+                             config["bidirectional"], cell=cell)
 
 
 def test_forward(worker):
@@ -284,7 +307,8 @@ def test_forward(worker):
             got = _time_major(result["out"], batched, case["config"]["batch_first"])
             assert_close(got, out, dtype, "out")
             assert_close(np.reshape(result["h"], h.shape), h, dtype, "h_n")
-            assert_close(np.reshape(result["c"], c.shape), c, dtype, "c_n")
+            if case["cell"] == "lstm":
+                assert_close(np.reshape(result["c"], c.shape), c, dtype, "c_n")
             assert result["out"].dtype == dtype
 
         expect(worker(case), bad, matches)
