@@ -45,9 +45,10 @@ class RecurrentLayer:
     """A multi-layer recurrent layer with PyTorch's semantics, for the cell a subclass names.
 
     A subclass sets ``_cell`` (its name in the engine's ``CELL_KINDS``, or a property),
-    ``_gates`` (gate blocks: 4, 3 or 1), ``_has_cell`` (an LSTM's cell state beside h) and
-    ``_stored_shapes`` (what its training forward keeps for backward), and its public
-    ``forward``/``backward`` signatures.
+    ``_gates`` (gate blocks: 4, 3 or 1), ``_gate_names`` (their names in a gate record),
+    ``_has_cell`` (an LSTM's cell state beside h), and may extend ``_stored_shapes`` (what its
+    training forward keeps for backward), ``_state_records`` (the states a gate record holds)
+    and ``_initial_bias``; and it gives the public ``forward``/``backward`` signatures.
     """
 
     _gates = 4
