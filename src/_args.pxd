@@ -82,24 +82,14 @@ cdef inline bint _check_kind(str fn, int kind) except -1:
     return kind == CELL_LSTM
 
 
-cdef inline int _check_absent(str fn, int kind, bint training, str cell_name, cell, w_hr, tanh_cell,
-                              cell_prev, hidden_prev, hidden_gates) except -1:
-    """Raise a ValueError if an array is given that the cell or the mode has no use for (the
-    LSTM's cell state, projection and stored c; the GRU's hidden_gates; without gates, what
-    training stores: they go with gates)."""
-    absent = []
-    if kind != CELL_LSTM:
-        absent += [(cell_name, cell), ("w_hr", w_hr), ("tanh_cell", tanh_cell),
-                   ("cell_prev", cell_prev)]
-    if kind != CELL_GRU:
-        absent.append(("hidden_gates", hidden_gates))
-    for name, a in absent:
+cdef inline int _check_absent(str fn, int kind, list lstm_only, list gru_only) except -1:
+    """Raise a ValueError if an array is given that the cell has no use for: one of lstm_only
+    (the LSTM's cell state, projection, stored c) or gru_only (hidden_gates), (name, value)
+    pairs."""
+    for name, a in ((lstm_only if kind != CELL_LSTM else [])
+                    + (gru_only if kind != CELL_GRU else [])):
         if a is not None:
             raise ValueError(f"{fn}: {name} must be None for kind {kind}")
-    if not training and not (tanh_cell is None and cell_prev is None and hidden_prev is None
-                             and hidden_gates is None):
-        raise ValueError(f"{fn}: tanh_cell, cell_prev, hidden_prev and hidden_gates go with "
-                         "gates (training)")
     return 0
 
 

@@ -288,8 +288,12 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     args[14] = _data(hidden_prev, fn, "hidden_prev", dt, N, P, not training, True)
     args[15] = _data(hidden_gates, fn, "hidden_gates", dt, N, G,
                      not (training and kind == CELL_GRU), True)
-    _check_absent(fn, kind, training, "cell", cell, w_hr, tanh_cell, cell_prev, hidden_prev,
-                  hidden_gates)
+    _check_absent(fn, kind, [("cell", cell), ("w_hr", w_hr), ("tanh_cell", tanh_cell),
+                             ("cell_prev", cell_prev)], [("hidden_gates", hidden_gates)])
+    if not training and not (tanh_cell is None and cell_prev is None and hidden_prev is None
+                             and hidden_gates is None):
+        raise ValueError(f"{fn}: tanh_cell, cell_prev, hidden_prev and hidden_gates go with "
+                         "gates (training)")
     _check_layout(fn, out_col, ld_out, N, I, G, H, P, args[5] != NULL)
     _check_steps(fn, <const Py_ssize_t *> args[6], <const Py_ssize_t *> args[7], T, N, B)
     cdef void *weights[5]
@@ -456,11 +460,11 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     args[19] = _data(hidden_gates, fn, "hidden_gates", dt, N, G, kind != CELL_GRU, True)
     args[20] = _data(d_hidden_steps, fn, "d_hidden_steps", dt, N, P, True, True)
     args[21] = _data(d_cell_steps, fn, "d_cell_steps", dt, N, H, True, True)
-    if not lstm and d_cell_steps is not None:
-        raise ValueError(f"backward_layer: d_cell_steps must be None for kind {kind}")
     if w_hr is None and d_w_hr is not None:
         raise ValueError("backward_layer: d_w_hr goes with w_hr")
-    _check_absent(fn, kind, True, "d_cell", d_cell, w_hr, tanh_cell, cell_prev, None, hidden_gates)
+    _check_absent(fn, kind, [("d_cell", d_cell), ("w_hr", w_hr), ("tanh_cell", tanh_cell),
+                             ("cell_prev", cell_prev), ("d_cell_steps", d_cell_steps)],
+                  [("hidden_gates", hidden_gates)])
     _check_layout(fn, out_col, ld_out, N, I, G, H, P, w_hr is not None)
     _check_steps(fn, <const Py_ssize_t *> args[4], <const Py_ssize_t *> args[5], T, N, B)
     cdef void *weights[5]

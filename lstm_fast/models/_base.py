@@ -192,9 +192,18 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
     def _last_hidden(self, state):
         """The final state ((h_n, c_n) or h_n, h_n (D*L, B, P)) -> (B, D*P): the last layer's
         h_n, directions side by side."""
-        h_n = state[0] if isinstance(state, tuple) else state
         D = self.lstm_.num_directions
-        return np.concatenate(list(h_n[-D:]), axis=1)
+        return np.concatenate(list(_h_n(state)[-D:]), axis=1)
+
+    def _grad_h_n(self, state, d_logits):
+        """dL/dh_n (like h_n) from dL/d(output layer values): the output layer reads the last
+        layer's final states (see _last_hidden), and nothing else of h_n."""
+        h_n, lstm = _h_n(state), self.lstm_
+        D, L = lstm.num_directions, lstm.num_layers
+        d_h_n = np.zeros_like(h_n)
+        d_h_n[(L - 1) * D:] = (d_logits @ self.coefs_[0].T).reshape(
+            len(d_logits), D, -1).transpose(1, 0, 2)
+        return d_h_n
 
     def _decision(self, X):
         """Output-layer values (logits or regression outputs) for ``X``, in float64."""
@@ -212,3 +221,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                 features = self._last_hidden(state).astype(np.float64)
                 out[index] = features @ self.coefs_[0] + self.intercepts_[0]
         return out
+
+
+def _h_n(state):
+    """h_n of a layer's final state: (h_n, c_n) for the LSTM, h_n for the others."""
+    return state[0] if isinstance(state, tuple) else state

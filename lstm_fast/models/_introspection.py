@@ -69,22 +69,19 @@ class IntrospectionMixin:
         data, _ = self._introspected(X)
         valid = _valid(data)
         name = _SUMMARY_GATE[self.cell]
-        sums = None
+        totals, above = 0, 0  # per layer-direction: sums over sequences (T, H), counts > threshold
         for index in _chunks(len(data)):
             records = self._gates_of(data.take(index))
-            values = [r["h"] ** 2 if name == "1 - h^2" else r[name] for r in records]
-            if name == "1 - h^2":
-                values = [1 - v for v in values]
             m = valid[index][:, :, None]
-            part = [(np.where(m, v, 0).sum(0), (np.where(m, v, 0) > threshold).sum())
-                    for v in values]
-            sums = part if sums is None else [(a + b, c + d) for (a, c), (b, d) in zip(sums,
-                                                                                       part)]
+            values = np.stack([np.where(m, 1 - r["h"] ** 2 if name == "1 - h^2" else r[name], 0)
+                               for r in records])  # (layer-directions, n, T, H)
+            totals = totals + values.sum(axis=1)
+            above = above + (values > threshold).sum(axis=(1, 2, 3))
         counts = valid.sum(0)  # sequences at each step
-        return [dict(gate=name, mean_per_unit=per_step.sum(0) / counts.sum(),
-                     mean_over_time=per_step.mean(1) / np.maximum(counts, 1),
-                     share_above=float(above) / (counts.sum() * per_step.shape[1]))
-                for per_step, above in sums]
+        return [dict(gate=name, mean_per_unit=total.sum(0) / counts.sum(),
+                     mean_over_time=total.mean(1) / np.maximum(counts, 1),
+                     share_above=float(n_above) / (counts.sum() * total.shape[1]))
+                for total, n_above in zip(totals, above)]
 
     def gradient_flow(self, X, y):
         """The norm of the loss gradient with respect to the state at every step.
@@ -119,7 +116,7 @@ class IntrospectionMixin:
                 part = [{k: (v.astype(np.float64) ** 2).sum(axis=(0, 2)) for k, v in g.items()}
                         for g in part]
                 squares = part if squares is None else [
-                    {k: a[k] + b[k] for k in a} for a, b in zip(squares, part)]
+                    {k: total[k] + g[k] for k in g} for total, g in zip(squares, part)]
         finally:
             self.lstm_.dropout = dropout
             self.lstm_.zero_grad()
@@ -143,16 +140,12 @@ class IntrospectionMixin:
         lstm = self.lstm_
         with threadpool_limits(limits=self._threads()):
             output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
-            h_n = state[0] if isinstance(state, tuple) else state
             logits = self._last_hidden(state) @ self.coefs_[0] + self.intercepts_[0]
             _, d_logits = self._loss_and_gradient(logits, targets)
-            D, L = lstm.num_directions, lstm.num_layers
-            d_h_n = np.zeros_like(h_n)
-            d_h_n[(L - 1) * D:] = (weight * d_logits @ self.coefs_[0].T).reshape(
-                len(targets), D, -1).transpose(1, 0, 2)
             lstm.zero_grad()
-            _, state_grads = lstm.backward(np.zeros_like(output), grad_h_n=d_h_n,
-                                           return_state_grads=True)
+            _, state_grads = lstm.backward(
+                np.zeros_like(output), grad_h_n=self._grad_h_n(state, weight * d_logits),
+                return_state_grads=True)
         return state_grads
 
 

@@ -175,18 +175,13 @@ class TrainingMixin:
         lstm = self.lstm_
         output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
         features = self._last_hidden(state)
-        h_n = state[0] if isinstance(state, tuple) else state
         logits = features @ self.coefs_[0] + self.intercepts_[0]
         loss, d_logits = self._loss_and_gradient(logits, targets)
         if not np.isfinite(loss):
             self._diverged("the loss")
         d_coef, d_intercept = features.T @ d_logits, d_logits.sum(axis=0)
-        d_h_n = np.zeros_like(h_n)
-        D, L = lstm.num_directions, lstm.num_layers
-        d_h_n[(L - 1) * D:] = (d_logits @ self.coefs_[0].T).reshape(
-            len(features), D, -1).transpose(1, 0, 2)
         lstm.zero_grad()
-        lstm.backward(np.zeros_like(output), grad_h_n=d_h_n)
+        lstm.backward(np.zeros_like(output), grad_h_n=self._grad_h_n(state, d_logits))
         grads = self._gradients() + [d_coef, d_intercept]
         if self.alpha:
             for (name, p), g in zip(lstm.named_parameters(), grads):
