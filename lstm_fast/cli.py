@@ -9,6 +9,7 @@ import numpy as np
 
 from . import __version__
 from .bench import SUITES, Case, blas_info, machine_info, run_benchmark
+from .bench.stream import format_stream, stream_latency
 
 
 def _int_list(text):
@@ -23,6 +24,11 @@ def _int_list(text):
 
 def _positive_int(text):
     return _int_list(text)[0]
+
+
+def _steps(text):
+    """A count of steps, 0 or more."""
+    return 0 if text.strip() == "0" else _positive_int(text)
 
 
 PEERS = ("numpy", "torch")
@@ -78,6 +84,8 @@ def _build_parser():
     bench.add_argument("--compare", type=_peers, default=list(PEERS),
                        help="peers, comma-separated, among numpy,torch ('' for none; those "
                             "not installed are left out)")
+    bench.add_argument("--stream-steps", type=_steps, default=10_000, metavar="N",
+                       help="steps of the streaming latency loops (B=1, T=1; 0: skip them)")
     bench.add_argument("--json", metavar="PATH", type=_writable,
                        help="also write the results as JSON")
 
@@ -181,11 +189,17 @@ def bench(args, out=None):
     out.write(format_table(results, shown) + "\n")
     out.write(f"median of {args.repeat} samples per cell; ratio = peer time / lstm_fast time "
               "(> 1: lstm_fast faster)\n")
+    streams = []
+    if args.stream_steps:
+        streams = stream_latency(steps=args.stream_steps, torch="torch" in peers)
+        out.write(format_stream(streams) + "\n")
+        out.write("streaming: median of 3 loops each, one thread, the state carried from step "
+                  "to step\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(version=__version__, machine=machine_info(), blas=blas_info(),
                            roofs_gflops=roofs, fma_peaks_gflops=peaks, repeat=args.repeat,
-                           results=results), f, indent=1)
+                           results=results, streams=streams), f, indent=1)
     return 0
 
 

@@ -83,6 +83,14 @@ def build_info():
                 max_threads=lstm_max_threads())
 
 
+#: What an engine call does with the weights packed in its workspace (its `prepared`): PACK
+#: them; use them, PACKED by the previous call (checked); or REUSE_PACKED them if packed from
+#: the same arrays, else pack them. (Python: Prepared.PACK, ...)
+cpdef enum Prepared:
+    PACK = 0
+    PACKED = 1
+    REUSE_PACKED = 2
+
 #: The cells' numbers: {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}.
 CELL_KINDS = {"lstm": CELL_LSTM, "gru": CELL_GRU, "rnn_tanh": CELL_RNN_TANH,
               "rnn_relu": CELL_RNN_RELU}
@@ -143,9 +151,11 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P, int n_gates=4) n
 
 
 cdef struct _Packed:
-    # What the packed weights at the front of a workspace were packed from (see Workspace).
+    # What the packed weights at the front of a workspace were packed from (see Workspace), and
+    # for which kernel's panel width.
     bint valid, backward
     int dtype, kind
+    Py_ssize_t panel
     const void *w_ih
     const void *w_hh
     const void *w_hr
@@ -162,8 +172,8 @@ cdef class Workspace:
     layer-direction.
 
     The packed weights (and the forward's summed bias) come first in it, and it remembers what
-    they were packed from: a run of steps after the first of the same layer call passes
-    `prepared` and skips packing them again (the weights cannot have changed in between)."""
+    they were packed from (the arrays, shapes, cell and kernel): a call can skip packing them
+    again (see PACKED and REUSE_PACKED)."""
     cdef char *data
     cdef size_t size
     cdef _Packed packed
@@ -189,21 +199,25 @@ cdef class Workspace:
             self.data, self.size = grown, nbytes
         return self.data
 
-    cdef int holds(self, const _Packed *key, bint prepared, str fn) except -1:
-        """With `prepared`, check that the packed weights in the workspace are key's (a
-        ValueError if not); else record that they are about to be. Returns `prepared`."""
+    cdef int holds(self, const _Packed *key, int prepared, str fn) except -1:
+        """Whether the packed weights in the workspace are key's, as ``prepared`` asks: PACK,
+        they are about to be (recorded); PACKED, they must be (a ValueError if not);
+        REUSE_PACKED, they are if the workspace holds key's, else they are about to be.
+        Returns 1 if they are (the call skips packing), 0 if the call packs them."""
         cdef const _Packed *p = &self.packed
-        if not prepared:
-            self.packed = key[0]
-            return 0
-        if not (p.valid and p.backward == key.backward and p.dtype == key.dtype
-                and p.kind == key.kind
-                and p.w_ih == key.w_ih and p.w_hh == key.w_hh and p.w_hr == key.w_hr
-                and p.b_ih == key.b_ih and p.b_hh == key.b_hh and p.n_in == key.n_in
-                and p.n_hidden == key.n_hidden and p.n_out == key.n_out):
-            raise ValueError(f"{fn}: prepared=True, but the workspace does not hold these "
+        cdef bint held = (p.valid and p.backward == key.backward and p.dtype == key.dtype
+                          and p.kind == key.kind and p.panel == key.panel
+                          and p.w_ih == key.w_ih and p.w_hh == key.w_hh and p.w_hr == key.w_hr
+                          and p.b_ih == key.b_ih and p.b_hh == key.b_hh
+                          and p.n_in == key.n_in and p.n_hidden == key.n_hidden
+                          and p.n_out == key.n_out)
+        if prepared == PACKED and not held:
+            raise ValueError(f"{fn}: prepared=PACKED, but the workspace does not hold these "
                              "weights packed by a call of the same layer-direction")
-        return 1
+        if prepared != PACK and held:
+            return 1
+        self.packed = key[0]
+        return 0
 
 
 cdef _Packed _packed_key(bint backward, int dtype, int kind, void **weights, Py_ssize_t I,
@@ -212,6 +226,7 @@ cdef _Packed _packed_key(bint backward, int dtype, int kind, void **weights, Py_
     for a forward or backward call."""
     cdef _Packed key
     key.valid, key.backward, key.dtype, key.kind = True, backward, dtype, kind
+    key.panel = lstm_panel_width_f() if dtype == cnp.NPY_FLOAT32 else lstm_panel_width_d()
     key.w_ih, key.w_hh, key.w_hr, key.b_ih, key.b_hh = (weights[0], weights[1], weights[2],
                                                          weights[3], weights[4])
     key.n_in, key.n_hidden, key.n_out = I, H, P
@@ -239,7 +254,7 @@ cdef int _carve(Workspace ws, const Py_ssize_t *sizes, floating **bufs, int n) e
 def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
                   Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
                   hidden_prev=None, int n_threads=0, Workspace workspace=None,
-                  bint prepared=False, int kind=CELL_LSTM, hidden_gates=None):
+                  int prepared=PACK, int kind=CELL_LSTM, hidden_gates=None):
     """Run one layer-direction of a cell over packed sequences.
 
     Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
@@ -254,8 +269,11 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     inference, which keeps only the state and O(B*H) workspace.
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
-    prepared: the workspace holds these weights packed by the previous call (a run of steps
-    after the first of one layer call: the state carries over, the weights are the same).
+    prepared: PACK the weights into the workspace; PACKED: it holds these weights packed by the
+    previous call (a run of steps after the first of one layer call: the state carries over,
+    the weights are the same; checked); REUSE_PACKED: use the packed weights it holds if they
+    were packed from these arrays (same shapes, cell and kernel), else pack them: for a caller
+    that knows the arrays' values have not changed since (a stream of short calls).
 
     Every array's dtype, shape and layout and every value of batch_sizes and offsets are checked
     before the time loop: a wrong one is a ValueError or TypeError, never an access out of bounds.
@@ -263,6 +281,8 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     ~0.15 us an argument, a sixth of a whole call at batch 1 (row 12 of the grid).
     """
     cdef str fn = "forward_layer"
+    if prepared < PACK or prepared > REUSE_PACKED:
+        raise ValueError(f"{fn}: prepared must be PACK, PACKED or REUSE_PACKED, got {prepared}")
     cdef int dt = _array_type(x, "forward_layer: x")
     cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
@@ -327,7 +347,7 @@ cdef void _fill_bias(int kind, Py_ssize_t H, const floating *b_ih, const floatin
 cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
                          Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
                          Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
-                         const _Packed *key, bint prepared) except *:
+                         const _Packed *key, int prepared) except *:
     """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
     tanh_cell, cell_prev, hidden_prev, hidden_gates (NULL where not given), in its order; key
     says what the weights are (see Workspace)."""
@@ -403,7 +423,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
 def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t out_col,
                    bint reverse, d_hidden, d_cell, gates, tanh_cell, cell_prev, hidden_prev, d_x,
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
-                   Workspace workspace=None, bint prepared=False, bint finish=True,
+                   Workspace workspace=None, int prepared=PACK, bint finish=True,
                    int kind=CELL_LSTM, hidden_gates=None, d_hidden_steps=None,
                    d_cell_steps=None):
     """Backpropagate through one layer-direction of a cell after a training forward_layer.
@@ -420,8 +440,9 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     projection ones may be None (no bias, no projection; then w_hr is None too).
     n_threads: threads for this call; 0 chooses (see threads_for).
     workspace: where the call's buffers go, reused across calls (see Workspace); None: a new one.
-    prepared: as in forward_layer (the runs of a backward call go back in time); such a call
-    also adds to the transposed dW_ih, dW_hh that the earlier runs left in the workspace.
+    prepared: PACK or PACKED, as in forward_layer (the runs of a backward call go back in time);
+    a PACKED call also adds to the transposed dW_ih, dW_hh that the earlier runs left in the
+    workspace.
     finish: add those into d_w_ih, d_w_hh (False for every run of steps but the last: their
     weight gradients wait in the workspace for it).
     d_hidden_steps (N x P) and (LSTM) d_cell_steps (N x H): unless None, they receive dL/dh_t
@@ -431,6 +452,8 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     checks its own.
     """
     cdef str fn = "backward_layer"
+    if prepared != PACK and prepared != PACKED:
+        raise ValueError(f"{fn}: prepared must be PACK or PACKED, got {prepared}")
     cdef int dt = _array_type(x, "backward_layer: x")
     cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(d_hidden, 0), P = _dim(d_hidden, 1)
@@ -484,7 +507,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
 cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, Py_ssize_t I,
                           Py_ssize_t H, Py_ssize_t P, Py_ssize_t B, Py_ssize_t ld_out,
                           Py_ssize_t out_col, bint reverse, int n_threads, Workspace ws,
-                          const _Packed *key, bint prepared, bint finish) except *:
+                          const _Packed *key, int prepared, bint finish) except *:
     """backward_layer on checked arrays: args are the data of its arrays, in its order, then
     hidden_gates, d_hidden_steps, d_cell_steps; key says what the weights are (see
     Workspace)."""

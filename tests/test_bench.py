@@ -89,7 +89,8 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out.json"
     code = cli.main(["bench", "--batch", "2", "--seq-len", "4", "--input-size", "3",
                      "--hidden-size", "5", "--lengths", "--dtype", "float64", "--threads", "1",
-                     "--repeat", "2", "--compare", "numpy", "--json", str(path)])
+                     "--repeat", "2", "--compare", "numpy", "--stream-steps", "20", "--json",
+                     str(path)])
     assert code == 0
     out = capsys.readouterr().out
     assert "lstm_fast us" in out and "numpy/lf" in out and "B2 T4 I3 H5 lengths float64" in out
@@ -103,6 +104,9 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
     data = json.loads(path.read_text())
     assert data["results"][0]["mode"] == "infer" and data["results"][1]["mode"] == "train"
     assert data["machine"]["cores"] >= 1 and isinstance(data["blas"], list)
+    assert "| stream (B=1, T=1 steps) | lstm_fast us/step |" in out
+    assert [(s["hidden_size"], s["steps"]) for s in data["streams"]] == [(32, 20), (128, 20),
+                                                                       (256, 20)]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -113,6 +117,7 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
     (["--compare", "numpy,tensorflow"], "unknown peer 'tensorflow'"),
     (["--json", "/nonexistent-folder/out.json"], "cannot write '/nonexistent-folder/out.json'"),
     (["--suite", "huge"], "invalid choice: 'huge'"),
+    (["--stream-steps", "-3"], "expected positive integers"),
 ])
 def test_cli_rejects_bad_arguments_before_running(capsys, argv, message):
     """Argument errors are argparse's usage errors (exit status 2, no traceback), found before

@@ -11,6 +11,7 @@ EPS = 1e-6
 
 
 def _loss(lstm, x, hx, lengths, w_out, w_h, w_c, training=False):
+    lstm.mark_updated()  # (_numeric writes into the parameter arrays in place)
     out, (h_n, c_n) = lstm.forward(x, hx, lengths=lengths, training=training)
     return float((out * w_out).sum() + (h_n * w_h).sum() + (c_n * w_c).sum()), out, h_n, c_n
 

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 
 from .._checks import (LARGE_BYTES, as_float_array, check_dtype, check_finite, check_int,
                       check_memory)
-from .._lstm import CELL_KINDS, Workspace, backward_layer, forward_layer, threads_for
+from .._lstm import CELL_KINDS, Prepared, Workspace, backward_layer, forward_layer, threads_for
 from .packing import packing_for
 
 # Work of one engine call at most, in multiply-adds (a row's gate pass, element-wise and at
@@ -103,8 +103,11 @@ class RecurrentLayer:
         # Activation storage of the last backpropagated forward, reused by the next one of the
         # same size (fresh large arrays cost page faults every training step).
         self._spare = {}
-        # Each layer-direction's engine workspace, kept for the next call (see Workspace).
+        # Each layer-direction's engine workspace, kept for the next call (see Workspace), with
+        # the version of the weights a forward packed into it (None: backward's packing).
         self._workspaces = {}
+        # Bumped by every known change of the parameters (see mark_updated).
+        self._version = 0
 
     def __getstate__(self):
         """A copy or pickle holds the parameters and settings, not the buffers, the pending
@@ -136,9 +139,23 @@ class RecurrentLayer:
         object.__setattr__(self, name, value)
 
     def _workspace(self, layer, direction):
-        """The layer-direction's workspace, taken for one engine call: put it back after. A call
-        that runs beside another one on the same layer-direction gets a new one."""
-        return self._workspaces.pop((layer, direction), None) or Workspace()
+        """The layer-direction's workspace, taken for one engine call, and the version of the
+        weights a forward packed into it (or None): put both back after. A call that runs beside
+        another one on the same layer-direction gets a new workspace."""
+        return self._workspaces.pop((layer, direction), None) or (Workspace(), None)
+
+    def mark_updated(self):
+        """Say that the parameter arrays were changed in place.
+
+        Inference reuses the weights packed for the engine by the previous call until the
+        parameters change, so that a stream of short calls (``B = 1``, ``T = 1``) costs little
+        more than its arithmetic. Every change made through the layer is seen: ``backward``
+        (the optimiser steps that follow it), ``load_state_dict`` and assigning a parameter
+        (``layer.weight_hh_l0 = w``). Code that writes into the arrays themselves
+        (``layer.weight_hh_l0[...] = w``, an optimiser of its own without ``backward``, a
+        finite-difference check) must call ``mark_updated()`` before the next forward.
+        """
+        self._version += 1
 
     # ----------------------------------------------------------------------------- parameters
 
@@ -203,6 +220,7 @@ class RecurrentLayer:
                for name in shapes}
         for name, arr in new.items():
             self._params[name][...] = arr
+        self.mark_updated()
 
     def _checked_param(self, name, value, label):
         """``value`` as a finite array of the parameter ``name``'s shape, or a clear error."""
@@ -215,6 +233,7 @@ class RecurrentLayer:
 
     def _assign(self, name, value):
         self._params[name][...] = self._checked_param(name, value, name)
+        self.mark_updated()
 
     def zero_grad(self):
         """Set every accumulated parameter gradient in ``grads`` to zero."""
@@ -360,11 +379,12 @@ class RecurrentLayer:
             stored = self._new_stored(N)
         else:
             stored = (None,) * len(_STORED)
-        workspace = self._workspace(layer, direction)
+        workspace, version = self._workspace(layer, direction)
+        first = Prepared.REUSE_PACKED if version == self._version else Prepared.PACK
         if N <= rows:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
                           packing.offsets, h, c, out, direction * P, direction, *stored[:4],
-                          threads, workspace, False, self._kind, stored[4])
+                          threads, workspace, first, self._kind, stored[4])
         else:
             runs = packing.runs(rows)
             for i, (batch_sizes, offsets, r0, r1) in enumerate(runs[::-1] if direction else runs):
@@ -374,9 +394,9 @@ class RecurrentLayer:
                 part = [_at(a, slice(r0, r1)) for a in stored]
                 forward_layer(layer_in[r0:r1], w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
                               offsets, h[:b], _at(c, slice(0, b)), out[r0:r1], direction * P,
-                              direction, *part[:4], threads, workspace, i > 0, self._kind,
-                              part[4])
-        self._workspaces[layer, direction] = workspace
+                              direction, *part[:4], threads, workspace,
+                              Prepared.PACKED if i > 0 else first, self._kind, part[4])
+        self._workspaces[layer, direction] = (workspace, self._version)
         return stored if training or keep else None
 
     def _stored(self, layer, direction, N):
@@ -426,6 +446,7 @@ class RecurrentLayer:
         d_c = (self._state_or_zeros(grad_c_n, "grad_c_n", (D * L, B, H), batched, packing)
                if self._has_cell else None)
         self._cache = None
+        self.mark_updated()  # (an optimiser step follows: the next forward packs anew)
         d_out = packing.pack(self._from_user_layout(g, batched))
         state_grads = [None] * (L * D)
         for layer in range(L - 1, -1, -1):
@@ -469,12 +490,12 @@ class RecurrentLayer:
         steps = ((np.zeros((N, P), self.dtype),
                   np.zeros((N, self.hidden_size), self.dtype) if self._has_cell else None)
                  if keep_steps else (None, None))
-        workspace = self._workspace(layer, direction)
+        workspace, _ = self._workspace(layer, direction)
         runs = packing.runs(self._call_rows[layer][True])
         if len(runs) == 1:  # one call, no slices (a small call's cost is mostly its overhead)
             backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
                            d_out, direction * P, bool(direction), d_h, d_c, *stored[:4], d_in,
-                           *grads, threads, workspace, False, True, self._kind, stored[4],
+                           *grads, threads, workspace, Prepared.PACK, True, self._kind, stored[4],
                            *steps)
         for i, (batch_sizes, offsets, r0, r1) in enumerate(
                 (runs if direction else runs[::-1]) if len(runs) > 1 else []):
@@ -484,8 +505,9 @@ class RecurrentLayer:
             backward_layer(layer_in[r0:r1], w_ih, w_hh, w_hr, batch_sizes, offsets,
                            d_out[r0:r1], direction * P, bool(direction), d_h[:b],
                            _at(d_c, slice(0, b)), *part[:4], d_in[r0:r1], *grads, threads,
-                           workspace, i > 0, i == len(runs) - 1, self._kind, *part[4:])
-        self._workspaces[layer, direction] = workspace
+                           workspace, Prepared.PACKED if i > 0 else Prepared.PACK,
+                           i == len(runs) - 1, self._kind, *part[4:])
+        self._workspaces[layer, direction] = (workspace, None)
         self._spare[layer, direction] = stored
         return d_in, steps
 
