@@ -22,8 +22,16 @@ import lstm_fast
 from lstm_fast import LSTMClassifier, LSTMRegressor
 
 
+# Mini-batch training with shuffling is not exactly the same with a sample weighted 2 as with
+# the sample twice (other batches), as for scikit-learn's MLP: test_sample_weight_is_repetition
+# checks the equivalence where it holds, with one full batch.
+_EXPECTED_FAILURES = {"check_sample_weight_equivalence_on_dense_data":
+                      "mini-batches differ; see test_sample_weight_is_repetition"}
+
+
 @parametrize_with_checks([LSTMClassifier(), LSTMRegressor(), LSTMClassifier(cell="gru"),
-                          LSTMRegressor(cell="rnn")])
+                          LSTMRegressor(cell="rnn")],
+                         expected_failed_checks=lambda est: _EXPECTED_FAILURES)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -177,10 +185,10 @@ def test_n_threads_is_applied_and_restored():
     before = [i["num_threads"] for i in threadpool_info()]
 
     class Spy(LSTMRegressor):
-        def _step(self, batch, targets):
+        def _step(self, batch, targets, weights):
             seen.append({i["num_threads"] for i in threadpool_info()
                          if i["user_api"] == "blas"})
-            return super()._step(batch, targets)
+            return super()._step(batch, targets, weights)
 
     Spy(hidden_size=4, max_iter=1, n_threads=1, random_state=0).fit(X, y)
     assert seen and all(s == {1} for s in seen)
@@ -205,7 +213,7 @@ def test_training_attributes_verbose_and_warnings():
     assert es.best_validation_score_ == max(es.validation_scores_)
     assert es.n_iter_ < 50
 
-    warm = LSTMClassifier(hidden_size=4, max_iter=2, warm_start=True, random_state=0)
+    warm = LSTMClassifier(hidden_size=4, max_iter=2, warm_start=True, tol=1e-4, random_state=0)
     with pytest.warns(ConvergenceWarning):
         warm.fit(X, y)
         first = warm.coefs_[0].copy()

@@ -238,7 +238,7 @@ def test_estimator_gate_summary_and_gradient_flow(fitted):
     # at the last step of the last layer's forward direction, dL/dh_T is what the output layer
     # sends back: (mean-loss gradient of the predictions) W_out^T
     pred = est.predict(X)
-    d_pred = (pred - y) / len(y)
+    d_pred = (pred - y) / (est.target_scale_[0] * len(y))  # (in the units of normalize_y)
     H = est.lstm_.hidden_size
     want = np.linalg.norm(d_pred[:, None] * est.coefs_[0][:H, 0][None, :])
     assert flow[2]["h"][-1] == pytest.approx(want, rel=1e-4)

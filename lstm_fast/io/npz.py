@@ -29,16 +29,11 @@ _META_BYTES = 1 << 24
 
 
 def save(estimator, file):
-    """Write a fitted LSTMClassifier or LSTMRegressor to ``file``, a path or a binary file
+    """Write a fitted lstm_fast estimator to ``file``, a path or a binary file
     object; a path is written atomically (a new file, then renamed over the old one)."""
     values, arrays = estimator._get_state()
-    params = estimator.get_params()
-    if not isinstance(params["random_state"], (int, type(None))):
-        params["random_state"] = None
     meta = dict(format=FORMAT, version=FORMAT_VERSION, estimator=type(estimator).__name__,
-                params={k: v.item() if isinstance(v, np.generic) else v
-                        for k, v in params.items()},
-                state=values)
+                params=estimator._file_params(), state=values)
     arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     if hasattr(file, "write"):
         np.savez(file, **arrays)
@@ -83,17 +78,16 @@ def load(file):
         missing, unexpected, misshapen, of the wrong type, or not finite), or has another
         format version.
     """
-    from ..models import LSTMClassifier, LSTMRegressor
+    from ..models import ESTIMATORS
 
     name = repr(file) if not hasattr(file, "read") else "the file"
     try:
         with zipfile.ZipFile(file) as archive:
             meta = _read_meta(archive)
             _check_meta(meta, name)
-            cls = {"LSTMClassifier": LSTMClassifier, "LSTMRegressor": LSTMRegressor}[
-                meta["estimator"]]
+            cls = ESTIMATORS[meta["estimator"]]
             try:
-                estimator = cls(**meta["params"])
+                estimator = cls(**cls._params_from_file(meta["params"]))
                 estimator._validate_params()
                 spec = cls._state_arrays(meta["state"])
                 arrays = _read_arrays(archive, spec)
@@ -115,7 +109,9 @@ def _check_meta(meta, name):
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{name} has model format version {meta.get('version')!r}; this "
                          f"lstm_fast reads version {FORMAT_VERSION}")
-    if meta.get("estimator") not in ("LSTMClassifier", "LSTMRegressor"):
+    from ..models import ESTIMATORS
+
+    if meta.get("estimator") not in ESTIMATORS:
         raise ValueError(f"{name} holds an unknown estimator {meta.get('estimator')!r}")
     if not isinstance(meta.get("params"), dict) or not isinstance(meta.get("state"), dict):
         raise ValueError(f"{name} is a damaged lstm_fast model file: no params or state")

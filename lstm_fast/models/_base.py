@@ -2,20 +2,22 @@
 dense layer on its last hidden state), fit and prediction. Training (_training.py) and the saved
 state (_state.py) are mixins of their own."""
 
+import inspect
 import numbers
-import os
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from .._checks import check_dtype
+from .._threads import limited_threads, thread_budget
+from ._heads import EveryStep, LastState
 from ._introspection import IntrospectionMixin
 from ._sequences import SequenceData, check_sequences
 from ._state import SHAPE_PARAMS, StateMixin, make_layer, param_value
+from ._stream import Stream
 from ._training import TrainingMixin
 
 __all__ = ["BaseLSTMEstimator"]
@@ -26,6 +28,9 @@ _PREDICT_BATCH = 512
 
 class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstimator):
     """Common training machinery of LSTMClassifier and LSTMRegressor."""
+
+    # What the output layer reads: the last state of each sequence (see _heads).
+    _head = LastState()
 
     _parameter_constraints = {
         "cell": [StrOptions({"lstm", "gru", "rnn"})],
@@ -43,7 +48,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "clip_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "shuffle": ["boolean"],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left"), None],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -54,14 +59,15 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
-        "dtype": [StrOptions({"float32", "float64"})],
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}),
+                  Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "standardize": ["boolean"],
     }
 
     def __init__(self, hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,
                  proj_size=0, solver="adam", learning_rate_init=1e-3, batch_size=32, max_iter=200,
-                 alpha=0.0, clip_grad_norm=5.0, shuffle=True, tol=1e-4, early_stopping=False,
+                 alpha=0.0, clip_grad_norm=5.0, shuffle=True, tol=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
@@ -102,7 +108,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         tags.input_tags.allow_nan = False
         return tags
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to sequences ``X`` and targets ``y``.
 
         Parameters
@@ -111,6 +117,9 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
             (n_samples, n_timesteps) (univariate series), or list of arrays (T_i, n_features)
             or (T_i,) (univariate sequences of different lengths)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the loss (and in the validation score of early stopping);
+            None weighs them equally.
 
         Returns
         -------
@@ -130,7 +139,17 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         it was after its last completed epoch, or as it was before the call if it completed
         none: never half-way through an epoch, never with non-finite parameters.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
+
+    def stream(self):
+        """A :class:`~lstm_fast.models.Stream` on this fitted model: feed it sequences a chunk of
+        steps at a time (``update``), the recurrent state carried between chunks.
+
+        Returns
+        -------
+        Stream
+        """
+        return Stream(self)
 
     def save(self, path):
         """Write the fitted model to ``path`` (a file name or a binary file object): .npz
@@ -141,10 +160,12 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         from ..io import save
         save(self, path)
 
-    def _initialize(self, data, n_outputs):
+    def _initialize(self, data, targets, weights):
+        """A new model for ``data``, its targets (as _check_targets gives them) and the
+        samples' ``weights``: the layer, the input scaler, the output layer, the counters."""
         self._rng = check_random_state(self.random_state)
         dtype = check_dtype(self.dtype)
-        n_features = data.X.shape[2]
+        n_features, n_outputs = data.X.shape[2], self._n_outputs(targets)
         self.lstm_ = make_layer(self.cell, n_features, self.hidden_size,
                                 proj_size=self.proj_size, forget_bias=self.forget_bias,
                                 recurrent_init=self.recurrent_init, num_layers=self.num_layers,
@@ -155,9 +176,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                                    for name in SHAPE_PARAMS},
                                   n_features=n_features, n_outputs=n_outputs)
         if self.standardize:
-            valid = data.X.reshape(-1, n_features) if data.lengths is None else np.concatenate(
-                [x[:n] for x, n in zip(data.X, data.lengths)])
-            mean, std = valid.mean(axis=0, dtype=np.float64), valid.std(axis=0, dtype=np.float64)
+            mean, std = _weighted_mean_std(*EveryStep().rows(data.X, weights, data))
             std[std < 10 * np.finfo(dtype).eps] = 1.0
         else:
             mean, std = np.zeros(n_features), np.ones(n_features)
@@ -181,29 +200,14 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         return [p for _, p in self.lstm_.named_parameters()] + self.coefs_ + self.intercepts_
 
     def _threads(self):
-        return self.n_threads or os.cpu_count() or 1
+        """Threads for this call: n_threads, or the caller's budget (see lstm_fast._threads)."""
+        return self.n_threads or thread_budget()
 
     def _standardized(self, data):
         X = (data.X - self.scaler_mean_) / self.scaler_scale_
         if data.lengths is not None:
             X[np.arange(X.shape[1])[None, :] >= data.lengths[:, None]] = 0
         return SequenceData(X.astype(self.scaler_mean_.dtype, copy=False), data.lengths)
-
-    def _last_hidden(self, state):
-        """The final state ((h_n, c_n) or h_n, h_n (D*L, B, P)) -> (B, D*P): the last layer's
-        h_n, directions side by side."""
-        D = self.lstm_.num_directions
-        return np.concatenate(list(_h_n(state)[-D:]), axis=1)
-
-    def _grad_h_n(self, state, d_logits):
-        """dL/dh_n (like h_n) from dL/d(output layer values): the output layer reads the last
-        layer's final states (see _last_hidden), and nothing else of h_n."""
-        h_n, lstm = _h_n(state), self.lstm_
-        D, L = lstm.num_directions, lstm.num_layers
-        d_h_n = np.zeros_like(h_n)
-        d_h_n[(L - 1) * D:] = (d_logits @ self.coefs_[0].T).reshape(
-            len(d_logits), D, -1).transpose(1, 0, 2)
-        return d_h_n
 
     def _decision(self, X):
         """Output-layer values (logits or regression outputs) for ``X``, in float64."""
@@ -212,17 +216,29 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         return self._decision_standardized(data)
 
     def _decision_standardized(self, data):
-        out = np.empty((len(data), self.coefs_[0].shape[1]))
-        with threadpool_limits(limits=self._threads()):
+        """Output-layer values (float64) of standardised ``data``: one row a sequence, or a
+        valid step for per-step estimators (see _heads)."""
+        rows = []
+        with limited_threads(self._threads()):
             for start in range(0, len(data), _PREDICT_BATCH):
-                index = np.arange(start, min(start + _PREDICT_BATCH, len(data)))
-                part = data.take(index)
-                _, state = self.lstm_.forward(part.X, lengths=part.lengths)
-                features = self._last_hidden(state).astype(np.float64)
-                out[index] = features @ self.coefs_[0] + self.intercepts_[0]
-        return out
+                part = data.take(np.arange(start, min(start + _PREDICT_BATCH, len(data))))
+                output, state = self.lstm_.forward(part.X, lengths=part.lengths)
+                features = self._head.features(self.lstm_, output, state, part)
+                rows.append(features.astype(np.float64) @ self.coefs_[0] + self.intercepts_[0])
+        return np.concatenate(rows)
 
 
-def _h_n(state):
-    """h_n of a layer's final state: (h_n, c_n) for the LSTM, h_n for the others."""
-    return state[0] if isinstance(state, tuple) else state
+def _weighted_mean_std(values, weights):
+    """Mean and standard deviation (float64) of the rows of ``values`` with ``weights``."""
+    mean = np.average(values, axis=0, weights=weights).astype(np.float64)
+    var = np.average((values - mean) ** 2, axis=0, weights=weights)
+    return mean, np.sqrt(var)
+
+
+def _common_params(values):
+    """The parameters of BaseLSTMEstimator's ``__init__`` among an estimator's ``__init__``
+    arguments ``values`` (its ``locals()``): estimators with parameters of their own list every
+    parameter in their signature, as scikit-learn requires, and pass these on."""
+    names = inspect.signature(BaseLSTMEstimator.__init__).parameters
+    return {k: v for k, v in values.items() if k in names and k != "self"}
+

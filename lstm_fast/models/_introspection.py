@@ -4,8 +4,8 @@ forward(return_gates=True) and backward(return_state_grads=True))."""
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
+from .._threads import limited_threads
 from ._sequences import check_sequences, naming
 
 __all__ = ["IntrospectionMixin"]
@@ -104,15 +104,13 @@ class IntrospectionMixin:
         """
         data, _ = self._introspected(X)
         with naming("y"):
-            targets = self._check_targets(y, False, False, None)
-        if len(targets) != len(data):
-            raise ValueError(f"X and y have inconsistent numbers of samples: {len(data)} and "
-                             f"{len(targets)}")
+            targets = self._encoded(self._targets(data, y, False, False, None))
+        n_rows = len(self._head.rows(targets, np.ones(len(data)), data)[0])
         squares, dropout = None, self.lstm_.dropout
         self.lstm_.dropout = 0.0
         try:
             for index in _chunks(len(data)):
-                part = self._state_grads(data.take(index), targets[index], len(index) / len(data))
+                part = self._state_grads(data.take(index), targets[index], n_rows)
                 part = [{k: (v.astype(np.float64) ** 2).sum(axis=(0, 2)) for k, v in g.items()}
                         for g in part]
                 squares = part if squares is None else [
@@ -130,21 +128,25 @@ class IntrospectionMixin:
         return self._standardized(data), ragged
 
     def _gates_of(self, batch):
-        with threadpool_limits(limits=self._threads()):
+        with limited_threads(self._threads()):
             _, _, records = self.lstm_.forward(batch.X, lengths=batch.lengths, return_gates=True)
         return records
 
-    def _state_grads(self, batch, targets, weight):
-        """A batch's dL/dh_t (and dL/dc_t) per layer-direction, L the mean loss over the data of
-        which the batch is the share ``weight``."""
-        lstm = self.lstm_
-        with threadpool_limits(limits=self._threads()):
+    def _state_grads(self, batch, targets, n_rows):
+        """A batch's dL/dh_t (and dL/dc_t) per layer-direction, L the mean loss over the
+        ``n_rows`` rows (sequences or valid steps) of the data the batch is part of."""
+        lstm, head = self.lstm_, self._head
+        with limited_threads(self._threads()):
             output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
-            logits = self._last_hidden(state) @ self.coefs_[0] + self.intercepts_[0]
-            _, d_logits = self._loss_and_gradient(logits, targets)
+            features = head.features(lstm, output, state, batch)
+            row_targets, _ = head.rows(targets, np.ones(len(batch)), batch)
+            _, d_logits = self._loss_and_gradient(
+                features @ self.coefs_[0] + self.intercepts_[0], row_targets)
+            share = len(row_targets) / n_rows
             lstm.zero_grad()
             _, state_grads = lstm.backward(
-                np.zeros_like(output), grad_h_n=self._grad_h_n(state, weight * d_logits),
+                *head.backward_args(lstm, output, state, batch,
+                                    share * d_logits @ self.coefs_[0].T),
                 return_state_grads=True)
         return state_grads
 

@@ -67,6 +67,21 @@ class StateMixin:
                       "validation_scores_", "best_validation_score_", "_no_improvement_count",
                       "_input_kind")
 
+    def _file_params(self):
+        """The parameters as a model file keeps them (JSON values): a RandomState instance as
+        None, dtype by its name."""
+        params = {k: v.item() if isinstance(v, np.generic) else v
+                  for k, v in self.get_params().items()}
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None
+        params["dtype"] = np.dtype(params["dtype"]).name
+        return params
+
+    @classmethod
+    def _params_from_file(cls, params):
+        """The parameters of a model file, for the constructor (see _file_params)."""
+        return params
+
     def _get_state(self):
         """The fitted model, for :func:`lstm_fast.save`: ``(values, arrays)``, JSON-able values
         and named arrays, from which ``_set_state`` restores it exactly (training continues as

@@ -3,12 +3,21 @@
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils import column_or_1d
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 
-from ._base import BaseLSTMEstimator
-from ._docs import ATTRS_DOC, PARAMS_DOC
+from ._base import BaseLSTMEstimator, _common_params
+from ._docs import ATTRS_DOC, CLASSIFIER_PARAMS_DOC, NOTES_DOC, PARAMS_DOC
+from ._sequences import naming
+from ._training import loss_shares
 
 __all__ = ["LSTMClassifier"]
+
+
+def _plain(label):
+    """A class label as a JSON value (NumPy scalars as Python ones)."""
+    return label.item() if isinstance(label, np.generic) else label
 
 
 class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
@@ -16,9 +25,9 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
 
     Trained on the cross-entropy by mini-batch Adam or SGD with backpropagation through time in
     the Cython engine.
-""" + PARAMS_DOC + ATTRS_DOC + """    classes_ : ndarray of shape (n_classes,)
+""" + PARAMS_DOC + CLASSIFIER_PARAMS_DOC + ATTRS_DOC + """    classes_ : ndarray of shape (n_classes,)
         The class labels.
-
+""" + NOTES_DOC + """
     Examples
     --------
     >>> import numpy as np
@@ -30,8 +39,24 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
     (3,)
 """)
 
-    def partial_fit(self, X, y, classes=None):
+    _parameter_constraints = dict(BaseLSTMEstimator._parameter_constraints,
+                                  class_weight=[StrOptions({"balanced"}), dict, None])
+
+    def __init__(self, hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,
+                 proj_size=0, solver="adam", learning_rate_init=1e-3, batch_size=32, max_iter=200,
+                 alpha=0.0, clip_grad_norm=5.0, shuffle=True, tol=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
+                 dtype="float32", n_threads=None, standardize=True, cell="lstm",
+                 forget_bias=1.0, recurrent_init="orthogonal", class_weight=None):
+        super().__init__(**_common_params(locals()))
+        self.class_weight = class_weight
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``X``, ``y``; ``classes`` (every label) is required on the first call.
+
+        ``sample_weight`` as in ``fit``; ``class_weight="balanced"`` is not supported here
+        (it needs every label's count): pass a dict of weights instead.
 
         The parameters are validated at every call and the optimiser's settings
         (``learning_rate_init``, ``momentum``, ``beta_1``, ``beta_2``, ``epsilon``) follow them;
@@ -42,7 +67,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
         -------
         self
         """
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def _check_targets(self, y, first, incremental, classes):
         y = column_or_1d(y, warn=True)
@@ -65,18 +90,66 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
                              f"data, but the data contains only one class: {self.classes_[0]!r}")
         return np.searchsorted(self.classes_, y)
 
-    def _loss_and_gradient(self, logits, targets):
-        """Mean softmax cross-entropy and its gradient w.r.t. the logits."""
+    def _n_outputs(self, targets):
+        return len(self.classes_)
+
+    def _encoded(self, targets):
+        return targets
+
+    def _prepare_class_weights(self, targets, incremental):
+        """The weight of each class for this call (targets: indices into classes_)."""
+        self._class_table = None
+        if self.class_weight is None:
+            return
+        if self.class_weight == "balanced" and incremental:
+            raise ValueError("class_weight='balanced' is not supported by partial_fit, which "
+                             "sees the labels a batch at a time: compute the weights over all "
+                             "the labels (sklearn.utils.class_weight.compute_class_weight) and "
+                             "pass them as a dict")
+        with naming("class_weight"):
+            self._class_table = compute_class_weight(self.class_weight, classes=self.classes_,
+                                                     y=self.classes_[targets])
+
+    def _class_factor(self, targets):
+        table = getattr(self, "_class_table", None)
+        return 1.0 if table is None else table[targets]
+
+    def _loss_and_gradient(self, logits, targets, weights=None):
+        """Softmax cross-entropy averaged with the samples' ``weights`` (equal if None), and its
+        gradient w.r.t. the logits."""
         log_p = logits - logits.max(axis=1, keepdims=True)
         log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
         n = len(targets)
-        loss = -float(log_p[np.arange(n), targets].mean())
+        share = loss_shares(weights, n)
+        loss = -float(share @ log_p[np.arange(n), targets])
         d_logits = np.exp(log_p)
         d_logits[np.arange(n), targets] -= 1
-        return loss, (d_logits / n).astype(logits.dtype)
+        return loss, (d_logits * share[:, None]).astype(logits.dtype)
 
-    def _score_encoded(self, data, targets):
-        return float(np.mean(self._decision_standardized(data).argmax(axis=1) == targets))
+    def _score_encoded(self, data, targets, weights):
+        """Accuracy (weighted) over the rows: sequences, or valid steps."""
+        row_targets, row_weights = self._head.rows(targets, weights, data)
+        hits = self._decision_standardized(data).argmax(axis=1) == row_targets
+        return float(np.average(hits, weights=row_weights * self._class_factor(row_targets)))
+
+    def _file_params(self):
+        params = super()._file_params()
+        if isinstance(self.class_weight, dict):  # (JSON keys are strings: keep the labels)
+            params["class_weight"] = {"pairs": [[_plain(k), float(w)]
+                                                for k, w in self.class_weight.items()]}
+        return params
+
+    @classmethod
+    def _params_from_file(cls, params):
+        params = dict(params)
+        weights = params.get("class_weight")
+        if isinstance(weights, dict):
+            pairs = weights.get("pairs")
+            if not isinstance(pairs, list) or not all(
+                    isinstance(p, list) and len(p) == 2 for p in pairs):
+                raise ValueError("class_weight must be saved as [label, weight] pairs")
+            params["class_weight"] = {label: weight for label, weight in pairs}
+        return params
 
     def _get_state(self):
         values, arrays = super()._get_state()
@@ -105,8 +178,11 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
 
     def predict(self, X):
         """Most probable class of each sequence, shape (n_samples,)."""
-        best = self._decision(X).argmax(axis=1)
-        return self.classes_[best]
+        return self._predictions(self._decision(X))
+
+    def _predictions(self, logits):
+        """Labels of output-layer rows."""
+        return self.classes_[logits.argmax(axis=1)]
 
     def predict_log_proba(self, X):
         """Log-probability of each class, shape (n_samples, n_classes)."""

@@ -1,0 +1,28 @@
+"""The README's Python examples run, in order, as a user would paste them."""
+
+import pathlib
+import re
+import warnings
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _examples():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.skipif(not README.exists(), reason="needs the source tree's README")
+def test_the_readme_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (they write model files)
+    examples = _examples()
+    assert len(examples) >= 4
+    namespace = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for code in examples:
+            exec(compile(code, str(README), "exec"), namespace)
+    tagger, ragged = namespace["tagger"], namespace["ragged"]
+    assert [p.shape for p in tagger.predict(ragged[:3])] == [(5,), (6,), (7,)]
+    assert namespace["values"].predict(namespace["X"][:2]).shape == (2, 15, 1)
