@@ -3,8 +3,8 @@
 ``LSTM``, ``GRU`` and ``RNN`` are PyTorch's ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` on NumPy
 arrays; ``LSTMClassifier`` and ``LSTMRegressor`` (a label or value per sequence) and
 ``LSTMSequenceClassifier`` and ``LSTMSequenceRegressor`` (per step) are scikit-learn
-estimators built on them (``cell=`` picks the layer); ``load`` reads an estimator written by
-its ``save``.
+estimators built on them (``cell=`` picks the layer), as is ``LSTMForecaster``; ``load`` reads
+an estimator written by its ``save``.
 """
 
 import glob as _glob
@@ -27,11 +27,11 @@ except ImportError as _exc:
                       f"from {_here}: {_why}") from None
 
 from .io import load
-from .models import (LSTMClassifier, LSTMRegressor, LSTMSequenceClassifier,
+from .models import (LSTMClassifier, LSTMForecaster, LSTMRegressor, LSTMSequenceClassifier,
                      LSTMSequenceRegressor)
 from .nn import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "LSTMClassifier", "LSTMRegressor", "LSTMSequenceClassifier",
-           "LSTMSequenceRegressor", "RNN", "load", "__version__"]
+__all__ = ["GRU", "LSTM", "LSTMClassifier", "LSTMForecaster", "LSTMRegressor",
+           "LSTMSequenceClassifier", "LSTMSequenceRegressor", "RNN", "load", "__version__"]

@@ -26,3 +26,20 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     tagger, ragged = namespace["tagger"], namespace["ragged"]
     assert [p.shape for p in tagger.predict(ragged[:3])] == [(5,), (6,), (7,)]
     assert namespace["values"].predict(namespace["X"][:2]).shape == (2, 15, 1)
+
+
+@pytest.mark.parametrize("name", ["LSTMClassifier", "LSTMRegressor", "LSTMSequenceClassifier",
+                                  "LSTMSequenceRegressor", "LSTMForecaster"])
+def test_the_docstring_examples_run(name):
+    import doctest
+
+    import lstm_fast
+
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    tests = [t for t in finder.find(getattr(lstm_fast, name), name) if t.examples]
+    assert tests
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for test in tests:
+            runner.run(test)
+    assert runner.failures == 0
