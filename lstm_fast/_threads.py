@@ -7,11 +7,12 @@ process may run on (its affinity). Raising the limit to every core instead would
 the machine under ``GridSearchCV(n_jobs=k)``, a Dask worker or a server's thread pool.
 """
 
+import contextlib
 import os
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["thread_budget", "limited_threads"]
+__all__ = ["thread_budget", "limited_threads", "budget_limits"]
 
 _controller = None
 
@@ -41,5 +42,17 @@ def thread_budget():
 
 
 def limited_threads(n):
-    """A context in which BLAS and OpenMP use at most ``n`` threads (restored on exit)."""
+    """A context in which BLAS and OpenMP use ``n`` threads (restored on exit). The limits are
+    the process's (BLAS) or the thread's (OpenMP): threads that set different ones at once may
+    leave the BLAS at another's."""
     return _libraries().limit(limits=n)
+
+
+def budget_limits():
+    """A context that keeps the thread pools within the caller's budget: no limit at all (so
+    nothing to race with other threads' limits) unless the process's CPUs allow fewer threads
+    than a pool would use."""
+    n = thread_budget()
+    if all(lib.get_num_threads() <= n for lib in _libraries().lib_controllers):
+        return contextlib.nullcontext()
+    return limited_threads(n)

@@ -1,11 +1,13 @@
 """LSTMForecaster: shapes, covariates, bookkeeping, and forecasts of real series (statsmodels'
 sunspots and CO2, the airline passengers) against naive, seasonal-naive and AR baselines."""
 
+import io
 import warnings
 
 import numpy as np
 import pytest
 
+import lstm_fast
 from lstm_fast import LSTMForecaster
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -137,3 +139,8 @@ def test_scikit_learn_conventions():
         LSTMForecaster(**f.get_params()).fit(y).predict(4), f.predict(4))  # deterministic
     with pytest.raises(ValueError, match="scaling"):
         LSTMForecaster(scaling="global").fit(y)
+    before = f.predict(4)
+    f.set_params(window=6, scaling="series")  # the fitted model keeps what fit used
+    np.testing.assert_array_equal(f.predict(4), before)
+    with pytest.raises(TypeError, match="use pickle or joblib"):
+        lstm_fast.io.save(f, io.BytesIO())

@@ -205,3 +205,21 @@ def test_early_stopping_says_why_and_counts_without_tol():
                         r"consecutive epochs \(best [\d.]+\)\. Stopping after epoch \d+; the "
                         r"parameters of the best epoch are kept\.",
                         out.getvalue().splitlines()[-1])
+
+
+def test_a_batch_of_zero_weight_takes_no_step():
+    """Weights 0 for the first batch: the fit is the fit on the other samples alone."""
+    X, y, _ = _data(n=8)
+    params = dict(hidden_size=4, max_iter=3, batch_size=2, shuffle=False, random_state=0)
+    weighted = LSTMRegressor(**params).fit(X, y, sample_weight=np.r_[0.0, 0.0, np.ones(6)])
+    alone = LSTMRegressor(**params).fit(X[2:], y[2:])
+    for a, b in zip(weighted._parameters(), alone._parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_needs_weight_in_both_parts():
+    X, _, y = _data(n=20)
+    one = (np.arange(20) == 0).astype(float)  # one sample weighs: one part weighs nothing
+    with pytest.raises(ValueError, match="sample_weight is zero for every sample of the"):
+        LSTMClassifier(early_stopping=True, validation_fraction=0.5, max_iter=2,
+                       random_state=0).fit(X, y, sample_weight=one)

@@ -31,6 +31,11 @@ _META_BYTES = 1 << 24
 def save(estimator, file):
     """Write a fitted lstm_fast estimator to ``file``, a path or a binary file
     object; a path is written atomically (a new file, then renamed over the old one)."""
+    from ..models import ESTIMATORS
+
+    if type(estimator).__name__ not in ESTIMATORS:
+        raise TypeError(f"save writes {', '.join(ESTIMATORS)}, not "
+                        f"{type(estimator).__name__}: use pickle or joblib for it")
     values, arrays = estimator._get_state()
     meta = dict(format=FORMAT, version=FORMAT_VERSION, estimator=type(estimator).__name__,
                 params=estimator._file_params(), state=values)

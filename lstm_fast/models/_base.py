@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._checks import check_dtype
-from .._threads import limited_threads, thread_budget
+from .._threads import budget_limits, limited_threads
 from ._heads import EveryStep, LastState
 from ._introspection import IntrospectionMixin
 from ._sequences import SequenceData, check_sequences
@@ -199,9 +199,10 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
     def _parameters(self):
         return [p for _, p in self.lstm_.named_parameters()] + self.coefs_ + self.intercepts_
 
-    def _threads(self):
-        """Threads for this call: n_threads, or the caller's budget (see lstm_fast._threads)."""
-        return self.n_threads or thread_budget()
+    def _thread_limits(self):
+        """The thread limits of a fit or predict: n_threads, or the caller's budget (see
+        lstm_fast._threads)."""
+        return limited_threads(self.n_threads) if self.n_threads else budget_limits()
 
     def _standardized(self, data):
         X = (data.X - self.scaler_mean_) / self.scaler_scale_
@@ -219,7 +220,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         """Output-layer values (float64) of standardised ``data``: one row a sequence, or a
         valid step for per-step estimators (see _heads)."""
         rows = []
-        with limited_threads(self._threads()):
+        with self._thread_limits():
             for start in range(0, len(data), _PREDICT_BATCH):
                 part = data.take(np.arange(start, min(start + _PREDICT_BATCH, len(data))))
                 output, state = self.lstm_.forward(part.X, lengths=part.lengths)

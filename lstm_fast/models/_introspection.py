@@ -5,7 +5,6 @@ forward(return_gates=True) and backward(return_state_grads=True))."""
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .._threads import limited_threads
 from ._sequences import check_sequences, naming
 
 __all__ = ["IntrospectionMixin"]
@@ -128,7 +127,7 @@ class IntrospectionMixin:
         return self._standardized(data), ragged
 
     def _gates_of(self, batch):
-        with limited_threads(self._threads()):
+        with self._thread_limits():
             _, _, records = self.lstm_.forward(batch.X, lengths=batch.lengths, return_gates=True)
         return records
 
@@ -136,7 +135,7 @@ class IntrospectionMixin:
         """A batch's dL/dh_t (and dL/dc_t) per layer-direction, L the mean loss over the
         ``n_rows`` rows (sequences or valid steps) of the data the batch is part of."""
         lstm, head = self.lstm_, self._head
-        with limited_threads(self._threads()):
+        with self._thread_limits():
             output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
             features = head.features(lstm, output, state, batch)
             row_targets, _ = head.rows(targets, np.ones(len(batch)), batch)

@@ -12,7 +12,6 @@ from sklearn.utils.validation import _check_sample_weight
 
 from .._checks import check_dtype
 from .._lstm import all_finite
-from .._threads import limited_threads
 from ..optim import clip_global_norm, configure, make_optimizer
 from ._sequences import check_sequences, naming
 from ._state import SHAPE_PARAMS, Checkpoint, param_value
@@ -61,7 +60,7 @@ class TrainingMixin:
         self.lstm_.dropout = self.dropout
         self._optimizer = self._optimizer_for(keep_state=incremental)
         data = self._standardized(data)
-        with limited_threads(self._threads()):
+        with self._thread_limits():
             if incremental:
                 self._epoch(data, targets, weights)
             else:
@@ -128,6 +127,11 @@ class TrainingMixin:
             train_idx, val_idx = self._validation_split(targets)
             train = (data.take(train_idx), targets[train_idx], weights[train_idx])
             val = (data.take(val_idx), targets[val_idx], weights[val_idx])
+            if not (train[2].sum() > 0 and val[2].sum() > 0):
+                part = "training" if not train[2].sum() > 0 else "validation"
+                raise ValueError(f"sample_weight is zero for every sample of the {part} part "
+                                 "that early_stopping holds out: weigh more samples, or set "
+                                 "early_stopping=False")
             self._best_parameters = None
         for _ in range(self.max_iter):
             start = time.perf_counter()
@@ -258,8 +262,11 @@ class TrainingMixin:
             d_coef += (self.alpha / len(batch)) * self.coefs_[0]
         if not np.isfinite(clip_global_norm(grads, self.clip_grad_norm)):
             self._diverged("the gradients")
-        self._optimizer.step(grads)
-        return loss, float(row_weights.sum())
+        weight = float(row_weights.sum())
+        if weight > 0:  # (a batch of zero weight teaches nothing: no step)
+            self._optimizer.step(grads)
+            lstm.mark_updated()
+        return loss, weight
 
     def _diverged(self, what):
         raise ValueError(

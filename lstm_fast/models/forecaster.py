@@ -63,6 +63,11 @@ class LSTMForecaster(BaseEstimator):
     n_covariates_ : int
         Covariates per step (columns of X), 0 without X.
 
+    Notes
+    -----
+    A fitted forecaster is kept with pickle or joblib (``lstm_fast.save`` writes the
+    classifiers and regressors).
+
     Examples
     --------
     >>> import numpy as np
@@ -126,7 +131,7 @@ class LSTMForecaster(BaseEstimator):
         """
         self._validate_params()
         with naming("y"):
-            series, self._kind = _check_series(y)
+            series, kind = _check_series(y)
         covariates = _check_covariates(X, series)
         steps = 1 if self.recursive else self.horizon
         short = [i for i, s in enumerate(series) if len(s) < self.window + steps]
@@ -134,21 +139,15 @@ class LSTMForecaster(BaseEstimator):
             raise ValueError(f"series {short[0]} has {len(series[short[0]])} values, fewer than "
                              f"window + horizon = {self.window + steps}: shorten the window or "
                              "give longer series")
-        self._steps, self.n_series_ = steps, len(series)
-        self.n_covariates_ = 0 if covariates is None else covariates[0].shape[1]
-        self._scale = np.array([_spread(s) for s in series])
-        self._means = np.array([s.mean() for s in series])
-        if covariates is not None:
-            stacked = np.concatenate(covariates)
-            self._cov_mean, self._cov_scale = stacked.mean(axis=0), _nonzero(stacked.std(axis=0))
-        inputs, targets = zip(*(self._windows(s, c, k) for k, (s, c) in enumerate(
+        windowing = _Windowing(self.window, steps, self.scaling, series, covariates)
+        inputs, targets = zip(*(windowing.windows(s, c, k) for k, (s, c) in enumerate(
             zip(series, covariates or [None] * len(series)))))
         params = {k: getattr(self, k) for k in _REGRESSOR_PARAMS}
-        self.regressor_ = LSTMRegressor(**params).fit(np.concatenate(inputs),
-                                                      np.concatenate(targets))
-        self._last = [self._inputs(s[-self.window:], None if covariates is None else
-                                   covariates[k][-self.window:], k)
-                      for k, s in enumerate(series)]
+        regressor = LSTMRegressor(**params).fit(np.concatenate(inputs), np.concatenate(targets))
+        # (the fitted state only once the fit succeeded)
+        self.regressor_, self._windowing, self._kind = regressor, windowing, kind
+        self.n_series_ = len(series)
+        self.n_covariates_ = 0 if covariates is None else covariates[0].shape[1]
         self._last_values = [s[-self.window:].copy() for s in series]
         self._last_covariates = None if covariates is None else [
             c[-self.window:].copy() for c in covariates]
@@ -173,18 +172,19 @@ class LSTMForecaster(BaseEstimator):
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
             raise ValueError(f"horizon must be a positive int, got {horizon!r}")
         future = self._future_covariates(X, horizon)
+        w = self._windowing
         values = [v.copy() for v in self._last_values]
         covs = None if self._last_covariates is None else [c.copy() for c in self._last_covariates]
         out = [[] for _ in values]
         done = 0
         while done < horizon:
-            windows = np.stack([self._inputs(v[-self.window:], None if covs is None else
-                                             covs[k][-self.window:], k)
+            windows = np.stack([w.inputs(v[-w.window:], None if covs is None else
+                                         covs[k][-w.window:], k)
                                 for k, v in enumerate(values)])
             block = self.regressor_.predict(windows).reshape(len(values), -1)
-            take = min(self._steps, horizon - done)
+            take = min(w.steps, horizon - done)
             for k, v in enumerate(values):
-                new = v[-1] + self._scale[k] * block[k, :take]
+                new = v[-1] + w.scale[k] * block[k, :take]
                 out[k].append(new)
                 values[k] = np.concatenate([v, new])
                 if future is not None:
@@ -195,30 +195,6 @@ class LSTMForecaster(BaseEstimator):
             return forecasts[0]
         return np.stack(forecasts, axis=1) if self._kind == "2d" else forecasts
 
-    def _inputs(self, values, covariates, k):
-        """One window's model input (window, 1 or 2 + n_covariates): the values relative to
-        the window's last one, over the series' spread; with scaling="series" the values
-        centred on the series' mean too; and the covariates, standardised."""
-        scale = self._scale[k]
-        columns = [(values - values[-1]) / scale]
-        if self.scaling == "series":
-            columns.append((values - self._means[k]) / scale)
-        x = np.column_stack(columns)
-        if covariates is not None:
-            x = np.column_stack([x, (covariates - self._cov_mean) / self._cov_scale])
-        return x
-
-    def _windows(self, s, c, k):
-        """Every (input, target) window of series k: targets are the next steps' values
-        relative to the window's last one, over the series' spread."""
-        w, h = self.window, self._steps
-        starts = range(len(s) - w - h + 1)
-        inputs = np.stack([self._inputs(s[i:i + w], None if c is None else c[i:i + w], k)
-                           for i in starts])
-        targets = np.stack([(s[i + w:i + w + h] - s[i + w - 1]) / self._scale[k]
-                            for i in starts])
-        return inputs, targets
-
     def _future_covariates(self, X, horizon):
         """The covariates of the forecast steps, per series, or None; an error if the model
         needs them and X is None."""
@@ -227,7 +203,7 @@ class LSTMForecaster(BaseEstimator):
                 raise ValueError("X: the model was fit without covariates")
             return None
         if X is None:
-            if horizon > self._steps:
+            if horizon > self._windowing.steps:
                 raise ValueError(f"X: a forecast of {horizon} steps feeds predictions back "
                                  f"into the window, which needs the covariates of the steps "
                                  f"forecast: give X with {horizon} steps")
@@ -238,6 +214,42 @@ class LSTMForecaster(BaseEstimator):
             raise ValueError(f"X has {covs[0].shape[1]} covariates, but fit saw "
                              f"{self.n_covariates_}")
         return covs
+
+
+class _Windowing:
+    """How a fitted forecaster cuts series into model inputs and targets: the window, the steps
+    predicted at once, the scaling, and each series' (and the covariates') scales."""
+
+    def __init__(self, window, steps, scaling, series, covariates):
+        self.window, self.steps, self.scaling = window, steps, scaling
+        self.scale = np.array([_spread(s) for s in series])
+        self.means = np.array([s.mean() for s in series])
+        if covariates is not None:
+            stacked = np.concatenate(covariates)
+            self.cov_mean, self.cov_scale = stacked.mean(axis=0), _nonzero(stacked.std(axis=0))
+
+    def inputs(self, values, covariates, k):
+        """One window's model input (window, 1 or 2 + n_covariates): the values relative to
+        the window's last one, over the series' spread; with scaling="series" the values
+        centred on the series' mean too; and the covariates, standardised."""
+        columns = [(values - values[-1]) / self.scale[k]]
+        if self.scaling == "series":
+            columns.append((values - self.means[k]) / self.scale[k])
+        x = np.column_stack(columns)
+        if covariates is not None:
+            x = np.column_stack([x, (covariates - self.cov_mean) / self.cov_scale])
+        return x
+
+    def windows(self, s, c, k):
+        """Every (input, target) window of series k: targets are the next steps' values
+        relative to the window's last one, over the series' spread."""
+        w, h = self.window, self.steps
+        starts = range(len(s) - w - h + 1)
+        inputs = np.stack([self.inputs(s[i:i + w], None if c is None else c[i:i + w], k)
+                           for i in starts])
+        targets = np.stack([(s[i + w:i + w + h] - s[i + w - 1]) / self.scale[k]
+                            for i in starts])
+        return inputs, targets
 
 
 def _check_series(y):

@@ -138,7 +138,16 @@ class LSTMRegressor(RegressorMixin, BaseLSTMEstimator):
         self.target_scale_ = arrays.get("target_scale", np.ones(n_outputs))
         if np.any(self.target_scale_ <= 0):
             raise ValueError("target_scale must be positive")
-        self._y_normalized = self.normalize_y = values.get("normalized_y", False)
+        self._y_normalized = values.get("normalized_y", False)
+        if self._y_normalized != self.normalize_y:
+            raise ValueError(f"normalize_y={self.normalize_y} but the model was trained with "
+                             f"normalize_y={self._y_normalized}")
+
+    @classmethod
+    def _params_from_file(cls, params):
+        # (files from before normalize_y trained on raw targets)
+        return dict(super()._params_from_file(params), normalize_y=params.get("normalize_y",
+                                                                               False))
 
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) like ``y`` in fit."""

@@ -379,8 +379,9 @@ class RecurrentLayer:
             stored = self._new_stored(N)
         else:
             stored = (None,) * len(_STORED)
-        workspace, version = self._workspace(layer, direction)
-        first = Prepared.REUSE_PACKED if version == self._version else Prepared.PACK
+        workspace, packed = self._workspace(layer, direction)
+        version = self._version  # (read before packing: a change during the call repacks)
+        first = Prepared.REUSE_PACKED if packed == version else Prepared.PACK
         if N <= rows:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
                           packing.offsets, h, c, out, direction * P, direction, *stored[:4],
@@ -396,7 +397,7 @@ class RecurrentLayer:
                               offsets, h[:b], _at(c, slice(0, b)), out[r0:r1], direction * P,
                               direction, *part[:4], threads, workspace,
                               Prepared.PACKED if i > 0 else first, self._kind, part[4])
-        self._workspaces[layer, direction] = (workspace, self._version)
+        self._workspaces[layer, direction] = (workspace, version)
         return stored if training or keep else None
 
     def _stored(self, layer, direction, N):
