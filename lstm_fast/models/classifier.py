@@ -8,6 +8,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 
 from ._base import BaseLSTMEstimator, _common_params
+from ._dask import dask_aware
 from ._docs import ATTRS_DOC, CLASSIFIER_PARAMS_DOC, NOTES_DOC, PARAMS_DOC
 from ._sequences import naming
 from ._training import loss_shares
@@ -176,6 +177,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
             raise ValueError("classes must be at least 2 labels in increasing order")
         self.classes_ = classes
 
+    @dask_aware
     def predict(self, X):
         """Most probable class of each sequence, shape (n_samples,)."""
         return self._predictions(self._decision(X))
@@ -184,12 +186,14 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
         """Labels of output-layer rows."""
         return self.classes_[logits.argmax(axis=1)]
 
+    @dask_aware
     def predict_log_proba(self, X):
         """Log-probability of each class, shape (n_samples, n_classes)."""
         z = self._decision(X)
         z -= z.max(axis=1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
+    @dask_aware
     def predict_proba(self, X):
         """Probability of each class, shape (n_samples, n_classes)."""
         return np.exp(self.predict_log_proba(X))

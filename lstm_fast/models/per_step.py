@@ -5,6 +5,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from ._dask import dask_aware
 from ._docs import (ATTRS_DOC, CLASSIFIER_PARAMS_DOC, NOTES_DOC, PARAMS_DOC,
                     REGRESSOR_PARAMS_DOC)
 from ._heads import EveryStep
@@ -127,16 +128,19 @@ class LSTMSequenceClassifier(_PerStep, LSTMClassifier):
     (3, 10)
 """)
 
+    @dask_aware
     def predict(self, X):
         """The most probable label at every step: (n_samples, n_timesteps) for an array X,
         a list of (T_i,) arrays for a list of sequences."""
         return self._predicted(X, self._predictions)
 
+    @dask_aware
     def predict_log_proba(self, X):
         """Log-probabilities of the classes at every step: (n_samples, n_timesteps,
         n_classes), or a list of (T_i, n_classes) arrays."""
         return self._predicted(X, _log_softmax)
 
+    @dask_aware
     def predict_proba(self, X):
         """Probabilities of the classes at every step (structured as predict_log_proba)."""
         return self._predicted(X, lambda z: np.exp(_log_softmax(z)))
@@ -166,6 +170,7 @@ class LSTMSequenceRegressor(_PerStep, LSTMRegressor):
     [(4,), (10,)]
 """)
 
+    @dask_aware
     def predict(self, X):
         """The predicted value(s) at every step: (n_samples, n_timesteps[, n_outputs]) for an
         array X, a list of (T_i[, n_outputs]) arrays for a list of sequences."""

@@ -7,6 +7,7 @@ from sklearn.utils.validation import check_array
 
 from .._checks import check_dtype
 from ._base import BaseLSTMEstimator, _common_params, _weighted_mean_std
+from ._dask import dask_aware
 from ._docs import ATTRS_DOC, NOTES_DOC, PARAMS_DOC, REGRESSOR_PARAMS_DOC
 from ._sequences import refuse_times
 from ._training import loss_shares
@@ -149,6 +150,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTMEstimator):
         return dict(super()._params_from_file(params), normalize_y=params.get("normalize_y",
                                                                                False))
 
+    @dask_aware
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) like ``y`` in fit."""
         return self._predictions(self._decision(X))
