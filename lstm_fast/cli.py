@@ -9,6 +9,7 @@ import numpy as np
 
 from . import __version__
 from .bench import SUITES, Case, blas_info, machine_info, run_benchmark
+from ._threads import affinity_cpus
 from .bench.stream import format_stream, stream_latency
 
 
@@ -203,18 +204,10 @@ def bench(args, out=None):
     return 0
 
 
-def _cores():
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _thread_counts(asked):
     """The thread counts to measure: ``asked`` (default 1 and all cores), each at most the cores
     (a warning for those clamped: more threads than cores would only queue)."""
-    cores = _cores()
+    cores = affinity_cpus()
     if not asked:
         return sorted({1, cores})
     if max(asked) > cores:

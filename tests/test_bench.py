@@ -130,7 +130,7 @@ def test_cli_rejects_bad_arguments_before_running(capsys, argv, message):
 
 
 def test_more_threads_than_cores_are_clamped_with_a_warning(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_cores", lambda: 2)
+    monkeypatch.setattr(cli, "affinity_cpus", lambda: 2)
     assert cli._thread_counts([64]) == [2]
     assert cli._thread_counts([1, 2, 64]) == [1, 2]
     assert cli._thread_counts(None) == [1, 2]

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._checks import check_dtype
 from .._threads import budget_limits, limited_threads
-from ._heads import EveryStep, LastState
+from ._heads import EveryStep, LastState, valid_steps
 from ._introspection import IntrospectionMixin
 from ._sequences import SequenceData, check_sequences
 from ._state import SHAPE_PARAMS, StateMixin, make_layer, param_value
@@ -206,8 +206,9 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
 
     def _standardized(self, data):
         X = (data.X - self.scaler_mean_) / self.scaler_scale_
-        if data.lengths is not None:
-            X[np.arange(X.shape[1])[None, :] >= data.lengths[:, None]] = 0
+        mask = valid_steps(data)
+        if mask is not None:
+            X[~mask] = 0
         return SequenceData(X.astype(self.scaler_mean_.dtype, copy=False), data.lengths)
 
     def _decision(self, X):

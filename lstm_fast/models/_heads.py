@@ -17,7 +17,7 @@ def _h_n(state):
 
 
 def valid_steps(batch):
-    """(B, T) mask of a batch's valid steps (None: every step)."""
+    """(B, T) mask of the valid steps of a batch (a SequenceData; None: every step)."""
     if batch.lengths is None:
         return None
     return np.arange(batch.X.shape[1])[None, :] < batch.lengths[:, None]

@@ -5,6 +5,7 @@ forward(return_gates=True) and backward(return_state_grads=True))."""
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._heads import valid_steps
 from ._sequences import check_sequences, naming
 
 __all__ = ["IntrospectionMixin"]
@@ -156,7 +157,5 @@ def _chunks(n):
 
 def _valid(data):
     """(n, T) mask of the valid steps."""
-    n, T = data.X.shape[:2]
-    if data.lengths is None:
-        return np.ones((n, T), bool)
-    return np.arange(T)[None, :] < data.lengths[:, None]
+    mask = valid_steps(data)
+    return np.ones(data.X.shape[:2], bool) if mask is None else mask

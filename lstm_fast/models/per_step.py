@@ -8,7 +8,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from ._dask import dask_aware
 from ._docs import (ATTRS_DOC, CLASSIFIER_PARAMS_DOC, NOTES_DOC, PARAMS_DOC,
                     REGRESSOR_PARAMS_DOC)
-from ._heads import EveryStep
+from ._heads import EveryStep, valid_steps
 from ._sequences import check_sequences, naming
 from .classifier import LSTMClassifier
 from .regressor import LSTMRegressor
@@ -57,8 +57,11 @@ def padded(rows, data, fill=0):
     """Rows of every valid step back to (n, T_max, ...) arrays, padding with ``fill``."""
     n, T = data.X.shape[:2]
     out = np.full((n, T) + rows.shape[1:], fill, dtype=rows.dtype)
-    mask = np.arange(T)[None, :] < _lengths(data)[:, None]
-    out[mask] = rows
+    mask = valid_steps(data)
+    if mask is None:
+        out.reshape(rows.shape)[...] = rows  # (out is new and contiguous: a view)
+    else:
+        out[mask] = rows
     return out
 
 
