@@ -30,6 +30,20 @@ def assert_close(actual, expected, dtype, name=""):
     return err
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of two worker processes on the loopback, one thread each (for a module)."""
+    import warnings
+
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None)
+        with cluster, distributed.Client(cluster) as client:
+            yield client
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     return request.param

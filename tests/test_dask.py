@@ -1,8 +1,6 @@
 """Dask: searches on a LocalCluster score as serial ones; predict on Dask arrays and bags is
 lazy, block by block, with the fitted model in the graph once."""
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -14,17 +12,6 @@ distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-@pytest.fixture(scope="module")
-def client():
-    """Two worker processes on the loopback, one thread each."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None)
-        with cluster, distributed.Client(cluster) as client:
-            yield client
 
 
 def _data(n=60, T=6):

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._checks import check_dtype
 from .._threads import budget_limits, limited_threads
+from ._data_parallel import Shards
 from ._heads import EveryStep, LastState, valid_steps
 from ._introspection import IntrospectionMixin
 from ._sequences import SequenceData, check_sequences
@@ -115,7 +116,11 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         ----------
         X : array of shape (n_samples, n_timesteps, n_features), array of shape
             (n_samples, n_timesteps) (univariate series), or list of arrays (T_i, n_features)
-            or (T_i,) (univariate sequences of different lengths)
+            or (T_i,) (univariate sequences of different lengths); or a Dask array of
+            those shapes chunked along samples, or a Dask bag of sequences: the fit then runs
+            data-parallel on the workers of the current ``distributed.Client``, which hold the
+            data (y and sample_weight come to this process), and gives the model a fit here
+            would give, up to the order of the sums (README, "Scaling out").
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sample in the loss (and in the validation score of early stopping);
@@ -176,7 +181,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                                    for name in SHAPE_PARAMS},
                                   n_features=n_features, n_outputs=n_outputs)
         if self.standardize:
-            mean, std = _weighted_mean_std(*EveryStep().rows(data.X, weights, data))
+            mean, std = (data.input_mean_std(weights) if isinstance(data, Shards)
+                         else _weighted_mean_std(*EveryStep().rows(data.X, weights, data)))
             std[std < 10 * np.finfo(dtype).eps] = 1.0
         else:
             mean, std = np.zeros(n_features), np.ones(n_features)
@@ -205,6 +211,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         return limited_threads(self.n_threads) if self.n_threads else budget_limits()
 
     def _standardized(self, data):
+        if isinstance(data, Shards):  # (each worker standardises its own: Replica.start)
+            return data
         X = (data.X - self.scaler_mean_) / self.scaler_scale_
         mask = valid_steps(data)
         if mask is not None:
@@ -220,6 +228,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
     def _decision_standardized(self, data):
         """Output-layer values (float64) of standardised ``data``: one row a sequence, or a
         valid step for per-step estimators (see _heads)."""
+        if isinstance(data, Shards):
+            return data.decision()
         rows = []
         with self._thread_limits():
             for start in range(0, len(data), _PREDICT_BATCH):

@@ -8,11 +8,22 @@ import functools
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["dask_aware"]
+__all__ = ["dask_aware", "is_dask", "sample_blocks"]
 
 
-def _is_dask(X):
+def is_dask(X):
+    """True for a Dask collection (checked without importing Dask)."""
     return type(X).__module__.split(".")[0] == "dask"
+
+
+def sample_blocks(X, ndim):
+    """The delayed blocks of a Dask array X chunked along samples only (a ValueError naming X
+    otherwise) and the samples in each."""
+    if X.ndim != ndim or any(len(c) != 1 for c in X.chunks[1:]) or np.isnan(X.shape[0]):
+        raise ValueError(f"X: a Dask array must be {ndim}-D like the data fit saw, with known "
+                         f"chunks along samples only (X.rechunk({{1: -1{', 2: -1' * (ndim > 2)}}}"
+                         f")); got shape {X.shape} and chunks {X.chunks}")
+    return list(X.to_delayed().ravel()), list(X.chunks[0])
 
 
 def dask_aware(method):
@@ -20,7 +31,7 @@ def dask_aware(method):
     same kind of collection, computed lazily (see the module docstring)."""
     @functools.wraps(method)
     def wrapper(self, X):
-        return _lazily(self, method.__name__, X) if _is_dask(X) else method(self, X)
+        return _lazily(self, method.__name__, X) if is_dask(X) else method(self, X)
     return wrapper
 
 
@@ -46,12 +57,9 @@ def _lazily(estimator, name, X):
         raise TypeError(f"X: a Dask {type(X).__name__} is not supported: give a dask.array "
                         "Array (chunked along samples) or a dask.bag Bag of sequences")
     ndim = 2 if estimator._input_kind == "series" else 3
-    if X.ndim != ndim or any(len(c) != 1 for c in X.chunks[1:]) or np.isnan(X.shape[0]):
-        raise ValueError(f"X: a Dask array must be {ndim}-D like the data fit saw, with known "
-                         f"chunks along samples only (X.rechunk({{1: -1{', 2: -1' * (ndim > 2)}}}"
-                         f")); got shape {X.shape} and chunks {X.chunks}")
+    blocks, sizes = sample_blocks(X, ndim)
     one = getattr(estimator, name)(np.zeros((1,) + X.shape[1:], X.dtype))  # (shape, dtype)
     parts = [da.from_delayed(delayed(_block, pure=True)(model, name, block),
                              shape=(n,) + one.shape[1:], dtype=one.dtype)
-             for block, n in zip(X.to_delayed().ravel(), X.chunks[0])]
+             for block, n in zip(blocks, sizes)]
     return da.concatenate(parts)

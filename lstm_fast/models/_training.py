@@ -13,6 +13,8 @@ from sklearn.utils.validation import _check_sample_weight
 from .._checks import check_dtype
 from .._lstm import all_finite
 from ..optim import clip_global_norm, configure, make_optimizer
+from ._dask import is_dask
+from ._data_parallel import Shards, replicated, shard
 from ._sequences import check_sequences, naming
 from ._state import SHAPE_PARAMS, Checkpoint, param_value
 
@@ -26,6 +28,11 @@ def loss_shares(weights, n):
         return np.full(n, 1 / n)
     total = weights.sum()
     return weights / total if total > 0 else np.zeros(n)
+
+
+def _computed(a):
+    """A Dask collection's values (targets and weights: the client holds them), else ``a``."""
+    return a.compute() if is_dask(a) else a
 
 
 class TrainingMixin:
@@ -50,7 +57,11 @@ class TrainingMixin:
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
-        data = check_sequences(self, X, reset=first, dtype=dtype)
+        if is_dask(X):  # (training across the workers: see _data_parallel)
+            data = shard(self, X, reset=first, dtype=dtype)
+            y, sample_weight = (_computed(a) for a in (y, sample_weight))
+        else:
+            data = check_sequences(self, X, reset=first, dtype=dtype)
         with naming("y"):
             targets = self._targets(data, y, first, incremental, classes)
         weights = self._sample_weights(sample_weight, data, targets, incremental)
@@ -60,7 +71,7 @@ class TrainingMixin:
         self.lstm_.dropout = self.dropout
         self._optimizer = self._optimizer_for(keep_state=incremental)
         data = self._standardized(data)
-        with self._thread_limits():
+        with self._thread_limits(), replicated(self, data, targets, weights):
             if incremental:
                 self._epoch(data, targets, weights)
             else:
@@ -239,8 +250,22 @@ class TrainingMixin:
         self.t_ += n
 
     def _step(self, batch, targets, weights):
-        """Forward, backward and one optimiser update on a mini-batch; returns its weighted mean
-        loss and the total weight of its rows."""
+        """Forward, backward and one optimiser update on a mini-batch (here, or across Dask
+        workers: see _data_parallel); returns its weighted mean loss and the total weight of its
+        rows."""
+        if isinstance(batch, Shards):
+            loss, weight, grads = batch.gradients()
+        else:
+            loss, weight, grads = self._batch_gradients(batch, targets, weights)
+        if not np.isfinite(loss):
+            self._diverged("the loss")
+        self._update(grads, len(batch), weight)
+        return loss, weight
+
+    def _batch_gradients(self, batch, targets, weights):
+        """(loss, weight, grads) of a mini-batch: its weighted mean loss, the total weight of
+        its rows and the gradients of that loss (the layer's, then the output layer's; None if
+        the loss is not finite)."""
         lstm, head = self.lstm_, self._head
         output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
         features = head.features(lstm, output, state, batch)
@@ -248,25 +273,29 @@ class TrainingMixin:
         row_targets, row_weights = head.rows(targets, weights, batch)
         row_weights = row_weights * self._class_factor(row_targets)
         loss, d_logits = self._loss_and_gradient(logits, row_targets, row_weights)
-        if not np.isfinite(loss):
-            self._diverged("the loss")
+        if not np.isfinite(loss):  # (no gradients: the caller says training diverged)
+            return loss, float(row_weights.sum()), None
         d_coef, d_intercept = features.T @ d_logits, d_logits.sum(axis=0)
         lstm.zero_grad()
         lstm.backward(*head.backward_args(lstm, output, state, batch,
                                           d_logits @ self.coefs_[0].T))
-        grads = self._gradients() + [d_coef, d_intercept]
+        return loss, float(row_weights.sum()), self._gradients() + [d_coef, d_intercept]
+
+    def _update(self, grads, n, weight):
+        """One optimiser update from the gradients of a mini-batch of ``n`` sequences whose
+        rows weigh ``weight`` in all: the weight decay (alpha), clipping, the step. ``grads``
+        are changed in place."""
+        lstm = self.lstm_
         if self.alpha:
             for (name, p), g in zip(lstm.named_parameters(), grads):
                 if name.startswith("weight"):
-                    g += (self.alpha / len(batch)) * p
-            d_coef += (self.alpha / len(batch)) * self.coefs_[0]
+                    g += (self.alpha / n) * p
+            grads[-2] += (self.alpha / n) * self.coefs_[0]
         if not np.isfinite(clip_global_norm(grads, self.clip_grad_norm)):
             self._diverged("the gradients")
-        weight = float(row_weights.sum())
         if weight > 0:  # (a batch of zero weight teaches nothing: no step)
             self._optimizer.step(grads)
             lstm.mark_updated()
-        return loss, weight
 
     def _diverged(self, what):
         raise ValueError(

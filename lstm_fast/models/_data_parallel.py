@@ -1,0 +1,282 @@
+"""Data-parallel training on Dask, synchronous as torch's DistributedDataParallel.
+
+``fit(X)`` with X a Dask array (chunked along samples) or a Dask bag of sequences, under a
+``distributed.Client``: each worker of the client loads a contiguous share of X's blocks into
+a :class:`Replica` (a Dask actor) and keeps it there. The client runs the epochs as a fit in one
+process does (the same shuffles from the same ``random_state``, the same global mini-batches);
+at each step every replica computes the gradients of the batch's rows it holds, the client
+averages them (weighted by the rows' weights: the batch's mean loss, as in one process) and
+sends the mean back with the next batch, and every replica applies the same optimiser step the
+client applies to its own copy of the model. So the model is the one-process fit's up to the
+order of the sums. Dropout masks are drawn on each worker from streams of their own.
+
+Per step the client exchanges one gradient (every parameter once) with each worker, both ways:
+it pays when a step's compute dwarfs that (large batches, long sequences), not otherwise.
+"""
+
+import contextlib
+
+import numpy as np
+
+from ._dask import sample_blocks
+from ._heads import EveryStep
+from ._sequences import SequenceData, check_sequences
+
+__all__ = ["Shards", "Replica", "shard", "replicated"]
+
+
+def _concatenated(parts):
+    """One SequenceData of several, padded to the longest."""
+    if all(p.lengths is None for p in parts) and len({p.X.shape[1] for p in parts}) == 1:
+        return SequenceData(np.concatenate([p.X for p in parts]), None)
+    lengths = np.concatenate([np.full(len(p), p.X.shape[1]) if p.lengths is None else p.lengths
+                              for p in parts])
+    X = np.zeros((len(lengths), lengths.max(), parts[0].X.shape[2]), parts[0].X.dtype)
+    start = 0
+    for p in parts:
+        X[start:start + len(p), :p.X.shape[1]] = p.X
+        start += len(p)
+    return SequenceData(X, lengths)
+
+
+class Replica:
+    """A worker's share of the sequences and its copy of the model: the Dask actor of
+    data-parallel training.
+
+    Parameters
+    ----------
+    estimator : the estimator being fit (what it knows of X's kind and features checks the
+        blocks)
+    dtype : the model's dtype
+    *blocks : the share's blocks (arrays, or lists of sequences for a bag), in order
+    """
+
+    estimator = None  # its copy of the model, from ``start`` (a class attribute too, so that
+    #                   the client may read it through the actor)
+
+    def __init__(self, estimator, dtype, *blocks):
+        parts = [check_sequences(estimator, list(b) if isinstance(b, tuple) else b,
+                                 reset=False, dtype=dtype) for b in blocks if len(b)]
+        self.data = _concatenated(parts) if parts else None  # (None: the client drops it)
+
+    def lengths(self):
+        """Each sequence's number of steps."""
+        if self.data is None:
+            return np.zeros(0, int)
+        return (np.full(len(self.data), self.data.X.shape[1]) if self.data.lengths is None
+                else self.data.lengths)
+
+    def input_sums(self, weights, mean=None):
+        """Sums over the valid steps, each weighted by its sequence's ``weights``, of 1 and x
+        (``mean`` None) or of (x - mean)^2: the input scaler's statistics, in float64."""
+        values, w = EveryStep().rows(self.data.X, weights, self.data)
+        values = values.astype(np.float64)
+        if mean is None:
+            return w.sum(), w @ values
+        return w @ (values - mean) ** 2
+
+    def start(self, estimator, targets, weights, rank):
+        """Take the model (``estimator``, its optimiser with it) and this share's targets and
+        weights; standardise the inputs as the model does. The ``rank`` of the replica gives
+        its dropout masks a stream of their own."""
+        self.estimator, self.targets, self.weights = estimator, targets, weights
+        self.data = estimator._standardized(self.data)
+        seed = np.random.SeedSequence([estimator.lstm_._rng.randint(2 ** 31), rank])
+        estimator.lstm_._rng = np.random.RandomState(np.random.MT19937(seed))
+
+    def step(self, local, update):
+        """Apply the last step's ``update`` (the arguments of the estimator's ``_update``; None
+        before the first), then return this share's part of the next batch (the rows
+        ``local``): (loss x weight, weight, gradients x weight), or (0, 0, None) for none
+        (gradients None too if the loss is not finite: the client stops)."""
+        if update is not None:
+            self.estimator._update(*update)
+        if len(local) == 0:
+            return 0.0, 0.0, None
+        with self.estimator._thread_limits():
+            loss, weight, grads = self.estimator._batch_gradients(
+                self.data.take(local), self.targets[local], self.weights[local])
+        return loss * weight, weight, None if grads is None else [g * weight for g in grads]
+
+    def decision(self, local, update):
+        """Apply the last step's ``update`` (see ``step``), then return the output-layer rows
+        (float64) of the sequences ``local``, in their order (None for none)."""
+        if update is not None:
+            self.estimator._update(*update)
+        if len(local) == 0:
+            return None
+        return self.estimator._decision_standardized(self.data.take(local))
+
+
+class _Replicas:
+    """The client's side of the replicas: their actors, the rows each holds and the update to
+    send with the next batch."""
+
+    def __init__(self, futures):
+        self.futures, self.starts, self.pending = futures, None, None
+        self.actors = [f.result() for f in futures]
+
+    def keep(self, which):
+        """Keep the replicas ``which`` (indices) and release the others."""
+        for i, f in enumerate(self.futures):
+            if i not in which:
+                f.release()
+        self.futures = [self.futures[i] for i in which]
+        self.actors = [self.actors[i] for i in which]
+
+    def split(self, index):
+        """``index`` (global rows) as each replica's positions in it and local rows."""
+        owner = np.searchsorted(self.starts, index, side="right") - 1
+        where = [np.flatnonzero(owner == r) for r in range(len(self.actors))]
+        return [(w, index[w] - self.starts[r]) for r, w in enumerate(where)]
+
+    def close(self):
+        for f in self.futures:
+            f.release()
+        self.actors = []
+
+
+class Shards:
+    """Sequences held by Dask workers, seen as a :class:`SequenceData` by the training loop:
+    ``X`` holds only their shape (a zero-strided array: the values stay on the workers),
+    ``lengths`` their lengths (None if all are full); ``take`` gives a view of some of them.
+    """
+
+    def __init__(self, replicas, index, lengths, n_features, dtype, full):
+        self._replicas, self.index = replicas, index
+        self._all_lengths, self._full = lengths, full
+        self.lengths = None if full else lengths[index]
+        steps = lengths[index].max() if len(index) else 0
+        self.X = np.broadcast_to(np.zeros((), dtype), (len(index), steps, n_features))
+
+    def __len__(self):
+        return len(self.index)
+
+    def take(self, index):
+        return Shards(self._replicas, self.index[index], self._all_lengths, self.X.shape[2],
+                      self.X.dtype, self._full)
+
+    def input_mean_std(self, weights):
+        """Weighted mean and standard deviation (float64) of the inputs at the valid steps."""
+        actors, starts = self._replicas.actors, list(self._replicas.starts) + [len(weights)]
+        shares = [weights[a:b] for a, b in zip(starts, starts[1:])]
+        sums = [c.result() for c in [r.input_sums(w) for r, w in zip(actors, shares)]]
+        mean = sum(s for _, s in sums) / sum(w for w, _ in sums)
+        squares = [c.result() for c in [r.input_sums(w, mean) for r, w in zip(actors, shares)]]
+        return mean, np.sqrt(sum(squares) / sum(w for w, _ in sums))
+
+    def start(self, estimator, targets, weights):
+        """Send each replica the model and its rows' targets and weights."""
+        r = self._replicas
+        bounds = list(r.starts) + [len(targets)]
+        calls = [actor.start(estimator, targets[a:b], weights[a:b], rank)
+                 for rank, (actor, a, b) in enumerate(zip(r.actors, bounds, bounds[1:]))]
+        for c in calls:
+            c.result()
+        r.pending = None
+
+    def gradients(self):
+        """(loss, weight, grads) of these sequences as one mini-batch, as the estimator's
+        ``_batch_gradients`` gives them in one process: the replicas' weighted sums over the
+        rows each holds, over the total weight. The replicas first apply the last step's
+        update; this step's (copied before the client's own update changes the arrays in place)
+        goes with the next."""
+        r = self._replicas
+        calls = [actor.step(local, r.pending)
+                 for actor, (_, local) in zip(r.actors, r.split(self.index))]
+        parts = [c.result() for c in calls]
+        weight = sum(w for _, w, _ in parts)
+        sums = [g for _, _, g in parts if g is not None]
+        scale = 1.0 / weight if weight > 0 else 0.0
+        grads = [sum(gs) * scale for gs in zip(*sums)]
+        loss = sum(lw for lw, _, _ in parts) * scale
+        r.pending = ([g.copy() for g in grads], len(self), weight)
+        return loss, weight, grads
+
+    def decision(self):
+        """Output-layer rows (float64) of these sequences, in order: one a sequence, or one a
+        valid step (per-step estimators), sequence by sequence."""
+        r = self._replicas
+        split = r.split(self.index)
+        calls = [actor.decision(local, r.pending) for actor, (_, local) in zip(r.actors, split)]
+        r.pending = None  # (applied: the replicas hold the client's model)
+        rows = [None] * len(self)
+        for (where, _), call in zip(split, calls):
+            got = call.result()  # (per-step rows if more rows than sequences came back)
+            if got is None:
+                continue
+            counts = (self._all_lengths[self.index[where]] if len(got) != len(where)
+                      else np.ones(len(where), int))
+            for i, block in zip(where, np.split(got, np.cumsum(counts)[:-1])):
+                rows[i] = block
+        return np.concatenate(rows)
+
+
+def shard(estimator, X, reset, dtype):
+    """Place the Dask collection X on the workers of the current ``distributed.Client``, one
+    :class:`Replica` a worker, and return it as :class:`Shards`. X's kind and features are
+    recorded (``reset``) or checked as ``check_sequences`` does; each worker checks its
+    blocks."""
+    try:
+        from distributed import get_client
+        client = get_client()
+    except (ImportError, ValueError):
+        raise ValueError("X: fitting on a Dask collection trains on the workers of a "
+                         "dask.distributed Client: start one first (distributed.Client(...)), "
+                         "or fit on X.compute()") from None
+    blocks, sizes, example = _blocks(estimator, X, reset)
+    n_features = check_sequences(estimator, example, reset=reset, dtype=dtype).X.shape[2]
+    workers = sorted(client.scheduler_info()["workers"])[:len(blocks)]
+    futures = [client.submit(Replica, estimator, dtype,
+                             *client.compute([blocks[i] for i in group], workers=[w]),
+                             actor=True, workers=[w], pure=False)
+               for w, group in zip(workers, _contiguous(sizes, len(workers), len(blocks)))]
+    replicas = _Replicas(futures)
+    lengths = [c.result() for c in [actor.lengths() for actor in replicas.actors]]
+    held = [i for i, n in enumerate(lengths) if len(n)]  # (a share of empty partitions: none)
+    if not held:
+        raise ValueError("X: the Dask collection holds no sequences")
+    replicas.keep(held)
+    lengths = [lengths[i] for i in held]
+    replicas.starts = np.cumsum([0] + [len(n) for n in lengths[:-1]])
+    return Shards(replicas, np.arange(sum(map(len, lengths))), np.concatenate(lengths),
+                  n_features, dtype, full=sizes is not None)
+
+
+def _blocks(estimator, X, reset):
+    """X's delayed blocks, their sizes (None if unknown) and a one-sequence NumPy example."""
+    import dask.array as da
+    import dask.bag as db
+
+    if isinstance(X, db.Bag):
+        blocks = list(X.to_delayed())  # (partitions: their sizes are unknown)
+        return blocks, None, [np.asarray(x) for x in X.take(1, npartitions=-1)]
+    if not isinstance(X, da.Array):
+        raise TypeError(f"X: a Dask {type(X).__name__} is not supported: give a dask.array "
+                        "Array (chunked along samples) or a dask.bag Bag of sequences")
+    ndim = X.ndim if reset and X.ndim in (2, 3) else (
+        2 if getattr(estimator, "_input_kind", None) == "series" else 3)
+    blocks, sizes = sample_blocks(X, ndim)
+    return blocks, sizes, np.zeros((1,) + X.shape[1:], X.dtype)
+
+
+def _contiguous(sizes, k, n_blocks):
+    """k contiguous groups of the block indices, of about equal samples (of equal blocks if
+    the sizes are None)."""
+    weights = np.ones(n_blocks) if sizes is None else np.asarray(sizes, float)
+    edges = np.searchsorted(np.cumsum(weights), weights.sum() * np.arange(1, k) / k)
+    return [g for g in np.split(np.arange(n_blocks), edges + 1) if len(g)]
+
+
+@contextlib.contextmanager
+def replicated(estimator, data, targets, weights):
+    """A context in which the replicas of Shards ``data`` train ``estimator`` (nothing for
+    data in this process); the replicas are released on exit."""
+    if not isinstance(data, Shards):
+        yield
+        return
+    try:
+        data.start(estimator, targets, weights)
+        yield
+    finally:
+        data._replicas.close()
