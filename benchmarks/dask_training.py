@@ -80,7 +80,7 @@ def _communication(workers, params, F, repeats=200):
             start = time.perf_counter()
             batch.gradients()
             times.append(time.perf_counter() - start)
-        data._replicas.close()
+        data.close()
     n_params = sum(p.size for p in est._parameters())
     return float(np.median(times)), n_params
 

@@ -2,6 +2,9 @@
 a fit in one process gives (the same random_state, the same global batches), up to the order of
 the sums; the workers apply the same optimiser steps as the client."""
 
+import copy
+import time
+
 import numpy as np
 import pytest
 
@@ -25,6 +28,37 @@ def test_without_a_client_a_dask_fit_says_what_to_do():
     X, y, _ = _data(20)
     with pytest.raises(ValueError, match=r"X: fitting on a Dask collection .*Client"):
         LSTMClassifier(max_iter=1).fit(da.from_array(X, chunks=(10, 8, 3)), y)
+
+
+def test_on_an_in_process_cluster_the_replicas_keep_models_of_their_own():
+    """(Before the module's cluster starts.) In-process workers get the client's objects as
+    they are: the replicas must copy the model and the updates, or steps count twice. Without
+    n_threads a replica uses its worker's threads."""
+    X, y, _ = _data()
+    kw = dict(hidden_size=6, max_iter=3, batch_size=16, alpha=1e-2, clip_grad_norm=0.5,
+              random_state=0, dtype="float64")
+    local = LSTMClassifier(**kw).fit(X, y)
+    with distributed.Client(processes=False, n_workers=2, threads_per_worker=2,
+                            dashboard_address=None) as c:
+        spread = LSTMClassifier(**kw).fit(da.from_array(X, chunks=(30, 8, 3)), y)
+        assert set(c.run(_data_parallel._worker_threads).values()) == {2}
+    _assert_same_model(local, spread, RTOL["float64"])
+
+
+def test_shares_are_contiguous_and_balanced():
+    assert [list(g) for g in _data_parallel._contiguous([30, 31], 2, 2)] == [[0], [1]]
+    assert [list(g) for g in _data_parallel._contiguous([10, 10, 11], 3, 3)] == [[0], [1], [2]]
+    assert [list(g) for g in _data_parallel._contiguous(None, 2, 5)] == [[0, 1], [2, 3, 4]]
+
+
+def _actors_on_workers(client, timeout=10):
+    """Actors the workers hold, once the releases have reached them (within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = sum(client.run(lambda dask_worker: len(dask_worker.state.actors)).values())
+        if n == 0 or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
 
 
 def _data(n=120, T=8, F=3, seed=0):
@@ -157,6 +191,10 @@ def test_a_diverging_fit_across_workers_stops_clearly(client):
 def test_bad_dask_input_names_x(client):
     X, y, _ = _data(40)
     est = LSTMClassifier(hidden_size=3, max_iter=1)
+    with pytest.raises(ValueError, match=r"X: a Dask array must be 3-D .* or 2-D"):
+        est.fit(da.from_array(X[:, :, :, None], chunks=(10, 8, 3, 1)), y)
+    with pytest.raises(ValueError, match="X: the Dask bag holds no sequences"):
+        est.fit(db.from_sequence([], npartitions=1), [])
     with pytest.raises(ValueError, match=r"X: a Dask array must be 3-D .*chunks along samples"):
         est.fit(da.from_array(X, chunks=(10, 4, 3)), y)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
@@ -168,3 +206,15 @@ def test_bad_dask_input_names_x(client):
     fitted = LSTMClassifier(hidden_size=3, max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="X has 2 features per step"):
         fitted.partial_fit(da.from_array(X[:, :, :2], chunks=(10, 8, 2)), y)
+    assert _actors_on_workers(client) == 0  # (failed fits release their replicas)
+
+
+def test_fits_release_their_replicas_and_draw_new_masks_each_call(client):
+    X, y, _ = _data()
+    est = LSTMClassifier(hidden_size=4, num_layers=2, dropout=0.3, max_iter=1,
+                         random_state=0)
+    est.fit(da.from_array(X, chunks=(30, 8, 3)), y)
+    assert _actors_on_workers(client) == 0
+    seed = copy.deepcopy(est.lstm_._rng).randint(2 ** 31)  # (the next call's masks' seed)
+    est.partial_fit(da.from_array(X, chunks=(30, 8, 3)), y)  # (it draws it)
+    assert copy.deepcopy(est.lstm_._rng).randint(2 ** 31) != seed

@@ -120,7 +120,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
             those shapes chunked along samples, or a Dask bag of sequences: the fit then runs
             data-parallel on the workers of the current ``distributed.Client``, which hold the
             data (y and sample_weight come to this process), and gives the model a fit here
-            would give, up to the order of the sums (README, "Scaling out").
+            would give, up to the order of the sums and but for dropout's masks (README,
+            "Scaling out").
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sample in the loss (and in the validation score of early stopping);

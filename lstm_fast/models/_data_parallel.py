@@ -8,21 +8,23 @@ at each step every replica computes the gradients of the batch's rows it holds, 
 averages them (weighted by the rows' weights: the batch's mean loss, as in one process) and
 sends the mean back with the next batch, and every replica applies the same optimiser step the
 client applies to its own copy of the model. So the model is the one-process fit's up to the
-order of the sums. Dropout masks are drawn on each worker from streams of their own.
+order of the sums. Dropout masks are drawn on each worker from streams of their own. A replica
+trains on its worker's threads (``nthreads``) unless ``n_threads`` is set.
 
 Per step the client exchanges one gradient (every parameter once) with each worker, both ways:
 it pays when a step's compute dwarfs that (large batches, long sequences), not otherwise.
 """
 
-import contextlib
+import copy
 
 import numpy as np
 
+from .._threads import affinity_cpus, thread_budget
 from ._dask import sample_blocks
 from ._heads import EveryStep
 from ._sequences import SequenceData, check_sequences
 
-__all__ = ["Shards", "Replica", "shard", "replicated"]
+__all__ = ["Shards", "Replica", "shard"]
 
 
 def _concatenated(parts):
@@ -75,22 +77,32 @@ class Replica:
             return w.sum(), w @ values
         return w @ (values - mean) ** 2
 
-    def start(self, estimator, targets, weights, rank):
-        """Take the model (``estimator``, its optimiser with it) and this share's targets and
-        weights; standardise the inputs as the model does. The ``rank`` of the replica gives
-        its dropout masks a stream of their own."""
+    def start(self, estimator, targets, weights, seed):
+        """Take a copy of the model (``estimator``, its optimiser with it: a copy, since an
+        in-process cluster passes objects as they are) and this share's targets and weights;
+        standardise the inputs as the model does. ``seed`` (the client's, and this replica's
+        rank) gives its dropout masks a stream of their own. Without ``n_threads`` the replica
+        uses its worker's threads."""
+        estimator = copy.deepcopy(estimator)
         self.estimator, self.targets, self.weights = estimator, targets, weights
         self.data = estimator._standardized(self.data)
-        seed = np.random.SeedSequence([estimator.lstm_._rng.randint(2 ** 31), rank])
-        estimator.lstm_._rng = np.random.RandomState(np.random.MT19937(seed))
+        estimator.lstm_._rng = np.random.RandomState(
+            np.random.MT19937(np.random.SeedSequence(seed)))
+        estimator.n_threads = estimator.n_threads or _worker_threads()
+
+    def _apply(self, update):
+        """The last step's update (see ``step``), on a copy of its gradients (``_update``
+        changes them in place, and an in-process cluster passes the client's arrays)."""
+        if update is not None:
+            grads, n, weight = update
+            self.estimator._update([g.copy() for g in grads], n, weight)
 
     def step(self, local, update):
         """Apply the last step's ``update`` (the arguments of the estimator's ``_update``; None
         before the first), then return this share's part of the next batch (the rows
         ``local``): (loss x weight, weight, gradients x weight), or (0, 0, None) for none
         (gradients None too if the loss is not finite: the client stops)."""
-        if update is not None:
-            self.estimator._update(*update)
+        self._apply(update)
         if len(local) == 0:
             return 0.0, 0.0, None
         with self.estimator._thread_limits():
@@ -101,11 +113,18 @@ class Replica:
     def decision(self, local, update):
         """Apply the last step's ``update`` (see ``step``), then return the output-layer rows
         (float64) of the sequences ``local``, in their order (None for none)."""
-        if update is not None:
-            self.estimator._update(*update)
+        self._apply(update)
         if len(local) == 0:
             return None
         return self.estimator._decision_standardized(self.data.take(local))
+
+
+def _release(futures):
+    """Remove the actors of ``futures`` from their workers now. (Releasing the futures would
+    not do: the actors' handles hold futures of their own, freed only by the garbage
+    collector.)"""
+    if futures:
+        futures[0].client.cancel(futures)
 
 
 class _Replicas:
@@ -118,9 +137,7 @@ class _Replicas:
 
     def keep(self, which):
         """Keep the replicas ``which`` (indices) and release the others."""
-        for i, f in enumerate(self.futures):
-            if i not in which:
-                f.release()
+        _release([f for i, f in enumerate(self.futures) if i not in which])
         self.futures = [self.futures[i] for i in which]
         self.actors = [self.actors[i] for i in which]
 
@@ -131,9 +148,8 @@ class _Replicas:
         return [(w, index[w] - self.starts[r]) for r, w in enumerate(where)]
 
     def close(self):
-        for f in self.futures:
-            f.release()
-        self.actors = []
+        _release(self.futures)
+        self.futures, self.actors = [], []
 
 
 class Shards:
@@ -166,14 +182,20 @@ class Shards:
         return mean, np.sqrt(sum(squares) / sum(w for w, _ in sums))
 
     def start(self, estimator, targets, weights):
-        """Send each replica the model and its rows' targets and weights."""
+        """Send each replica the model and its rows' targets and weights (before the
+        epochs)."""
         r = self._replicas
         bounds = list(r.starts) + [len(targets)]
-        calls = [actor.start(estimator, targets[a:b], weights[a:b], rank)
+        seed = estimator.lstm_._rng.randint(2 ** 31)  # (new masks at every fit call)
+        calls = [actor.start(estimator, targets[a:b], weights[a:b], [seed, rank])
                  for rank, (actor, a, b) in enumerate(zip(r.actors, bounds, bounds[1:]))]
         for c in calls:
             c.result()
         r.pending = None
+
+    def close(self):
+        """Release the replicas (and the data they hold)."""
+        self._replicas.close()
 
     def gradients(self):
         """(loss, weight, grads) of these sequences as one mini-batch, as the estimator's
@@ -227,16 +249,24 @@ def shard(estimator, X, reset, dtype):
     blocks, sizes, example = _blocks(estimator, X, reset)
     n_features = check_sequences(estimator, example, reset=reset, dtype=dtype).X.shape[2]
     workers = sorted(client.scheduler_info()["workers"])[:len(blocks)]
-    futures = [client.submit(Replica, estimator, dtype,
-                             *client.compute([blocks[i] for i in group], workers=[w]),
-                             actor=True, workers=[w], pure=False)
-               for w, group in zip(workers, _contiguous(sizes, len(workers), len(blocks)))]
-    replicas = _Replicas(futures)
-    lengths = [c.result() for c in [actor.lengths() for actor in replicas.actors]]
+    if not workers:
+        raise ValueError("X: the Dask client has no workers to train on")
+    futures = []
+    try:  # (on any failure, release the replicas made so far: they hold the data)
+        for w, group in zip(workers, _contiguous(sizes, len(workers), len(blocks))):
+            futures.append(client.submit(
+                Replica, estimator, dtype, *client.compute([blocks[i] for i in group],
+                                                           workers=[w]),
+                actor=True, workers=[w], pure=False))
+        replicas = _Replicas(futures)
+        lengths = [c.result() for c in [actor.lengths() for actor in replicas.actors]]
+    except BaseException:
+        _release(futures)
+        raise
     held = [i for i, n in enumerate(lengths) if len(n)]  # (a share of empty partitions: none)
+    replicas.keep(held)
     if not held:
         raise ValueError("X: the Dask collection holds no sequences")
-    replicas.keep(held)
     lengths = [lengths[i] for i in held]
     replicas.starts = np.cumsum([0] + [len(n) for n in lengths[:-1]])
     return Shards(replicas, np.arange(sum(map(len, lengths))), np.concatenate(lengths),
@@ -250,33 +280,37 @@ def _blocks(estimator, X, reset):
 
     if isinstance(X, db.Bag):
         blocks = list(X.to_delayed())  # (partitions: their sizes are unknown)
-        return blocks, None, [np.asarray(x) for x in X.take(1, npartitions=-1)]
+        for block in blocks:  # (the first sequence: one partition computed, usually)
+            first = list(block.compute())[:1]
+            if first:
+                return blocks, None, [np.asarray(first[0])]
+        raise ValueError("X: the Dask bag holds no sequences")
     if not isinstance(X, da.Array):
         raise TypeError(f"X: a Dask {type(X).__name__} is not supported: give a dask.array "
                         "Array (chunked along samples) or a dask.bag Bag of sequences")
-    ndim = X.ndim if reset and X.ndim in (2, 3) else (
-        2 if getattr(estimator, "_input_kind", None) == "series" else 3)
+    if reset and X.ndim not in (2, 3):
+        raise ValueError(f"X: a Dask array must be 3-D (n_samples, n_timesteps, n_features) "
+                         f"or 2-D (univariate series), chunked along samples only; got shape "
+                         f"{X.shape}")
+    ndim = X.ndim if reset else 2 if estimator._input_kind == "series" else 3
     blocks, sizes = sample_blocks(X, ndim)
     return blocks, sizes, np.zeros((1,) + X.shape[1:], X.dtype)
 
 
 def _contiguous(sizes, k, n_blocks):
     """k contiguous groups of the block indices, of about equal samples (of equal blocks if
-    the sizes are None)."""
+    the sizes are None): each block goes to the group its middle sample falls in."""
     weights = np.ones(n_blocks) if sizes is None else np.asarray(sizes, float)
-    edges = np.searchsorted(np.cumsum(weights), weights.sum() * np.arange(1, k) / k)
-    return [g for g in np.split(np.arange(n_blocks), edges + 1) if len(g)]
+    middles = np.cumsum(weights) - weights / 2
+    owner = np.minimum((k * middles / weights.sum()).astype(int), k - 1)
+    return [g for g in (np.flatnonzero(owner == i) for i in range(k)) if len(g)]
 
 
-@contextlib.contextmanager
-def replicated(estimator, data, targets, weights):
-    """A context in which the replicas of Shards ``data`` train ``estimator`` (nothing for
-    data in this process); the replicas are released on exit."""
-    if not isinstance(data, Shards):
-        yield
-        return
+def _worker_threads():
+    """The threads of the Dask worker this runs on (within the CPU affinity), or the
+    caller's budget elsewhere."""
     try:
-        data.start(estimator, targets, weights)
-        yield
-    finally:
-        data._replicas.close()
+        from distributed import get_worker
+        return max(1, min(get_worker().state.nthreads, affinity_cpus()))
+    except (ImportError, ValueError):
+        return thread_budget()

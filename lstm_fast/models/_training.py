@@ -1,6 +1,7 @@
 """Training: epochs of mini-batch steps (BPTT in the engine), stopping rules, divergence, and a
 checkpoint that undoes a fit that stops early."""
 
+import contextlib
 import time
 import warnings
 
@@ -14,7 +15,7 @@ from .._checks import check_dtype
 from .._lstm import all_finite
 from ..optim import clip_global_norm, configure, make_optimizer
 from ._dask import is_dask
-from ._data_parallel import Shards, replicated, shard
+from ._data_parallel import Shards, shard
 from ._sequences import check_sequences, naming
 from ._state import SHAPE_PARAMS, Checkpoint, param_value
 
@@ -57,11 +58,16 @@ class TrainingMixin:
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None.")
-        if is_dask(X):  # (training across the workers: see _data_parallel)
-            data = shard(self, X, reset=first, dtype=dtype)
-            y, sample_weight = (_computed(a) for a in (y, sample_weight))
-        else:
+        if not is_dask(X):
             data = check_sequences(self, X, reset=first, dtype=dtype)
+            return self._fit_data(data, y, sample_weight, first, incremental, classes,
+                                  checkpoint)
+        with contextlib.closing(shard(self, X, reset=first, dtype=dtype)) as data:
+            self._fit_data(data, _computed(y), _computed(sample_weight), first, incremental,
+                           classes, checkpoint)  # (across the workers: see _data_parallel)
+
+    def _fit_data(self, data, y, sample_weight, first, incremental, classes, checkpoint):
+        """The fit on checked ``data`` (a SequenceData, or Shards on Dask workers)."""
         with naming("y"):
             targets = self._targets(data, y, first, incremental, classes)
         weights = self._sample_weights(sample_weight, data, targets, incremental)
@@ -71,7 +77,9 @@ class TrainingMixin:
         self.lstm_.dropout = self.dropout
         self._optimizer = self._optimizer_for(keep_state=incremental)
         data = self._standardized(data)
-        with self._thread_limits(), replicated(self, data, targets, weights):
+        if isinstance(data, Shards):
+            data.start(self, targets, weights)
+        with self._thread_limits():
             if incremental:
                 self._epoch(data, targets, weights)
             else:
