@@ -31,8 +31,7 @@ def _concatenated(parts):
     """One SequenceData of several, padded to the longest."""
     if all(p.lengths is None for p in parts) and len({p.X.shape[1] for p in parts}) == 1:
         return SequenceData(np.concatenate([p.X for p in parts]), None)
-    lengths = np.concatenate([np.full(len(p), p.X.shape[1]) if p.lengths is None else p.lengths
-                              for p in parts])
+    lengths = np.concatenate([p.steps() for p in parts])
     X = np.zeros((len(lengths), lengths.max(), parts[0].X.shape[2]), parts[0].X.dtype)
     start = 0
     for p in parts:
@@ -63,10 +62,7 @@ class Replica:
 
     def lengths(self):
         """Each sequence's number of steps."""
-        if self.data is None:
-            return np.zeros(0, int)
-        return (np.full(len(self.data), self.data.X.shape[1]) if self.data.lengths is None
-                else self.data.lengths)
+        return np.zeros(0, int) if self.data is None else self.data.steps()
 
     def input_sums(self, weights, mean=None):
         """Sums over the valid steps, each weighted by its sequence's ``weights``, of 1 and x
@@ -141,6 +137,11 @@ class _Replicas:
         self.futures = [self.futures[i] for i in which]
         self.actors = [self.actors[i] for i in which]
 
+    def shares(self, rows):
+        """Each replica's part of ``rows`` (one entry a sequence, in order)."""
+        bounds = list(self.starts) + [len(rows)]
+        return [rows[a:b] for a, b in zip(bounds, bounds[1:])]
+
     def split(self, index):
         """``index`` (global rows) as each replica's positions in it and local rows."""
         owner = np.searchsorted(self.starts, index, side="right") - 1
@@ -162,11 +163,14 @@ class Shards:
         self._replicas, self.index = replicas, index
         self._all_lengths, self._full = lengths, full
         self.lengths = None if full else lengths[index]
-        steps = lengths[index].max() if len(index) else 0
-        self.X = np.broadcast_to(np.zeros((), dtype), (len(index), steps, n_features))
+        T = lengths[index].max() if len(index) else 0
+        self.X = np.broadcast_to(np.zeros((), dtype), (len(index), T, n_features))
 
     def __len__(self):
         return len(self.index)
+
+    def steps(self):
+        return self._all_lengths[self.index]
 
     def take(self, index):
         return Shards(self._replicas, self.index[index], self._all_lengths, self.X.shape[2],
@@ -174,8 +178,7 @@ class Shards:
 
     def input_mean_std(self, weights):
         """Weighted mean and standard deviation (float64) of the inputs at the valid steps."""
-        actors, starts = self._replicas.actors, list(self._replicas.starts) + [len(weights)]
-        shares = [weights[a:b] for a, b in zip(starts, starts[1:])]
+        actors, shares = self._replicas.actors, self._replicas.shares(weights)
         sums = [c.result() for c in [r.input_sums(w) for r, w in zip(actors, shares)]]
         mean = sum(s for _, s in sums) / sum(w for w, _ in sums)
         squares = [c.result() for c in [r.input_sums(w, mean) for r, w in zip(actors, shares)]]
@@ -185,10 +188,9 @@ class Shards:
         """Send each replica the model and its rows' targets and weights (before the
         epochs)."""
         r = self._replicas
-        bounds = list(r.starts) + [len(targets)]
         seed = estimator.lstm_._rng.randint(2 ** 31)  # (new masks at every fit call)
-        calls = [actor.start(estimator, targets[a:b], weights[a:b], [seed, rank])
-                 for rank, (actor, a, b) in enumerate(zip(r.actors, bounds, bounds[1:]))]
+        calls = [actor.start(estimator, t, w, [seed, rank]) for rank, (actor, t, w)
+                 in enumerate(zip(r.actors, r.shares(targets), r.shares(weights)))]
         for c in calls:
             c.result()
         r.pending = None
@@ -227,7 +229,7 @@ class Shards:
             got = call.result()  # (per-step rows if more rows than sequences came back)
             if got is None:
                 continue
-            counts = (self._all_lengths[self.index[where]] if len(got) != len(where)
+            counts = (self.steps()[where] if len(got) != len(where)
                       else np.ones(len(where), int))
             for i, block in zip(where, np.split(got, np.cumsum(counts)[:-1])):
                 rows[i] = block

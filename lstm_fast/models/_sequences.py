@@ -39,6 +39,10 @@ class SequenceData:
     def __len__(self):
         return self.X.shape[0]
 
+    def steps(self):
+        """Each sequence's number of steps, shape (n,)."""
+        return np.full(len(self), self.X.shape[1]) if self.lengths is None else self.lengths
+
     def take(self, index):
         """The sequences at ``index``, padding trimmed to their longest."""
         if self.lengths is None:

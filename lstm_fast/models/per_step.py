@@ -24,11 +24,6 @@ _PER_STEP_DOC = """
 """
 
 
-def _lengths(data):
-    n, T = data.X.shape[:2]
-    return np.full(n, T) if data.lengths is None else data.lengths
-
-
 def per_step_targets(data, y):
     """``y`` as one array per sequence of ``data``, each checked to have its sequence's steps;
     and the steps of every sequence, flattened (as rows: see _heads.EveryStep)."""
@@ -45,7 +40,7 @@ def per_step_targets(data, y):
     if len(seqs) != len(data):
         raise ValueError(f"X and y have inconsistent numbers of samples: {len(data)} and "
                          f"{len(seqs)}")
-    for i, (t, n) in enumerate(zip(seqs, _lengths(data))):
+    for i, (t, n) in enumerate(zip(seqs, data.steps())):
         if t.ndim == 0 or len(t) != n:
             steps = "a scalar" if t.ndim == 0 else f"{len(t)} steps"
             raise ValueError(f"y[{i}] has {steps}, but X[{i}] has {n}: give a target at every "
@@ -109,7 +104,7 @@ class _PerStep:
         if sample_weight is not None:
             with naming("sample_weight"):
                 weights = np.repeat(_check_sample_weight(sample_weight, np.empty((len(data), 0))),
-                                    _lengths(data))
+                                    data.steps())
         return targets, predictions, weights
 
 
