@@ -1,6 +1,7 @@
 """The ``lstm-fast`` command line: ``bench``, ``demo`` and ``info``."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -33,6 +34,16 @@ def _steps(text):
 
 
 PEERS = ("numpy", "torch")
+PRECISIONS = ("float32", "bfloat16")
+
+
+def _precisions(text):
+    names = [p for p in text.split(",") if p]
+    unknown = [p for p in names if p not in PRECISIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown precision {', '.join(map(repr, unknown))}; "
+                                         f"choose from {', '.join(PRECISIONS)}")
+    return names
 
 
 def _peers(text):
@@ -77,6 +88,10 @@ def _build_parser():
                        help="variable lengths, uniform in [T/10, T] (torch: packed sequences)")
     bench.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     bench.add_argument("--mode", choices=["infer", "train", "both"], default="both")
+    bench.add_argument("--precision", type=_precisions, default=["float32"],
+                       help="precisions of the products, comma-separated, among "
+                            f"{','.join(PRECISIONS)} (bfloat16: float32 cases, inference, "
+                            "against torch in bfloat16 and ours in float32)")
     bench.add_argument("--threads", type=_int_list, default=None,
                        help="thread counts, comma-separated (default: 1 and all cores; more "
                             "than the cores are clamped to them)")
@@ -102,12 +117,22 @@ def _build_parser():
 
 
 def _cases(args):
+    """The cases asked for, each at every precision that applies to it (float32 is the native
+    one of every dtype; bfloat16 runs the float32 cases)."""
     if args.suite:
-        return SUITES[args.suite]
-    if not 0 <= args.proj_size < args.hidden_size:
+        cases = SUITES[args.suite]
+    elif not 0 <= args.proj_size < args.hidden_size:
         raise SystemExit("lstm-fast bench: --proj-size must be in [0, hidden-size)")
-    return [Case(args.batch, args.seq_len, args.input_size, args.hidden_size, args.layers,
-                 args.bidirectional, args.proj_size, args.dtype, args.lengths, label="-")]
+    else:
+        cases = [Case(args.batch, args.seq_len, args.input_size, args.hidden_size, args.layers,
+                      args.bidirectional, args.proj_size, args.dtype, args.lengths, label="-")]
+    reduced = [p for p in args.precision if p != "float32"]
+    every = [c for c in cases if "float32" in args.precision or c.dtype != "float32"]
+    every += [dataclasses.replace(c, precision=p) for p in reduced for c in cases
+              if c.dtype == "float32"]
+    if not every:
+        raise SystemExit("lstm-fast bench: no case runs at the precisions asked for")
+    return every
 
 
 def _progress_bar(stream):
@@ -182,14 +207,17 @@ def bench(args, out=None):
         pass
     results, roofs, peaks = run_benchmark(cases, modes, threads, peers, args.repeat,
                                           progress=_progress_bar(sys.stderr))
-    shown = [p for p in peers if any(p in r["impls"] for r in results)]
+    shown = [p for p in [*peers, "float32"] if any(p in r["impls"] for r in results)]
     out.write("GEMM roof (scipy BLAS, 2048^3): " +
               ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items()) + "\n")
-    out.write("FMA peak (vector FMA chains, no memory): " +
+    out.write("FMA peak (vector FMA chains, no memory; bfloat16: the bf16 unit's own chains): " +
               ", ".join(f"{k}: {v:.0f} GF/s" for k, v in peaks.items()) + "\n")
     out.write(format_table(results, shown) + "\n")
     out.write(f"median of {args.repeat} samples per cell; ratio = peer time / lstm_fast time "
               "(> 1: lstm_fast faster)\n")
+    if any(c.precision for c in cases):
+        out.write("bfloat16 rows: torch = nn.LSTM.to(torch.bfloat16), float32 = lstm_fast in "
+                  "float32; their peak is the bf16 unit's (bfloat16 peak above)\n")
     streams = []
     if args.stream_steps:
         streams = stream_latency(steps=args.stream_steps, torch="torch" in peers)
@@ -227,7 +255,7 @@ def info(out=None):
               f"openmp={flags['openmp']} (up to {flags['max_threads']} threads), baseline "
               f"avx2={flags['avx2']}, avx512f={flags['avx512f']}\n")
     out.write(f"  matmul kernel: {flags['matmul_kernel']}; gate kernels: "
-              f"{flags['gate_kernels']}\n")
+              f"{flags['gate_kernels']}; bfloat16 kernel: {flags['bfloat16_kernel']}\n")
     out.write(f"  numpy {np.__version__}\n")
     return 0
 

@@ -190,3 +190,78 @@ cdef inline void gemm_tn2(int m, int n, int k, const floating *a, int lda, const
         lstm_gemm_tn2_f(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2, colsum)
     else:
         lstm_gemm_tn2_d(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2, colsum)
+
+
+# bfloat16 products (lstm_bf16.h), for reduced-precision inference: float32 activations rounded
+# to bf16 as they are read, weights rounded once when packed, float32 sums.
+
+from libc.stdint cimport uint16_t
+
+cdef extern from "lstm_bf16.h" nogil:
+    Py_ssize_t lstm_bf16_packed_size(Py_ssize_t K, Py_ssize_t N)
+    Py_ssize_t lstm_bf16_buffer_size(Py_ssize_t K1, Py_ssize_t K2)
+    Py_ssize_t lstm_bf16_depth(Py_ssize_t K)
+    void lstm_pack_bf16(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
+                        uint16_t *packed)
+    void lstm_gemm_bf16(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K1, const float *A1,
+                        Py_ssize_t lda1, const uint16_t *B1, Py_ssize_t K2, const float *A2,
+                        Py_ssize_t lda2, const uint16_t *B2, float beta, float *C,
+                        Py_ssize_t ldc, uint16_t *buf)
+    const char *lstm_bf16_kernel_name()
+    int LSTM_BF16_NB
+
+
+#: How the products of a call multiply: in the layer's dtype, or in bfloat16 (float32 layers).
+cdef enum Precision:
+    NATIVE = 0
+    BFLOAT16 = 1
+
+
+cdef struct Products:
+    # How a time loop's products run: at `precision`, with the packed weights (of the dtype, or
+    # bf16), and for bf16 the row buffers, buf_size elements (lstm_bf16_buffer_size) a thread.
+    int precision
+    const void *w_ih
+    const void *w_hh
+    const void *w_hr
+    uint16_t *buf
+    Py_ssize_t buf_size
+
+
+cdef inline Py_ssize_t prepared_size(int precision, int k, int n, const floating *like) noexcept nogil:
+    """Elements of `like`'s dtype that op(B) (k x n) takes packed at `precision`."""
+    if precision == BFLOAT16:
+        return (lstm_bf16_packed_size(k, n) * 2 + sizeof(floating) - 1) // sizeof(floating)
+    return packed_size(k, n, like)
+
+
+cdef inline void prepare_into(int precision, bint trans_b, int k, int n, const floating *b,
+                              int ldb, void *packed) noexcept nogil:
+    """packed <- op(B) (k x n) packed for `precision`'s products (see product)."""
+    if floating is float:
+        if precision == BFLOAT16:
+            lstm_pack_bf16(trans_b, k, n, b, ldb, <uint16_t *> packed)
+            return
+    pack_into(trans_b, k, n, b, ldb, <floating *> packed)
+
+
+cdef inline void product(const Products *p, int m, int n, int k, const floating *a, int lda,
+                         const void *packed, int k2, const floating *a2, int lda2,
+                         const void *packed2, floating beta, floating *c, int ldc, int part,
+                         int parts) noexcept nogil:
+    """Columns of part `part` of `parts` of C (m x n) = A op(B) [+ A2 op(B2) if k2 > 0] + beta C
+    (beta 0 or 1), op(B) prepared by prepare_into at p's precision; p.buf is this thread's."""
+    cdef Py_ssize_t c0, c1, depth, depth2
+    if p.precision == NATIVE:
+        if k2 > 0:
+            gemm_packed2(m, n, k, a, lda, <const floating *> packed, k2, a2, lda2,
+                         <const floating *> packed2, beta, c, ldc, part, parts)
+        else:
+            gemm_packed(m, n, k, a, lda, <const floating *> packed, beta, c, ldc, part, parts)
+    elif floating is float:
+        # parts take whole blocks of two panels (the kernels' widest)
+        if part_columns(n, 2 * LSTM_BF16_NB, part, parts, &c0, &c1):
+            depth, depth2 = lstm_bf16_depth(k), lstm_bf16_depth(k2)
+            lstm_gemm_bf16(m, c1 - c0, k, a, lda, <const uint16_t *> packed + c0 * depth, k2, a2,
+                           lda2, <const uint16_t *> packed2 + c0 * depth2 if k2 > 0 else NULL,
+                           beta, c + c0, ldc, p.buf)

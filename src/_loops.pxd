@@ -5,7 +5,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
-from _blas cimport gemm_packed, gemm_packed2, gemm_tn2
+from _blas cimport Products, gemm_packed, gemm_tn2, product
 from _gates cimport CELL_GRU, _cell_backward, _cell_forward, _n_gates
 from _team cimport _Split, _first, _split, _step_rows, lstm_barrier, lstm_team_barrier
 
@@ -20,8 +20,7 @@ cdef inline void _forward_steps(int part, int parts, bint by_rows, lstm_team_bar
                                 bint reverse, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                                 Py_ssize_t P, const Py_ssize_t *batch_sizes,
                                 const Py_ssize_t *offsets, const floating *x,
-                                const floating *w_ih_packed, const floating *w_hh_packed,
-                                const floating *w_hr_packed, const floating *bias,
+                                const Products *products, const floating *bias,
                                 floating *hidden, floating *cell, floating *hidden_raw,
                                 floating *out, Py_ssize_t ld_out, floating *work, floating *rec,
                                 floating *gates, floating *hidden_gates, floating *tanh_cell,
@@ -32,6 +31,7 @@ cdef inline void _forward_steps(int part, int parts, bint by_rows, lstm_team_bar
     by_rows: the part runs its own sequences (rows) through every product and pass, alone, with
     no barrier; else each product is split between the parts by column panels and each
     element-wise pass by rows, with a barrier after each (see _split_by_rows).
+    products: the packed weights and the precision of the products (see product).
     hoist: the input projection is computed for `chunk` steps at a time, before them; else
     (chunk = 1) each step computes x_t W_ih^T and h_{t-1} W_hh^T together, in one pass over G_t.
     work (one chunk's rows x G) receives the pre-activations, which the gate pass reads while
@@ -48,6 +48,9 @@ cdef inline void _forward_steps(int part, int parts, bint by_rows, lstm_team_bar
     cdef int ld_r = H if project else P
     cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes, team)
     cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
+    cdef Products p = products[0]
+    if p.buf != NULL:
+        p.buf += part * p.buf_size  # this thread's
     for ci in range((T + chunk - 1) // chunk):
         step = ci * chunk
         # Chunks of steps [start, stop), taken from the end for the reverse direction.
@@ -62,7 +65,8 @@ cdef inline void _forward_steps(int part, int parts, bint by_rows, lstm_team_bar
         g_t = work
         if hoist:
             # G_x = X W_ih^T for every row of the chunk          (rows x I) (I x G)
-            gemm_packed(rows, G, I, x + first_row * I, I, w_ih_packed, 0, g_t, G, part, parts)
+            product(&p, rows, G, I, x + first_row * I, I, p.w_ih, 0, NULL, 0, NULL, 0, g_t, G,
+                    part, parts)
             lstm_barrier(sp.team, parts)
         for k in range(stop - start):
             t = stop - 1 - k if reverse else start + k
@@ -73,19 +77,19 @@ cdef inline void _forward_steps(int part, int parts, bint by_rows, lstm_team_bar
             if kind == CELL_GRU:
                 if not hoist:
                     # G_t = x_t W_ih^T                            (b_t x I) (I x G)
-                    gemm_packed(hi - lo, G, I, x + (row + lo) * I, I, w_ih_packed, 0,
-                                g_t + lo * G, G, cpart, cparts)
+                    product(&p, hi - lo, G, I, x + (row + lo) * I, I, p.w_ih, 0, NULL, 0, NULL,
+                            0, g_t + lo * G, G, cpart, cparts)
                 # R_t = h_{t-1} W_hh^T, apart (r scales its n block)   (b_t x P) (P x G)
-                gemm_packed(hi - lo, G, P, hidden + lo * P, P, w_hh_packed, 0, rec + lo * G, G,
-                            cpart, cparts)
+                product(&p, hi - lo, G, P, hidden + lo * P, P, p.w_hh, 0, NULL, 0, NULL, 0,
+                        rec + lo * G, G, cpart, cparts)
             elif hoist:
                 # G_t += h_{t-1} W_hh^T                           (b_t x P) (P x G)
-                gemm_packed(hi - lo, G, P, hidden + lo * P, P, w_hh_packed, 1, g_t + lo * G, G,
-                            cpart, cparts)
+                product(&p, hi - lo, G, P, hidden + lo * P, P, p.w_hh, 0, NULL, 0, NULL, 1,
+                        g_t + lo * G, G, cpart, cparts)
             else:
                 # G_t = x_t W_ih^T + h_{t-1} W_hh^T       (b_t x I) (I x G) + (b_t x P) (P x G)
-                gemm_packed2(hi - lo, G, I, x + (row + lo) * I, I, w_ih_packed, P,
-                             hidden + lo * P, P, w_hh_packed, 0, g_t + lo * G, G, cpart, cparts)
+                product(&p, hi - lo, G, I, x + (row + lo) * I, I, p.w_ih, P, hidden + lo * P, P,
+                        p.w_hh, 0, g_t + lo * G, G, cpart, cparts)
             lstm_barrier(sp.team, sync)
             # Element-wise, on this part's rows: keep h_{t-1}; gates; c_t and r_t.
             if training:
@@ -99,8 +103,8 @@ cdef inline void _forward_steps(int part, int parts, bint by_rows, lstm_team_bar
             if project:
                 lstm_barrier(sp.team, sync)
                 # h_t = r_t W_hr^T                                (b_t x H) (H x P)
-                gemm_packed(hi - lo, P, H, r_t + lo * H, H, w_hr_packed, 0, hidden + lo * P, P,
-                            cpart, cparts)
+                product(&p, hi - lo, P, H, r_t + lo * H, H, p.w_hr, 0, NULL, 0, NULL, 0,
+                        hidden + lo * P, P, cpart, cparts)
                 lstm_barrier(sp.team, sync)
                 for b in range(r0, r1):
                     memcpy(out + (row + b) * ld_out, hidden + b * P, P * sizeof(floating))

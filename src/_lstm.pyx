@@ -30,8 +30,11 @@ cnp.import_array()
 
 from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
                    _dim)
-from _blas cimport (gemm_packed, gemm_tn2, lstm_aligned_alloc, lstm_panel_width_d,
-                   lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width)
+from _blas cimport (BFLOAT16, NATIVE, Products, gemm_packed, product, gemm_tn2, lstm_aligned_alloc,
+                   lstm_bf16_buffer_size, lstm_bf16_kernel_name, lstm_panel_width_d,
+                   lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width,
+                   prepare_into, prepared_size)
+from libc.stdint cimport uint16_t
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
                     lstm_gate_kernel)
 from _loops cimport _backward_steps, _backward_weights, _forward_steps
@@ -80,7 +83,7 @@ def build_info():
                 optimized=bool(LSTM_FAST_OPTIMIZE), avx2=bool(LSTM_FAST_AVX2),
                 avx512f=bool(LSTM_FAST_AVX512F),
                 gate_kernels=lstm_gate_kernel().decode(), matmul_kernel=packed_kernel().decode(),
-                max_threads=lstm_max_threads())
+                bfloat16_kernel=lstm_bf16_kernel_name().decode(), max_threads=lstm_max_threads())
 
 
 #: What an engine call does with the weights packed in its workspace (its `prepared`): PACK
@@ -90,6 +93,9 @@ cpdef enum Prepared:
     PACK = 0
     PACKED = 1
     REUSE_PACKED = 2
+
+#: The precisions of the products: {"native": 0 (the arrays' dtype), "bfloat16": 1}.
+PRECISIONS = {"native": NATIVE, "bfloat16": BFLOAT16}
 
 #: The cells' numbers: {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}.
 CELL_KINDS = {"lstm": CELL_LSTM, "gru": CELL_GRU, "rnn_tanh": CELL_RNN_TANH,
@@ -134,6 +140,22 @@ def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
     return flops / (time.perf_counter() - start) / 1e9
 
 
+cdef extern from "lstm_bf16.h" nogil:
+    double lstm_bf16_chains_threads(long iters, int threads, double *sink)
+
+
+def bfloat16_peak(int threads=1, long iters=2_000_000):
+    """GF/s of the bf16 kernel's unit run back to back on `threads` threads at once (AMX tile
+    products, or vdpbf16ps chains), nothing else: the ceiling of any bf16 product here (0.0 for
+    the portable kernel)."""
+    cdef double flops, sink
+    lstm_bf16_chains_threads(iters // 100, threads, &sink)
+    start = time.perf_counter()
+    with nogil:
+        flops = lstm_bf16_chains_threads(iters, threads, &sink)
+    return flops / (time.perf_counter() - start) / 1e9
+
+
 def split_choice(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint project,
                  int threads, Py_ssize_t itemsize, int n_gates=4):
     """How `threads` threads would share such a layer-direction's time loops: "rows" or
@@ -152,9 +174,9 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P, int n_gates=4) n
 
 cdef struct _Packed:
     # What the packed weights at the front of a workspace were packed from (see Workspace), and
-    # for which kernel's panel width.
+    # for which kernel's panel width and precision.
     bint valid, backward
-    int dtype, kind
+    int dtype, kind, precision
     Py_ssize_t panel
     const void *w_ih
     const void *w_hh
@@ -207,6 +229,7 @@ cdef class Workspace:
         cdef const _Packed *p = &self.packed
         cdef bint held = (p.valid and p.backward == key.backward and p.dtype == key.dtype
                           and p.kind == key.kind and p.panel == key.panel
+                          and p.precision == key.precision
                           and p.w_ih == key.w_ih and p.w_hh == key.w_hh and p.w_hr == key.w_hr
                           and p.b_ih == key.b_ih and p.b_hh == key.b_hh
                           and p.n_in == key.n_in and p.n_hidden == key.n_hidden
@@ -221,11 +244,12 @@ cdef class Workspace:
 
 
 cdef _Packed _packed_key(bint backward, int dtype, int kind, void **weights, Py_ssize_t I,
-                         Py_ssize_t H, Py_ssize_t P) noexcept:
+                         Py_ssize_t H, Py_ssize_t P, int precision=NATIVE) noexcept:
     """The key of a cell's weights (w_ih, w_hh, w_hr, b_ih, b_hh; NULL where absent) packed
-    for a forward or backward call."""
+    for a forward or backward call at `precision`."""
     cdef _Packed key
     key.valid, key.backward, key.dtype, key.kind = True, backward, dtype, kind
+    key.precision = precision
     key.panel = lstm_panel_width_f() if dtype == cnp.NPY_FLOAT32 else lstm_panel_width_d()
     key.w_ih, key.w_hh, key.w_hr, key.b_ih, key.b_hh = (weights[0], weights[1], weights[2],
                                                          weights[3], weights[4])
@@ -254,7 +278,8 @@ cdef int _carve(Workspace ws, const Py_ssize_t *sizes, floating **bufs, int n) e
 def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden, cell, out,
                   Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
                   hidden_prev=None, int n_threads=0, Workspace workspace=None,
-                  int prepared=PACK, int kind=CELL_LSTM, hidden_gates=None):
+                  int prepared=PACK, int kind=CELL_LSTM, hidden_gates=None,
+                  int precision=NATIVE):
     """Run one layer-direction of a cell over packed sequences.
 
     Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
@@ -274,6 +299,9 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     the weights are the same; checked); REUSE_PACKED: use the packed weights it holds if they
     were packed from these arrays (same shapes, cell and kernel), else pack them: for a caller
     that knows the arrays' values have not changed since (a stream of short calls).
+    precision: NATIVE, the products in the arrays' dtype; BFLOAT16 (float32 arrays), the
+    products of bf16-rounded weights and inputs (x_t, h_{t-1}, r_t), summed in float32 (the
+    gates and state stay float32; see PRECISIONS).
 
     Every array's dtype, shape and layout and every value of batch_sizes and offsets are checked
     before the time loop: a wrong one is a ValueError or TypeError, never an access out of bounds.
@@ -283,7 +311,13 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     cdef str fn = "forward_layer"
     if prepared < PACK or prepared > REUSE_PACKED:
         raise ValueError(f"{fn}: prepared must be PACK, PACKED or REUSE_PACKED, got {prepared}")
+    if precision != NATIVE and precision != BFLOAT16:
+        raise ValueError(f"{fn}: precision must be NATIVE or BFLOAT16, got {precision}")
     cdef int dt = _array_type(x, "forward_layer: x")
+    if precision == BFLOAT16 and dt != cnp.NPY_FLOAT32:
+        raise TypeError(f"{fn}: precision BFLOAT16 takes float32 arrays, got {x.dtype}")
+    if precision == BFLOAT16:
+        lstm_bf16_kernel_name()  # the kernel chosen (AMX asked of Linux) before threads start
     cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
     cdef Py_ssize_t H = _dim(cell, 1) if lstm else P, G = _n_gates(kind) * H
@@ -319,7 +353,7 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     cdef void *weights[5]
     weights[0], weights[1], weights[2], weights[3], weights[4] = (args[1], args[2], args[5],
                                                                   args[3], args[4])
-    cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P)
+    cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P, precision)
     if workspace is None:
         workspace = Workspace()
     if dt == cnp.NPY_FLOAT32:
@@ -350,7 +384,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
                          const _Packed *key, int prepared) except *:
     """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
     tanh_cell, cell_prev, hidden_prev, hidden_gates (NULL where not given), in its order; key
-    says what the weights are (see Workspace)."""
+    says what the weights are and the products' precision (see Workspace)."""
     cdef Py_ssize_t G = _n_gates(kind) * H, chunk
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
@@ -367,57 +401,60 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
     cdef floating *hidden_prev = args[14]
     cdef floating *hidden_gates = args[15]
     cdef bint project = w_hr != NULL, hoist, by_rows
-    cdef int nt
+    cdef int nt, precision = key.precision
     cdef lstm_team_barrier team
-    cdef Py_ssize_t sizes[7]
-    cdef floating *bufs[7]
+    cdef Py_ssize_t sizes[8]
+    cdef floating *bufs[8]
+    cdef Products products
     # Small batches: the input projection a chunk of steps at a time, just before those steps run,
     # so that its output is still in cache when the recurrent products add to it (see CHUNK_BYTES).
     hoist = B < HOIST_BELOW_BATCH
     chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
     nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
     # The workspace: first the bias and the packed weights (the same for every run of steps of
-    # a layer call), then the pre-activations of a chunk of steps, r_t (projection) and the GRU's
-    # recurrent pre-activations of a step.
+    # a layer call), then the pre-activations of a chunk of steps, r_t (projection), the GRU's
+    # recurrent pre-activations of a step, and the bf16 products' row buffers (one a thread).
+    products.precision = precision
+    products.buf_size = lstm_bf16_buffer_size(I, max(H, P)) if precision == BFLOAT16 else 0
     sizes[0] = G + (H if kind == CELL_GRU else 0)
-    sizes[1] = packed_size(H, P, x) if project else 0
-    sizes[2] = packed_size(P, G, x)
-    sizes[3] = packed_size(I, G, x)
+    sizes[1] = prepared_size(precision, H, P, x) if project else 0
+    sizes[2] = prepared_size(precision, P, G, x)
+    sizes[3] = prepared_size(precision, I, G, x)
     sizes[4] = min(N, chunk * B) * G
     sizes[5] = B * H if project else 0
     sizes[6] = B * G if kind == CELL_GRU else 0
-    _carve(ws, sizes, bufs, 7)
+    sizes[7] = (nt * products.buf_size * sizeof(uint16_t) + sizeof(floating) - 1) // sizeof(floating)
+    _carve(ws, sizes, bufs, 8)
     cdef floating *bias = bufs[0]
-    cdef floating *w_hr_packed = bufs[1]
-    cdef floating *w_hh_packed = bufs[2]
-    cdef floating *w_ih_packed = bufs[3]
     cdef floating *work = bufs[4]
     cdef floating *hidden_raw = bufs[5]
     cdef floating *rec = bufs[6]
+    products.w_hr, products.w_hh, products.w_ih = bufs[1], bufs[2], bufs[3]
+    products.buf = <uint16_t *> bufs[7]
     cdef bint packed = ws.holds(key, prepared, "forward_layer")
     with nogil:
         if not packed:
             _fill_bias(kind, H, args[3], args[4], bias)
             if project:
-                pack_into(True, H, P, w_hr, H, w_hr_packed)
-            pack_into(True, P, G, w_hh, P, w_hh_packed)
-            pack_into(True, I, G, w_ih, I, w_ih_packed)
+                prepare_into(precision, True, H, P, w_hr, H, bufs[1])
+            prepare_into(precision, True, P, G, w_hh, P, bufs[2])
+            prepare_into(precision, True, I, G, w_ih, I, bufs[3])
         if nt == 1:
             _forward_steps(0, 1, False, NULL, kind, T, chunk, hoist, reverse, B, I, H, P,
-                           batch_sizes, offsets, x, w_ih_packed, w_hh_packed, w_hr_packed, bias,
-                           hidden, cell, hidden_raw, out, ld_out, work, rec, gates, hidden_gates,
-                           tanh_cell, cell_prev, hidden_prev)
+                           batch_sizes, offsets, x, &products, bias, hidden, cell, hidden_raw,
+                           out, ld_out, work, rec, gates, hidden_gates, tanh_cell, cell_prev,
+                           hidden_prev)
         else:
             # The hoisted input projection is shared by columns: it needs the column split.
-            by_rows = not hoist and _split_by_rows(B, I, G, H, P, project, nt, sizeof(floating),
-                                                   panel_width(x) != 0)
+            by_rows = not hoist and _split_by_rows(
+                B, I, G, H, P, project, nt, 2 if precision == BFLOAT16 else sizeof(floating),
+                panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
                 _forward_steps(threadid(), lstm_team_size(), by_rows, &team, kind, T, chunk,
-                               hoist, reverse, B, I, H, P, batch_sizes, offsets, x, w_ih_packed,
-                               w_hh_packed, w_hr_packed, bias, hidden, cell, hidden_raw, out,
-                               ld_out, work, rec, gates, hidden_gates, tanh_cell, cell_prev,
-                               hidden_prev)
+                               hoist, reverse, B, I, H, P, batch_sizes, offsets, x, &products,
+                               bias, hidden, cell, hidden_raw, out, ld_out, work, rec, gates,
+                               hidden_gates, tanh_cell, cell_prev, hidden_prev)
 
 
 def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t out_col,
@@ -653,3 +690,32 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
                          1, NULL, 1, NULL)
             else:
                 gemm_packed(m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n, part, parts)
+
+
+def matmul_bfloat16(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint beta,
+                    int parts=1, const float[:, ::1] a2=None, const float[:, ::1] b2=None):
+    """c = a b [+ a2 b2] + beta c through the bf16 products (for tests: the kernel the time loops
+    use here, on any shape), in `parts` column parts one after the other."""
+    cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], k2 = 0, part
+    if a2 is not None and b2 is not None:
+        k2 = b2.shape[0]
+        if a2.shape[0] != m or a2.shape[1] != k2 or b2.shape[1] != n:
+            raise ValueError("matmul_bfloat16: inconsistent shapes")
+    if a.shape[0] != m or a.shape[1] != k or b.shape[1] != n or m == 0 or n == 0 or k == 0:
+        raise ValueError("matmul_bfloat16: inconsistent shapes")
+    cdef Workspace workspace = Workspace()
+    cdef Py_ssize_t sizes[3]
+    cdef float *bufs[3]
+    cdef Products p
+    sizes[0] = prepared_size(BFLOAT16, k, n, &c[0, 0])
+    sizes[1] = prepared_size(BFLOAT16, max(k2, 1), n, &c[0, 0])
+    sizes[2] = lstm_bf16_buffer_size(k, k2)
+    _carve(workspace, sizes, bufs, 3)
+    p.precision, p.buf, p.buf_size = BFLOAT16, <uint16_t *> bufs[2], 0
+    with nogil:
+        prepare_into(BFLOAT16, False, k, n, &b[0, 0], n, bufs[0])
+        if k2 > 0:
+            prepare_into(BFLOAT16, False, k2, n, &b2[0, 0], n, bufs[1])
+        for part in range(parts):
+            product(&p, m, n, k, &a[0, 0], k, bufs[0], k2, &a2[0, 0] if k2 > 0 else NULL, k2,
+                    bufs[1], 1 if beta else 0, &c[0, 0], n, part, parts)

@@ -10,6 +10,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from lstm_fast import cli
+from lstm_fast._lstm import build_info
 from lstm_fast.bench.harness import (STANDARD_SUITE, Case, _interleaved_medians, fma_peak,
                               run_benchmark)
 
@@ -109,7 +110,30 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
                                                                        (256, 20)]
 
 
+def test_cli_bench_bfloat16_rows(tmp_path, capsys, monkeypatch):
+    """--precision adds a bfloat16 row for each float32 case, inference only, against ours in
+    float32 (and torch in bfloat16 where installed), with the bf16 unit's peak."""
+    monkeypatch.setattr("lstm_fast.bench.harness.gemm_roof", lambda dtype, threads, size: 1.0)
+    monkeypatch.setattr("lstm_fast.bench.harness._let_threads_idle", lambda pause: None)
+    path = tmp_path / "out.json"
+    code = cli.main(["bench", "--batch", "3", "--seq-len", "4", "--input-size", "3",
+                     "--hidden-size", "20", "--threads", "1", "--repeat", "2", "--compare", "",
+                     "--precision", "float32,bfloat16", "--stream-steps", "0", "--json",
+                     str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "B3 T4 I3 H20 bfloat16" in out and "float32/lf" in out and "bfloat16 1 thr" in out
+    data = json.loads(path.read_text())
+    rows = [(r["case"], r["mode"], sorted(r["impls"])) for r in data["results"]]
+    assert rows == [("B3 T4 I3 H20", "infer", ["lstm_fast"]),
+                    ("B3 T4 I3 H20", "train", ["lstm_fast"]),
+                    ("B3 T4 I3 H20 bfloat16", "infer", ["float32", "lstm_fast"])]
+    peak = data["fma_peaks_gflops"]["bfloat16 1 thr"]
+    assert (peak > 0) == (build_info()["bfloat16_kernel"] != "portable")
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--precision", "int4"], "unknown precision 'int4'"),
     (["--threads", "0"], "expected positive integers"),
     (["--hidden-size", "4", "--proj-size", "4"], "--proj-size must be in"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),

@@ -4,6 +4,7 @@ import pathlib
 import re
 import warnings
 
+import numpy as np
 import pytest
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
@@ -26,6 +27,8 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     tagger, ragged = namespace["tagger"], namespace["ragged"]
     assert [p.shape for p in tagger.predict(ragged[:3])] == [(5,), (6,), (7,)]
     assert namespace["values"].predict(namespace["X"][:2]).shape == (2, 15, 1)
+    bf16, f32 = namespace["out_bf16"], namespace["out_f32"]
+    assert 0 < np.abs(bf16 - f32).max() / np.abs(f32).max() <= 1e-2
 
 
 @pytest.mark.parametrize("name", ["LSTMClassifier", "LSTMRegressor", "LSTMSequenceClassifier",

@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from ..nn import LSTM
 from ..testing import reference_backward, reference_forward
 
-__all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "fma_peak", "machine_info",
-           "blas_info"]
+__all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "fma_peak", "bfloat16_peak",
+           "machine_info", "blas_info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Case:
     dtype: str = "float32"
     variable_lengths: bool = False
     label: str = ""
+    precision: str = ""  # the products': "" (the dtype's) or "bfloat16"
 
     @property
     def name(self):
@@ -54,6 +55,8 @@ class Case:
             parts.append("lengths")
         if self.dtype != "float32":
             parts.append(self.dtype)
+        if self.precision:
+            parts.append(self.precision)
         return " ".join(parts)
 
     def lengths(self):
@@ -113,13 +116,24 @@ class _LstmFast:
         self.lengths = case.lengths()
         self.training = training
         self.grad = None
+        self.precision = case.precision or None
 
     def __call__(self):
-        out, _ = self.lstm.forward(self.x, lengths=self.lengths, training=self.training)
+        out, _ = self.lstm.forward(self.x, lengths=self.lengths, training=self.training,
+                                   precision=self.precision)
         if self.training:
             if self.grad is None:
                 self.grad = np.ones_like(out)
             self.lstm.backward(self.grad)
+
+
+class _LstmFastFloat32(_LstmFast):
+    """Ours in the layer's own dtype: the peer of a reduced-precision case."""
+    name = "float32"
+
+    def __init__(self, case, training, threads):
+        super().__init__(case, training, threads)
+        self.precision = None
 
 
 class _Numpy(_LstmFast):
@@ -158,6 +172,8 @@ class _Torch:
         self.lstm.load_state_dict({k: torch.from_numpy(v)
                                    for k, v in ours.lstm.state_dict().items()})
         self.x = torch.from_numpy(ours.x).requires_grad_(training)
+        if case.precision == "bfloat16":  # torch's own bf16 inference: module and input
+            self.lstm, self.x = self.lstm.to(torch.bfloat16), self.x.to(torch.bfloat16)
         self.lengths = None if ours.lengths is None else torch.as_tensor(ours.lengths)
         self.training, self.seq_len = training, case.seq_len
 
@@ -173,6 +189,14 @@ class _Torch:
         else:
             with self.torch.inference_mode():
                 self._forward()
+
+
+def _peers_of(case, peer_classes):
+    """The peers a case is timed against: torch in the same precision, and for a
+    reduced-precision case ours in the layer's dtype (NumPy has no bfloat16)."""
+    if not case.precision:
+        return peer_classes
+    return [cls for cls in peer_classes if cls is _Torch] + [_LstmFastFloat32]
 
 
 def available_peers(names):
@@ -254,6 +278,14 @@ def gemm_roof(dtype, threads, size=2048, repeat=5):
     return 2.0 * size ** 3 / seconds / 1e9
 
 
+def bfloat16_peak(threads, iters=2_000_000, repeat=3):
+    """GF/s of the bf16 kernel's unit (AMX tiles or vdpbf16ps chains, see `fma_peak`); 0.0
+    with the portable kernel."""
+    from .._lstm import bfloat16_peak as chains
+
+    return max(chains(threads, iters) for _ in range(repeat))
+
+
 def fma_peak(dtype, threads, iters=20_000_000, repeat=3):
     """GF/s of the cores' vector FMA units: the best of ``repeat`` runs of independent FMA chains
     on ``threads`` threads (``iters`` rounds of 12 FMAs each). No product can run faster on this
@@ -279,18 +311,23 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
     """
     peer_classes = available_peers(peers)
     roofs, peaks, results = {}, {}, []
-    total = len(cases) * len(modes) * len(threads)
+    total = len(threads) * sum(1 for case in cases for m in modes
+                               if m == "infer" or not case.precision)
     for n_threads in threads:
         for case in cases:
-            key = (case.dtype, n_threads)
+            key = (case.precision or case.dtype, n_threads)
             if key not in roofs:
                 roofs[key] = gemm_roof(case.dtype, n_threads, size=roof_size)
-                peaks[key] = fma_peak(case.dtype, n_threads, iters=peak_iters)
+                peaks[key] = (bfloat16_peak(n_threads, iters=peak_iters // 10)
+                              if case.precision == "bfloat16"
+                              else fma_peak(case.dtype, n_threads, iters=peak_iters))
                 _let_threads_idle(pause)
-            for mode in modes:
+            # reduced precision is for inference
+            for mode in [m for m in modes if m == "infer" or not case.precision]:
                 training = mode == "train"
                 with threadpool_limits(limits=n_threads):
-                    impls = [cls(case, training, n_threads) for cls in [_LstmFast] + peer_classes]
+                    impls = [cls(case, training, n_threads)
+                             for cls in [_LstmFast] + _peers_of(case, peer_classes)]
                     _let_threads_idle(pause)  # building them ran multi-threaded BLAS (QR)
                     medians = _interleaved_medians(impls, repeat, min(rounds, repeat), pause)
                 flops = case.forward_flops() * (3 if training else 1)

@@ -12,7 +12,8 @@ from sklearn.utils import check_random_state
 
 from .._checks import (LARGE_BYTES, as_float_array, check_dtype, check_finite, check_int,
                       check_memory)
-from .._lstm import CELL_KINDS, Prepared, Workspace, backward_layer, forward_layer, threads_for
+from .._lstm import (CELL_KINDS, PRECISIONS, Prepared, Workspace, backward_layer, forward_layer,
+                     threads_for)
 from .packing import packing_for
 
 # Work of one engine call at most, in multiply-adds (a row's gate pass, element-wise and at
@@ -260,15 +261,31 @@ class RecurrentLayer:
 
     # ----------------------------------------------------------------------------- forward
 
-    def _forward_checked(self, x, hx, lengths, training, return_gates):
+    def _forward_checked(self, x, hx, lengths, training, return_gates, precision=None):
         """Forward with the training lock held when training: (output, h_n, c_n or None,
         the gate records or None)."""
+        precision = self._check_precision(precision, training)
         if not training:
-            return self._forward(x, hx, lengths, False, return_gates)
+            return self._forward(x, hx, lengths, False, return_gates, precision)
         with self._training_step("forward(training=True)"):
-            return self._forward(x, hx, lengths, True, return_gates)
+            return self._forward(x, hx, lengths, True, return_gates, precision)
 
-    def _forward(self, x, hx, lengths, training, return_gates):
+    def _check_precision(self, precision, training):
+        """The engine's number for a forward's ``precision`` (see ``forward``)."""
+        if precision is None or precision == np.dtype(self.dtype).name:
+            return PRECISIONS["native"]
+        if precision != "bfloat16":
+            raise ValueError(f"precision must be None or 'bfloat16', got {precision!r}")
+        if self.dtype != np.float32:
+            raise ValueError(f"precision='bfloat16' runs float32 layers; this "
+                             f"{type(self).__name__} is {np.dtype(self.dtype).name} (make it "
+                             "with dtype=np.float32)")
+        if training:
+            raise ValueError("precision='bfloat16' is for inference (training=False): "
+                             "mixed-precision training is not available yet")
+        return PRECISIONS["bfloat16"]
+
+    def _forward(self, x, hx, lengths, training, return_gates, precision):
         x, batched = self._check_input(x, training or return_gates)
         T, B, _ = x.shape
         packing = packing_for(self._check_lengths(lengths, T, B, batched), T, B)
@@ -288,7 +305,7 @@ class RecurrentLayer:
             stored = self._each_direction(
                 B, lambda d, threads, cancel: self._run_forward(
                     layer, d, layer_in, packing, h_n[k + d], _at(c_n, k + d), out, training,
-                    return_gates, threads, cancel))
+                    return_gates, threads, cancel, precision))
             if training:
                 cache.append(dict(layer_in=layer_in, mask=mask, directions=stored))
             if return_gates:
@@ -367,7 +384,7 @@ class RecurrentLayer:
                 max(_MIN_RUN_ROWS, _CALL_MACS // (3 * work)))
 
     def _run_forward(self, layer, direction, layer_in, packing, h, c, out, training, keep,
-                     threads, cancel):
+                     threads, cancel, precision):
         """One layer-direction through the engine; returns what backward needs (training) or
         what the engine stored for a gate record (keep), else None."""
         _, w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights[layer, direction]
@@ -385,7 +402,7 @@ class RecurrentLayer:
         if N <= rows:
             forward_layer(layer_in, w_ih, w_hh, b_ih, b_hh, w_hr, packing.batch_sizes,
                           packing.offsets, h, c, out, direction * P, direction, *stored[:4],
-                          threads, workspace, first, self._kind, stored[4])
+                          threads, workspace, first, self._kind, stored[4], precision)
         else:
             runs = packing.runs(rows)
             for i, (batch_sizes, offsets, r0, r1) in enumerate(runs[::-1] if direction else runs):
@@ -396,7 +413,8 @@ class RecurrentLayer:
                 forward_layer(layer_in[r0:r1], w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
                               offsets, h[:b], _at(c, slice(0, b)), out[r0:r1], direction * P,
                               direction, *part[:4], threads, workspace,
-                              Prepared.PACKED if i > 0 else first, self._kind, part[4])
+                              Prepared.PACKED if i > 0 else first, self._kind, part[4],
+                              precision)
         self._workspaces[layer, direction] = (workspace, version)
         return stored if training or keep else None
 
@@ -620,7 +638,8 @@ class HiddenStateLayer(RecurrentLayer):
 
     _has_cell = False
 
-    def forward(self, x, hx=None, lengths=None, training=False, return_gates=False):
+    def forward(self, x, hx=None, lengths=None, training=False, return_gates=False,
+                precision=None):
         """Run the layer over a batch of sequences.
 
         Parameters
@@ -638,6 +657,8 @@ class HiddenStateLayer(RecurrentLayer):
             Also return, per layer-direction (index ``layer * D + direction``, h_n's order), a
             dict of every step's gates and state, each ``(T, B, hidden_size)`` in the layout of
             ``output``, 0 at padded steps: the GRU's ``"r", "z", "n", "h"``, the RNN's ``"h"``.
+        precision : {None, "bfloat16"}, default=None
+            The precision of the products (see :meth:`lstm_fast.LSTM.forward`).
 
         Returns
         -------
@@ -646,7 +667,8 @@ class HiddenStateLayer(RecurrentLayer):
             Each sequence's state after its last valid step.
         gates : list of dict, only with ``return_gates``
         """
-        output, h_n, _, gates = self._forward_checked(x, hx, lengths, training, return_gates)
+        output, h_n, _, gates = self._forward_checked(x, hx, lengths, training, return_gates,
+                                                      precision)
         return (output, h_n, gates) if return_gates else (output, h_n)
 
     __call__ = forward

@@ -112,7 +112,8 @@ class LSTM(RecurrentLayer):
     def _repr_extra(self):
         return super()._repr_extra() + [("proj_size", 0)]
 
-    def forward(self, x, hx=None, lengths=None, training=False, return_gates=False):
+    def forward(self, x, hx=None, lengths=None, training=False, return_gates=False,
+                precision=None):
         """Run the LSTM over a batch of sequences.
 
         Parameters
@@ -133,6 +134,14 @@ class LSTM(RecurrentLayer):
             dict of the gates ``"i", "f", "g", "o"`` and the cell state ``"c"`` at every step,
             each ``(T, B, hidden_size)`` in the layout of ``output``, 0 at padded steps: what
             the engine computed, not a recomputation.
+        precision : {None, "bfloat16"}, default=None
+            The precision of the products: None, the layer's dtype; ``"bfloat16"`` (float32
+            layers, inference), weights rounded once to bfloat16 (kept until they change) and
+            each step's inputs (x_t, h_{t-1}, and r_t before a projection) rounded as the
+            product reads them, the sums, gates and cell state in float32. It runs on the CPU's
+            AMX tiles or AVX512-BF16 instructions where it has them (``lstm-fast info``), else
+            on a portable path with the same rounding; outputs differ from float32 by about
+            1e-3 relative.
 
         Returns
         -------
@@ -150,7 +159,8 @@ class LSTM(RecurrentLayer):
         KeyboardInterrupt
             On Ctrl-C: a long call stops within one run of the engine (see Notes of the class).
         """
-        output, h_n, c_n, gates = self._forward_checked(x, hx, lengths, training, return_gates)
+        output, h_n, c_n, gates = self._forward_checked(x, hx, lengths, training, return_gates,
+                                                        precision)
         return (output, (h_n, c_n), gates) if return_gates else (output, (h_n, c_n))
 
     __call__ = forward

@@ -6,11 +6,45 @@ as the equations read (only the input projection is hoisted out of the loop); it
 the engine and is the NumPy peer of the benchmark. Parameters are a dict with PyTorch's names
 and layouts (see ``LSTM.state_dict``). ``cell`` is "lstm", "gru", "rnn_tanh" or "rnn_relu";
 the cells without a cell state take and return ``c`` arrays of zero width.
+
+``precision="bfloat16"`` emulates the engine's reduced-precision inference: every product's
+operands rounded to bfloat16 as :func:`round_bfloat16` rounds them, the products summed exactly
+(float64), the rest in the arrays' dtype.
 """
 
 import numpy as np
 
-__all__ = ["reference_forward", "reference_backward"]
+__all__ = ["reference_forward", "reference_backward", "round_bfloat16"]
+
+
+def round_bfloat16(a):
+    """``a`` rounded to bfloat16, as float32: to nearest even, as the CPU's vcvtne2ps2bf16 does
+    (subnormals to a zero of their sign, NaN kept quiet).
+
+    Parameters
+    ----------
+    a : array-like
+
+    Returns
+    -------
+    ndarray of float32, of a's shape, whose values are bfloat16 numbers
+    """
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    top = np.uint32(0xFFFF0000)
+    rounded = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & top
+    rounded = np.where((u & np.uint32(0x7F800000)) == 0, u & np.uint32(0x80000000), rounded)
+    rounded = np.where((u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000),
+                       (u | np.uint32(0x00400000)) & top, rounded)
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def _product(precision):
+    """a @ w.T at `precision`: exactly as written, or with a and w rounded to bfloat16 (the sums
+    in float64, returned in a's dtype)."""
+    if precision is None:
+        return lambda a, w: a @ w.T
+    return lambda a, w: (round_bfloat16(a).astype(np.float64)
+                         @ round_bfloat16(w).astype(np.float64).T).astype(a.dtype)
 
 
 def _sigmoid(a):
@@ -85,7 +119,7 @@ _CELLS = {"lstm": (_lstm_step, _lstm_step_back), "gru": (_gru_step, _gru_step_ba
 
 
 def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dropout_masks=None,
-                      cell="lstm"):
+                      cell="lstm", precision=None):
     """Forward pass.
 
     Parameters
@@ -100,6 +134,8 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
     dropout_masks : list or None
         ``dropout_masks[l]`` (T, B, D*P) multiplies layer ``l``'s input for ``l >= 1``.
     cell : {"lstm", "gru", "rnn_tanh", "rnn_relu"}, default="lstm"
+    precision : {None, "bfloat16"}, default=None
+        The products' precision (see the module's docstring).
 
     Returns
     -------
@@ -110,7 +146,7 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
     """
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
-    step = _CELLS[cell][0]
+    step, matmul = _CELLS[cell][0], _product(precision)
     mask = np.arange(T)[:, None] < np.asarray(lengths)[None, :]
     h_n, c_n = np.zeros_like(h0), np.zeros_like(c0)
     layer_in, steps = x, []
@@ -128,11 +164,11 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
             b_ih, b_hh = params.get(n["bias_ih"], 0), params.get(n["bias_hh"], 0)
             if cell != "gru":
                 b_ih, b_hh = b_ih + b_hh, 0
-            x_proj = layer_in @ params[n["weight_ih"]].T + b_ih
+            x_proj = matmul(layer_in, params[n["weight_ih"]]) + b_ih
             for t in (range(T - 1, -1, -1) if direction else range(T)):
                 m = mask[t][:, None]
-                r, c_new, saved = step(x_proj[t], h @ w_hh.T + b_hh, h, c)
-                h_new = r @ w_hr.T if w_hr is not None else r
+                r, c_new, saved = step(x_proj[t], matmul(h, w_hh) + b_hh, h, c)
+                h_new = matmul(r, w_hr) if w_hr is not None else r
                 record.append((t, layer_in[t], h, saved, r))
                 out[t] = np.where(m, h_new, 0)
                 h, c = np.where(m, h_new, h), np.where(m, c_new, c)

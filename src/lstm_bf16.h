@@ -1,0 +1,528 @@
+/*
+ * bfloat16 products for reduced-precision inference:
+ *
+ *     C (M x N) = beta C + A1 (M x K1) op(B1) + A2 (M x K2) op(B2),   beta 0 or 1
+ *
+ * op(B) is rounded to bf16 once, when packed; A (float32: x_t, h_{t-1}, r_t) is rounded to bf16
+ * (to nearest even, as vcvtne2ps2bf16 does) as the product reads it, MB rows at a time, into a
+ * buffer the caller gives (lstm_bf16_buffer_size). Products of two bf16 are exact in float32;
+ * the sums are float32, from beta C, in k order within each pair of k.
+ *
+ * One packed layout serves every kernel: panels of NB = 16 columns (one AMX tile's width, one
+ * 512-bit vector's float lanes), K padded with zeros to a multiple of KB = 32 (one tile's depth),
+ * and within a panel the k pairs one after another, each 16 columns x 2 k (64 bytes):
+ * element (k, j) of op(B) at [j / 16][k / 2][j % 16][k % 2] (the "VNNI" order the tile and
+ * vdpbf16ps read). Three kernels read it, chosen once for the running CPU (lstm_bf16_kernel):
+ *   - AMX tiles (tdpbf16ps), blocks of 32 rows x 32 columns in four 16 x 16 float32 tiles;
+ *   - AVX512-BF16 (vdpbf16ps), tiles of up to 12 rows x 32 columns in 24 vector sums;
+ *   - portable C, the same sums in the same order (slower), for CPUs without either.
+ * The AMX and vdpbf16ps units flush subnormal bf16 inputs and float32 results to zero; the
+ * portable path does not, which changes nothing but values below 1e-38.
+ */
+#ifndef LSTM_FAST_BF16_H
+#define LSTM_FAST_BF16_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "lstm_cpu.h"
+
+#define LSTM_BF16_NB 16
+#define LSTM_BF16_KB 32
+#define LSTM_BF16_MB 32
+
+enum { LSTM_BF16_PORTABLE = 1, LSTM_BF16_AVX512 = 2, LSTM_BF16_AMX = 3 };
+
+/* K padded to whole tiles' depth. */
+static inline ptrdiff_t lstm_bf16_depth(ptrdiff_t K)
+{
+    return (K + LSTM_BF16_KB - 1) / LSTM_BF16_KB * LSTM_BF16_KB;
+}
+
+/* uint16 elements of the packed form of a (K x N) right operand. */
+static ptrdiff_t lstm_bf16_packed_size(ptrdiff_t K, ptrdiff_t N)
+{
+    return lstm_bf16_depth(K) * ((N + LSTM_BF16_NB - 1) / LSTM_BF16_NB * LSTM_BF16_NB);
+}
+
+/* uint16 elements of the row buffer a product of depths K1 + K2 needs (one per thread). */
+static ptrdiff_t lstm_bf16_buffer_size(ptrdiff_t K1, ptrdiff_t K2)
+{
+    return LSTM_BF16_MB * (lstm_bf16_depth(K1) + lstm_bf16_depth(K2));
+}
+
+/* x rounded to bfloat16 as vcvtne2ps2bf16 rounds it: to nearest even; zero and subnormals to a
+ * zero of their sign; NaN stays NaN (quiet). */
+static inline uint16_t lstm_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0)
+        return (uint16_t)((u >> 16) & 0x8000u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float lstm_bf16_value(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* packed <- op(B) (K x N) rounded to bf16, laid out as above; op(B) = B (row-major K x N) or B^T
+ * (trans: B row-major N x K). */
+static void lstm_pack_bf16(int trans, ptrdiff_t K, ptrdiff_t N, const float *B, ptrdiff_t ldb,
+                           uint16_t *packed)
+{
+    ptrdiff_t depth = lstm_bf16_depth(K);
+    memset(packed, 0, (size_t)lstm_bf16_packed_size(K, N) * sizeof(uint16_t));
+    for (ptrdiff_t j = 0; j < N; j++)
+        for (ptrdiff_t k = 0; k < K; k++)
+            packed[j / LSTM_BF16_NB * LSTM_BF16_NB * depth + k / 2 * 2 * LSTM_BF16_NB
+                   + j % LSTM_BF16_NB * 2 + k % 2] = lstm_bf16(trans ? B[j * ldb + k]
+                                                                   : B[k * ldb + j]);
+}
+
+/* The segments of one product: A1 (K1 wide) then A2 (K2 wide; K2 = 0: none), their packed
+ * operands, and the depths and row width of the buffer they are converted into. */
+typedef struct {
+    ptrdiff_t K1, lda1, K2, lda2, d1, d2, width;
+    const float *A1, *A2;
+    const uint16_t *B1, *B2;
+} lstm_bf16_operands;
+
+static lstm_bf16_operands lstm_bf16_operands_of(ptrdiff_t K1, const float *A1, ptrdiff_t lda1,
+                                                const uint16_t *B1, ptrdiff_t K2, const float *A2,
+                                                ptrdiff_t lda2, const uint16_t *B2)
+{
+    lstm_bf16_operands o = {K1, lda1, K2, lda2, lstm_bf16_depth(K1), lstm_bf16_depth(K2), 0,
+                            A1, A2, B1, B2};
+    o.width = o.d1 + o.d2;
+    return o;
+}
+
+/* buf (MB x width) <- rows m0 .. m0 + rows - 1 of [A1 | A2] in bf16, each segment padded with
+ * zeros to its depth, and zero rows after them (portable rounding). */
+LSTM_DISPATCH static void lstm_bf16_rows_portable(const lstm_bf16_operands *o, ptrdiff_t m0,
+                                                  ptrdiff_t rows, uint16_t *buf)
+{
+    memset(buf, 0, (size_t)(LSTM_BF16_MB * o->width) * sizeof(uint16_t));
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        for (ptrdiff_t k = 0; k < o->K1; k++)
+            buf[r * o->width + k] = lstm_bf16(o->A1[(m0 + r) * o->lda1 + k]);
+        for (ptrdiff_t k = 0; k < o->K2; k++)
+            buf[r * o->width + o->d1 + k] = lstm_bf16(o->A2[(m0 + r) * o->lda2 + k]);
+    }
+}
+
+/* The portable product over the rows in buf (rows m0 .. m0 + rows - 1 of C), columns [0, N):
+ * every sum from beta C, then k = 0, 1, 2, ... of each segment, exactly as the units add. */
+LSTM_DISPATCH static void lstm_bf16_block_portable(const lstm_bf16_operands *o, ptrdiff_t rows,
+                                                   ptrdiff_t N, const uint16_t *buf, float beta,
+                                                   float *C, ptrdiff_t ldc)
+{
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t p = 0; p < N; p += LSTM_BF16_NB) {
+            float acc[LSTM_BF16_NB];
+            ptrdiff_t cols = N - p < LSTM_BF16_NB ? N - p : LSTM_BF16_NB;
+            for (ptrdiff_t j = 0; j < LSTM_BF16_NB; j++)
+                acc[j] = beta != 0 && j < cols ? C[r * ldc + p + j] : 0.0f;
+            for (int s = 0; s < 2; s++) {
+                ptrdiff_t depth = s ? o->d2 : o->d1;
+                const uint16_t *a = buf + r * o->width + (s ? o->d1 : 0);
+                const uint16_t *b = (s ? o->B2 : o->B1) + p * depth;
+                for (ptrdiff_t k = 0; k < depth; k += 2)
+                    for (ptrdiff_t j = 0; j < LSTM_BF16_NB; j++) {
+                        acc[j] += lstm_bf16_value(a[k]) * lstm_bf16_value(b[k * LSTM_BF16_NB + 2 * j]);
+                        acc[j] += lstm_bf16_value(a[k + 1])
+                                  * lstm_bf16_value(b[k * LSTM_BF16_NB + 2 * j + 1]);
+                    }
+            }
+            for (ptrdiff_t j = 0; j < cols; j++)
+                C[r * ldc + p + j] = acc[j];
+        }
+}
+
+#if LSTM_HAVE_PACKED
+#include <immintrin.h>
+
+#define LSTM_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
+#define LSTM_AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
+
+/* lstm_bf16_rows_portable, 32 floats a conversion (the same rounding). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_rows_avx512(
+    const lstm_bf16_operands *o, ptrdiff_t m0, ptrdiff_t rows, uint16_t *buf)
+{
+    memset(buf + rows * o->width, 0, (size_t)((LSTM_BF16_MB - rows) * o->width) * 2);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (int s = 0; s < 2; s++) {
+            ptrdiff_t K = s ? o->K2 : o->K1, depth = s ? o->d2 : o->d1;
+            const float *a = s ? o->A2 + (m0 + r) * o->lda2 : o->A1 + (m0 + r) * o->lda1;
+            uint16_t *dst = buf + r * o->width + (s ? o->d1 : 0);
+            for (ptrdiff_t k = 0; k < depth; k += 32) {
+                __mmask16 lo = K - k >= 16 ? 0xffff : K - k <= 0 ? 0 : (1u << (K - k)) - 1;
+                __mmask16 hi = K - k >= 32 ? 0xffff : K - k <= 16 ? 0 : (1u << (K - k - 16)) - 1;
+                __m512 a0 = _mm512_maskz_loadu_ps(lo, a + k);
+                __m512 a1 = _mm512_maskz_loadu_ps(hi, a + k + 16);
+                _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(a1, a0));
+            }
+        }
+}
+
+/* Columns [n0, n0 + 32) or the last ones of C, as 16-lane masks of the two vectors. */
+static inline __mmask16 lstm_bf16_lanes(ptrdiff_t n)
+{
+    return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+/* One vdpbf16ps tile: `rows` (<= 12) rows of buf times `nv` (1 or 2) panels from column n0 of
+ * N, into C from beta C (rows and nv constants where inlined). */
+static inline __attribute__((always_inline, target(LSTM_BF16_TARGET))) void lstm_bf16_tile_avx512(
+    const int rows, const int nv, const lstm_bf16_operands *o, const uint16_t *buf, ptrdiff_t n0,
+    ptrdiff_t N, float beta, float *C, ptrdiff_t ldc)
+{
+    __m512 acc0[12], acc1[12];
+    __mmask16 m0 = lstm_bf16_lanes(N - n0), m1 = lstm_bf16_lanes(N - n0 - LSTM_BF16_NB);
+    _Pragma("GCC unroll 12")
+    for (int r = 0; r < rows; r++) {
+        acc0[r] = beta != 0 ? _mm512_maskz_loadu_ps(m0, C + r * ldc + n0) : _mm512_setzero_ps();
+        if (nv == 2)
+            acc1[r] = beta != 0 ? _mm512_maskz_loadu_ps(m1, C + r * ldc + n0 + LSTM_BF16_NB)
+                                : _mm512_setzero_ps();
+    }
+    for (int s = 0; s < 2; s++) {
+        ptrdiff_t depth = s ? o->d2 : o->d1;
+        const uint16_t *a = buf + (s ? o->d1 : 0);
+        const uint16_t *b = (s ? o->B2 : o->B1) + n0 * depth;  /* panel n0 / 16, then the next */
+        for (ptrdiff_t k = 0; k < depth; k += 2) {
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * LSTM_BF16_NB), b1;
+            if (nv == 2)
+                b1 = (__m512bh)_mm512_loadu_si512(b + (depth + k) * LSTM_BF16_NB);
+            _Pragma("GCC unroll 12")
+            for (int r = 0; r < rows; r++) {
+                int32_t pair;
+                memcpy(&pair, a + r * o->width + k, sizeof pair);
+                __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
+                acc0[r] = _mm512_dpbf16_ps(acc0[r], ar, b0);
+                if (nv == 2)
+                    acc1[r] = _mm512_dpbf16_ps(acc1[r], ar, b1);
+            }
+        }
+    }
+    _Pragma("GCC unroll 12")
+    for (int r = 0; r < rows; r++) {
+        _mm512_mask_storeu_ps(C + r * ldc + n0, m0, acc0[r]);
+        if (nv == 2)
+            _mm512_mask_storeu_ps(C + r * ldc + n0 + LSTM_BF16_NB, m1, acc1[r]);
+    }
+}
+
+#define LSTM_BF16_TILE_CASE(R)                                                                   \
+    case R:                                                                                      \
+        if (nv == 2)                                                                             \
+            lstm_bf16_tile_avx512(R, 2, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);                            \
+        else                                                                                     \
+            lstm_bf16_tile_avx512(R, 1, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);                            \
+        break;
+
+/* The rows in buf (<= MB) times columns [0, N) with vdpbf16ps: tiles of nearly equal height (at
+ * most 12 rows) by 32 columns (16 for a last panel alone). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_block_avx512(
+    const lstm_bf16_operands *o, ptrdiff_t rows, ptrdiff_t N, const uint16_t *buf, float beta,
+    float *C, ptrdiff_t ldc)
+{
+    ptrdiff_t tiles = (rows + 11) / 12;
+    for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_BF16_NB) {
+        int nv = N - n0 > LSTM_BF16_NB ? 2 : 1;
+        for (ptrdiff_t i = 0; i < tiles; i++) {
+            ptrdiff_t m = rows * i / tiles, mr = rows * (i + 1) / tiles - m;
+            switch (mr) {
+                LSTM_BF16_TILE_CASE(12) LSTM_BF16_TILE_CASE(11) LSTM_BF16_TILE_CASE(10)
+                LSTM_BF16_TILE_CASE(9) LSTM_BF16_TILE_CASE(8) LSTM_BF16_TILE_CASE(7)
+                LSTM_BF16_TILE_CASE(6) LSTM_BF16_TILE_CASE(5) LSTM_BF16_TILE_CASE(4)
+                LSTM_BF16_TILE_CASE(3) LSTM_BF16_TILE_CASE(2) LSTM_BF16_TILE_CASE(1)
+                default: break;
+            }
+        }
+    }
+}
+
+/* AMX: tiles 0-3 hold C (rows 0-15 and 16-31 of a block, columns n0 .. n0 + 15 and + 16 ..
+ * + 31), 4-5 the two row halves of buf, 6-7 two panels of B; each is 16 rows of 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} lstm_amx_config;
+
+/* One block of C: rows 0-15 (and 16-31 if `two`) of buf times one panel from column n0 (two if
+ * `wide`), from beta C, over both segments (two and wide constants where inlined). A block that
+ * is not whole in C goes through `edge` (32 x 32, zeros outside C). */
+static inline __attribute__((always_inline, target(LSTM_AMX_TARGET))) void lstm_bf16_amx_block(
+    const int two, const int wide, const lstm_bf16_operands *o, const uint16_t *buf,
+    ptrdiff_t rows, ptrdiff_t n0, ptrdiff_t N, float beta, float *C, ptrdiff_t ldc)
+{
+    float edge[32 * 32] __attribute__((aligned(64)));
+    ptrdiff_t cols = N - n0 < 32 ? N - n0 : 32;
+    int full = rows >= (two ? 32 : 16) && cols >= (wide ? 32 : 16);
+    float *c = full ? C + n0 : edge;
+    ptrdiff_t ld = full ? ldc : 32, stride = ld * (ptrdiff_t)sizeof(float);
+    ptrdiff_t a_stride = o->width * (ptrdiff_t)sizeof(uint16_t);
+    if (!full) {
+        memset(edge, 0, sizeof edge);
+        for (ptrdiff_t r = 0; beta != 0 && r < rows; r++)
+            memcpy(edge + r * 32, C + r * ldc + n0, (size_t)cols * sizeof(float));
+    }
+    if (beta != 0 || !full) {
+        _tile_loadd(0, c, stride);
+        if (wide)
+            _tile_loadd(1, c + 16, stride);
+        if (two)
+            _tile_loadd(2, c + 16 * ld, stride);
+        if (two && wide)
+            _tile_loadd(3, c + 16 * ld + 16, stride);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int s = 0; s < 2; s++) {
+        ptrdiff_t depth = s ? o->d2 : o->d1;
+        const uint16_t *a = buf + (s ? o->d1 : 0);
+        const uint16_t *b = (s ? o->B2 : o->B1) + n0 * depth;  /* panel n0 / 16, then the next */
+        for (ptrdiff_t k = 0; k < depth; k += LSTM_BF16_KB) {
+            _tile_loadd(4, a + k, a_stride);
+            _tile_loadd(6, b + k * LSTM_BF16_NB, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (wide) {
+                _tile_loadd(7, b + (depth + k) * LSTM_BF16_NB, 64);
+                _tile_dpbf16ps(1, 4, 7);
+            }
+            if (two) {
+                _tile_loadd(5, a + 16 * o->width + k, a_stride);
+                _tile_dpbf16ps(2, 5, 6);
+            }
+            if (two && wide)
+                _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, c, stride);
+    if (wide)
+        _tile_stored(1, c + 16, stride);
+    if (two)
+        _tile_stored(2, c + 16 * ld, stride);
+    if (two && wide)
+        _tile_stored(3, c + 16 * ld + 16, stride);
+    if (!full)
+        for (ptrdiff_t r = 0; r < rows; r++)
+            memcpy(C + r * ldc + n0, edge + r * 32, (size_t)cols * sizeof(float));
+}
+
+/* The whole product with AMX tiles, MB rows at a time. */
+__attribute__((target(LSTM_AMX_TARGET))) static void lstm_bf16_gemm_amx(
+    const lstm_bf16_operands *o, ptrdiff_t M, ptrdiff_t N, float beta, float *C, ptrdiff_t ldc,
+    uint16_t *buf)
+{
+    lstm_amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    _tile_loadconfig(&config);
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_BF16_MB) {
+        ptrdiff_t rows = M - m0 < LSTM_BF16_MB ? M - m0 : LSTM_BF16_MB;
+        float *c = C + m0 * ldc;
+        lstm_bf16_rows_avx512(o, m0, rows, buf);
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_BF16_NB) {
+            int wide = N - n0 > LSTM_BF16_NB;
+            if (rows > 16 && wide)
+                lstm_bf16_amx_block(1, 1, o, buf, rows, n0, N, beta, c, ldc);
+            else if (rows > 16)
+                lstm_bf16_amx_block(1, 0, o, buf, rows, n0, N, beta, c, ldc);
+            else if (wide)
+                lstm_bf16_amx_block(0, 1, o, buf, rows, n0, N, beta, c, ldc);
+            else
+                lstm_bf16_amx_block(0, 0, o, buf, rows, n0, N, beta, c, ldc);
+        }
+    }
+    _tile_release();
+}
+
+/* The whole product with vdpbf16ps, MB rows at a time. */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_avx512(
+    const lstm_bf16_operands *o, ptrdiff_t M, ptrdiff_t N, float beta, float *C, ptrdiff_t ldc,
+    uint16_t *buf)
+{
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_BF16_MB) {
+        ptrdiff_t rows = M - m0 < LSTM_BF16_MB ? M - m0 : LSTM_BF16_MB;
+        lstm_bf16_rows_avx512(o, m0, rows, buf);
+        lstm_bf16_block_avx512(o, rows, N, buf, beta, C + m0 * ldc, ldc);
+    }
+}
+
+
+/* The bf16 peak of one core: back-to-back tdpbf16ps on four tiles from two A and two B tiles
+ * already loaded (AMX), or twelve independent vdpbf16ps chains (AVX512-BF16), nothing else: the
+ * ceiling of any bf16 product here, as lstm_peak.h's FMA chains are of float32 ones. Returns the
+ * flops done (0 with the portable kernel) and a value that depends on them through *sink. */
+__attribute__((target(LSTM_AMX_TARGET), noinline)) static double lstm_bf16_chains_amx(
+    long iters, float *sink)
+{
+    uint16_t operand[16 * 32] __attribute__((aligned(64)));
+    float out[16 * 16] __attribute__((aligned(64)));
+    lstm_amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    for (int i = 0; i < 16 * 32; i++)
+        operand[i] = lstm_bf16(1e-3f * (float)(i % 7));
+    _tile_loadconfig(&config);
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_loadd(4, operand, 64); _tile_loadd(5, operand, 64);
+    _tile_loadd(6, operand, 64); _tile_loadd(7, operand, 64);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    _tile_release();
+    *sink = out[0];
+    return 4.0 * 2 * 16 * 16 * 32 * (double)iters;
+}
+
+__attribute__((target(LSTM_BF16_TARGET), noinline)) static double lstm_bf16_chains_avx512(
+    long iters, float *sink)
+{
+    __m512 acc[12];
+    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3c003c00), b = (__m512bh)_mm512_set1_epi32(
+        (int)(0x3a003a00u + (uint32_t)(*sink != 0)));
+    for (int c = 0; c < 12; c++)
+        acc[c] = _mm512_set1_ps((float)c);
+    for (long i = 0; i < iters; i++) {
+        _Pragma("GCC unroll 12")
+        for (int c = 0; c < 12; c++)
+            acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+    }
+    __m512 s = acc[0];
+    for (int c = 1; c < 12; c++)
+        s = _mm512_add_ps(s, acc[c]);
+    *sink = _mm512_reduce_add_ps(s);
+    return 12.0 * 16 * 2 * 2 * (double)iters;
+}
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Linux lends a process the AMX tile state only when asked (arch_prctl); 1 if granted. */
+static int lstm_amx_permitted(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+
+#endif /* LSTM_HAVE_PACKED */
+
+/* The bf16 kernel for this CPU (LSTM_BF16_*), asked once: AMX where the CPU has it and Linux
+ * grants it, else AVX512-BF16, else portable. LSTM_FAST_KERNEL caps it: "avx512_bf16" (no AMX),
+ * "avx512", "avx2", "blas" or "portable" (the portable path). */
+static int lstm_bf16_kernel(void)
+{
+    static int kernel = 0;
+    if (kernel == 0) {
+        const char *want = getenv("LSTM_FAST_KERNEL");
+        int dot = want == NULL || strcmp(want, "amx") == 0 || strcmp(want, "avx512_bf16") == 0;
+        int amx = dot && (want == NULL || strcmp(want, "amx") == 0);
+        kernel = LSTM_BF16_PORTABLE;
+#if LSTM_HAVE_PACKED
+        __builtin_cpu_init();
+        if (dot && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl"))
+            kernel = LSTM_BF16_AVX512;
+        if (kernel == LSTM_BF16_AVX512 && amx && __builtin_cpu_supports("amx-bf16")
+            && __builtin_cpu_supports("amx-tile") && lstm_amx_permitted())
+            kernel = LSTM_BF16_AMX;
+#endif
+    }
+    return kernel;
+}
+
+static const char *lstm_bf16_kernel_name(void)
+{
+    int kernel = lstm_bf16_kernel();
+    return kernel == LSTM_BF16_AMX ? "amx" : kernel == LSTM_BF16_AVX512 ? "avx512_bf16"
+                                                                         : "portable";
+}
+
+/* C (M x N) = beta C + A1 (M x K1) op(B1) + A2 (M x K2) op(B2) in bf16 (see the top), B1 and B2
+ * packed by lstm_pack_bf16 (K2 = 0: no second product); beta 0 or 1; buf: the caller's
+ * lstm_bf16_buffer_size(K1, K2) elements, one buffer per thread. */
+static void lstm_gemm_bf16(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K1, const float *A1,
+                           ptrdiff_t lda1, const uint16_t *B1, ptrdiff_t K2, const float *A2,
+                           ptrdiff_t lda2, const uint16_t *B2, float beta, float *C,
+                           ptrdiff_t ldc, uint16_t *buf)
+{
+    lstm_bf16_operands o = lstm_bf16_operands_of(K1, A1, lda1, B1, K2, A2, lda2, B2);
+    if (M <= 0 || N <= 0)
+        return;
+#if LSTM_HAVE_PACKED
+    if (lstm_bf16_kernel() == LSTM_BF16_AMX) {
+        lstm_bf16_gemm_amx(&o, M, N, beta, C, ldc, buf);
+        return;
+    }
+    if (lstm_bf16_kernel() == LSTM_BF16_AVX512) {
+        lstm_bf16_gemm_avx512(&o, M, N, beta, C, ldc, buf);
+        return;
+    }
+#endif
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_BF16_MB) {
+        ptrdiff_t rows = M - m0 < LSTM_BF16_MB ? M - m0 : LSTM_BF16_MB;
+        lstm_bf16_rows_portable(&o, m0, rows, buf);
+        lstm_bf16_block_portable(&o, rows, N, buf, beta, C + m0 * ldc, ldc);
+    }
+}
+
+
+
+/* The bf16 chains of the kernel in use (see lstm_bf16_chains_amx), on `threads` threads at once
+ * (OpenMP, where built with it); returns the flops of all. */
+static double lstm_bf16_chains_threads(long iters, int threads, double *sink)
+{
+    double flops = 0, value = 0;
+    int kernel = lstm_bf16_kernel();
+#ifdef _OPENMP
+    #pragma omp parallel num_threads(threads) reduction(+:flops, value)
+#else
+    (void)threads;
+#endif
+    {
+        float mine = 0;
+#if LSTM_HAVE_PACKED
+        if (kernel == LSTM_BF16_AMX)
+            flops += lstm_bf16_chains_amx(iters, &mine);
+        else if (kernel == LSTM_BF16_AVX512)
+            flops += lstm_bf16_chains_avx512(iters, &mine);
+#endif
+        value += mine;
+    }
+    (void)kernel;
+    *sink = value;
+    return flops;
+}
+
+#endif /* LSTM_FAST_BF16_H */

@@ -1,0 +1,290 @@
+"""Reduced-precision inference (precision="bfloat16"): the rounding, the products of every bf16
+kernel (AMX, AVX512-BF16, portable) against a NumPy emulation, the layers' outputs against that
+emulation and against float32, and the errors for what is not supported."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import lstm_fast
+from lstm_fast._lstm import build_info, matmul_bfloat16
+from lstm_fast.testing import reference_forward, round_bfloat16
+
+# A product of bf16-rounded operands, summed in float32, against the same summed exactly:
+# K terms of float32 rounding, far below this for the shapes here.
+PRODUCT_RTOL = 1e-5
+# One step of a layer from the engine's own previous state, against the emulation.
+STEP_RTOL = 1e-5
+# Whole outputs in bf16 against float32 (the issue's bound). A plain RNN's state goes through its
+# weights at every step, ungated, and carries each step's rounding further: its bound is looser.
+BF16_VS_FLOAT32 = 1e-2
+RNN_BF16_VS_FLOAT32 = 3e-2
+
+CELLS = {"lstm": lstm_fast.LSTM, "gru": lstm_fast.GRU, "rnn_tanh": lstm_fast.RNN}
+
+
+def test_rounding_is_to_nearest_even():
+    one = 1.0
+    ulp = 2.0 ** -7  # bf16 has 8 significant bits: 1 + 2^-7 is the next one after 1
+    x = np.array([one, one + ulp / 2, one + 3 * ulp / 2, one + ulp / 2 + 2 ** -20, -2.5,
+                  1e-39, -1e-39, np.inf, -np.inf, 3.4e38, 0.0, -0.0], dtype=np.float32)
+    want = np.array([one, one, one + 2 * ulp, one + ulp, -2.5, 0.0, -0.0, np.inf, -np.inf,
+                     np.inf, 0.0, -0.0], dtype=np.float32)
+    got = round_bfloat16(x)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert np.signbit(got[6]) and not np.signbit(got[5])
+    assert np.isnan(round_bfloat16(np.float32(np.nan)))
+    # every result is a bf16 number: its low 16 bits are zero
+    values = np.random.default_rng(0).standard_normal(10000).astype(np.float32) * 100
+    assert not np.any(round_bfloat16(values).view(np.uint32) & 0xFFFF)
+
+
+def test_rounding_matches_torch():
+    torch = pytest.importorskip("torch")
+    values = np.random.default_rng(1).standard_normal(100000).astype(np.float32)
+    values *= np.float32(10.0) ** np.random.default_rng(2).integers(-30, 30, values.size)
+    want = torch.from_numpy(values).to(torch.bfloat16).float().numpy()
+    np.testing.assert_array_equal(round_bfloat16(values), want)
+
+
+def _emulated(a, b, a2=None, b2=None):
+    want = round_bfloat16(a).astype(np.float64) @ round_bfloat16(b).astype(np.float64)
+    if a2 is not None:
+        want += round_bfloat16(a2).astype(np.float64) @ round_bfloat16(b2).astype(np.float64)
+    return want
+
+
+def _product_errors():
+    """The worst relative error of matmul_bfloat16 over shapes that cover every tile edge (rows
+    of 1-12 and 32-row blocks, 16- and 32-column panels, depths not a multiple of 32, two
+    segments, column parts); run under each kernel by the test below."""
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for m, n, k, k2 in [(1, 1, 1, 0), (1, 1024, 256, 256), (3, 17, 5, 0), (12, 32, 64, 0),
+                        (13, 48, 31, 33), (16, 16, 32, 32), (17, 33, 40, 7), (32, 64, 256, 0),
+                        (33, 100, 70, 9), (64, 256, 96, 64), (70, 20, 300, 0)]:
+        for parts in (1, 3):
+            for beta in (False, True):
+                a = rng.standard_normal((m, k), dtype=np.float32)
+                b = rng.standard_normal((k, n), dtype=np.float32)
+                a2 = rng.standard_normal((m, k2), dtype=np.float32) if k2 else None
+                b2 = rng.standard_normal((k2, n), dtype=np.float32) if k2 else None
+                c0 = rng.standard_normal((m, n), dtype=np.float32)
+                c = c0.copy()
+                matmul_bfloat16(a, b, c, beta, parts, a2, b2)
+                want = _emulated(a, b, a2, b2) + (c0 if beta else 0)
+                worst = max(worst, np.abs(c - want).max() / np.abs(want).max())
+    return worst
+
+
+def _layers():
+    """Layers covering every option: cells, layers, directions, projection."""
+    yield "lstm", dict()
+    yield "lstm", dict(num_layers=2, bidirectional=True)
+    yield "lstm", dict(proj_size=12)
+    yield "gru", dict(num_layers=2, bidirectional=True)
+    yield "rnn_tanh", dict(bidirectional=True)
+
+
+def _teacher_forced_errors(cell, kwargs, T=9, B=6, I=7, H=40, threads=1):
+    """The worst relative error of each step of a bf16 layer (one layer) against the emulation
+    of that step from the engine's own previous state: the recurrence is cut at every step, so
+    a rounding that went one way in the engine and the other in the emulation (their sums
+    differ in the last float32 bit) cannot grow through the sequence. With a projection, whose
+    input r_t = o tanh(c_t) is itself rounded within the step, the step's c_t is compared (the
+    projection's product is checked on its own by _product_errors)."""
+    rng = np.random.default_rng(3)
+    layer = CELLS[cell](I, H, dtype=np.float32, random_state=0, **kwargs)
+    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    D, P = layer.num_directions, layer.output_size
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h0 = rng.standard_normal((D, B, P)).astype(np.float32) * 0.5
+    c0 = rng.standard_normal((D, B, H)).astype(np.float32) * 0.5
+    hx = (h0, c0) if cell == "lstm" else h0
+    with threadpool_limits(limits=threads):
+        out, _, gates = layer.forward(x, hx=hx, return_gates=True, precision="bfloat16")
+    worst = 0.0
+    for d in range(D):
+        names = {k: k + "_l0" + ("_reverse" if d else "") for k in
+                 ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
+        step_params = {k + "_l0": params[v] for k, v in names.items() if v in params}
+        h = out[:, :, d * P:(d + 1) * P]
+        c = gates[d]["c"] if cell == "lstm" else np.zeros((T, B, 0))
+        for t in range(T):
+            prev = t + 1 if d else t - 1
+            first = prev < 0 or prev >= T
+            h_prev = h0[d] if first else h[prev]
+            c_prev = (c0[d] if first else c[prev]) if cell == "lstm" else np.zeros((B, 0))
+            want, _, want_c, _ = reference_forward(step_params, x[t:t + 1].astype(np.float64),
+                                                   h_prev[None].astype(np.float64),
+                                                   c_prev[None].astype(np.float64),
+                                                   np.ones(B, int), 1, False, cell=cell,
+                                                   precision="bfloat16")
+            pairs = [(c[t], want_c[0])] if cell == "lstm" else []
+            if not layer.proj_size:
+                pairs.append((h[t], want[0]))
+            worst = max([worst] + [np.abs(a - b).max() / np.abs(b).max() for a, b in pairs])
+    return worst
+
+
+def _layer_errors():
+    """Worst errors of bf16 layers: (teacher-forced against the emulation, whole outputs
+    against float32); run under each kernel by the test below."""
+    forced = max(_teacher_forced_errors(cell, {k: v for k, v in kw.items() if k != "num_layers"})
+                 for cell, kw in _layers())
+    rng = np.random.default_rng(4)
+    vs_float32 = 0.0
+    for cell, kw in _layers():
+        layer = CELLS[cell](9, 48, dtype=np.float32, random_state=1, **kw)
+        x = rng.standard_normal((25, 11, 9)).astype(np.float32)
+        lengths = rng.integers(1, 26, size=11)
+        want, _ = layer.forward(x, lengths=lengths)
+        got, _ = layer.forward(x, lengths=lengths, precision="bfloat16")
+        vs_float32 = max(vs_float32, np.abs(got - want).max() / np.abs(want).max())
+    return forced, vs_float32
+
+
+def _expected_kernel(forced):
+    """The bf16 kernel that LSTM_FAST_KERNEL=forced should choose on this CPU."""
+    best = build_info()["bfloat16_kernel"]  # this process's: the best the CPU and OS allow
+    order = ["portable", "avx512_bf16", "amx"]
+    cap = {"auto": "amx", "amx": "amx", "avx512_bf16": "avx512_bf16"}.get(forced, "portable")
+    return order[min(order.index(best), order.index(cap))]
+
+
+def _run(call, kernel):
+    """`call` (code using this module) in a fresh interpreter under LSTM_FAST_KERNEL=kernel (the
+    choice is read once per process): the kernel it chose and what the call printed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LSTM_FAST_KERNEL", "LSTM_FAST_SPLIT")}
+    if kernel != "auto":
+        env["LSTM_FAST_KERNEL"] = kernel
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_precision as t; "
+            "from lstm_fast._lstm import build_info; "
+            f"print(build_info()['bfloat16_kernel'], {call})")
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, "-c", code, here], env=env, cwd=here,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("kernel", ["auto", "avx512_bf16", "portable"])
+def test_every_bf16_kernel_matches_the_emulation(kernel):
+    used, product, forced, vs_float32 = _run(
+        "t._product_errors(), *t._layer_errors()", kernel)
+    assert used == _expected_kernel(kernel)
+    assert float(product) <= PRODUCT_RTOL, f"{used}: products {product}"
+    assert float(forced) <= STEP_RTOL, f"{used}: steps {forced}"
+    assert float(vs_float32) <= BF16_VS_FLOAT32, f"{used}: against float32 {vs_float32}"
+
+
+def test_products_here_match_the_emulation():
+    assert _product_errors() <= PRODUCT_RTOL
+
+
+@pytest.mark.parametrize("cell,kwargs", list(_layers()))
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_step_matches_the_emulation(cell, kwargs, threads):
+    kwargs = {k: v for k, v in kwargs.items() if k != "num_layers"}
+    assert _teacher_forced_errors(cell, kwargs, B=40, H=72, threads=threads) <= STEP_RTOL
+
+
+def test_the_emulation_of_a_whole_sequence_agrees():
+    """Without cutting the recurrence: the emulation of the whole sequence, every option."""
+    rng = np.random.default_rng(5)
+    layer = lstm_fast.LSTM(6, 32, num_layers=2, bidirectional=True, proj_size=16,
+                           dtype=np.float32, random_state=2)
+    x = rng.standard_normal((12, 5, 6)).astype(np.float32)
+    lengths = np.array([12, 3, 7, 1, 12])
+    got, (h_n, c_n) = layer.forward(x, lengths=lengths, precision="bfloat16")
+    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    want, want_h, want_c, _ = reference_forward(params, x.astype(np.float64), np.zeros((4, 5, 16)),
+                                                np.zeros((4, 5, 32)), lengths, 2, True,
+                                                precision="bfloat16")
+    for a, b in ((got, want), (h_n, want_h), (c_n, want_c)):
+        # a sum that differs in its last bit can round the next step's input the other way,
+        # which the following steps carry (bounded by the bf16 step, 2^-8 relative)
+        assert np.abs(a - b).max() / np.abs(b).max() <= 4e-3
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_bf16_is_close_to_float32_with_every_option(cell):
+    rng = np.random.default_rng(6)
+    extra = dict(proj_size=8) if cell == "lstm" else {}
+    layer = CELLS[cell](5, 24, num_layers=2, bidirectional=True, batch_first=True,
+                        dtype=np.float32, random_state=3, **extra)
+    x = rng.standard_normal((4, 10, 5)).astype(np.float32)
+    lengths = [10, 2, 7, 10]
+    h0 = rng.standard_normal((4, 4, layer.output_size)).astype(np.float32)
+    hx = (h0, rng.standard_normal((4, 4, 24)).astype(np.float32)) if cell == "lstm" else h0
+    want, want_state = layer.forward(x, hx=hx, lengths=lengths)
+    got, got_state = layer.forward(x, hx=hx, lengths=lengths, precision="bfloat16")
+    assert got.shape == want.shape and got.dtype == np.float32
+    bound = RNN_BF16_VS_FLOAT32 if cell == "rnn_tanh" else BF16_VS_FLOAT32
+    assert np.abs(got - want).max() / np.abs(want).max() <= bound
+    assert 0 < np.abs(got - want).max()  # it did round
+    np.testing.assert_array_equal(got[1, 2:], 0)  # padding stays zero
+    for a, b in zip(np.atleast_1d(got_state) if cell != "lstm" else got_state,
+                    np.atleast_1d(want_state) if cell != "lstm" else want_state):
+        assert np.abs(a - b).max() / np.abs(b).max() <= bound
+
+
+def test_unbatched_and_stream_calls():
+    layer = lstm_fast.LSTM(3, 16, dtype=np.float32, random_state=0)
+    x = np.random.default_rng(7).standard_normal((8, 3)).astype(np.float32)
+    whole, (h, c) = layer.forward(x, precision="bfloat16")
+    state = None
+    for t in range(8):  # B = 1, T = 1 calls reuse the packed bf16 weights
+        step, state = layer.forward(x[t:t + 1], hx=state, precision="bfloat16")
+        np.testing.assert_array_equal(step[0], whole[t])
+    np.testing.assert_array_equal(state[0], h)
+
+
+def test_packed_weights_follow_the_weights_and_the_precision():
+    rng = np.random.default_rng(8)
+    layer = lstm_fast.LSTM(4, 32, dtype=np.float32, random_state=0)
+    x = rng.standard_normal((6, 3, 4)).astype(np.float32)
+    first, _ = layer.forward(x, precision="bfloat16")
+    native, _ = layer.forward(x)
+    np.testing.assert_array_equal(layer.forward(x, precision="bfloat16")[0], first)
+    assert not np.array_equal(native, first)
+    np.testing.assert_array_equal(layer.forward(x)[0], native)
+    layer.weight_hh_l0 = layer.weight_hh_l0 * 0.5  # a change through the layer repacks
+    fresh = lstm_fast.LSTM(4, 32, dtype=np.float32, random_state=0)
+    fresh.load_state_dict(layer.state_dict())
+    np.testing.assert_array_equal(layer.forward(x, precision="bfloat16")[0],
+                                  fresh.forward(x, precision="bfloat16")[0])
+
+
+def test_threads_give_the_same_bits():
+    layer = lstm_fast.LSTM(16, 256, dtype=np.float32, random_state=0)
+    x = np.random.default_rng(9).standard_normal((20, 64, 16)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads):
+            results.append(layer.forward(x, precision="bfloat16")[0])
+    np.testing.assert_array_equal(*results)
+
+
+@pytest.mark.parametrize("precision,dtype,training,match", [
+    ("int8", np.float32, False, "precision must be None or 'bfloat16'"),
+    ("bf16", np.float32, False, "precision must be"),
+    (16, np.float32, False, "precision must be"),
+    ("bfloat16", np.float64, False, "runs float32 layers.*float64"),
+    ("bfloat16", np.float32, True, "for inference"),
+])
+def test_unsupported_precisions_are_refused(precision, dtype, training, match):
+    layer = lstm_fast.LSTM(2, 4, dtype=dtype, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        layer.forward(np.zeros((3, 1, 2), dtype), training=training, precision=precision)
+
+
+def test_the_layer_dtype_names_itself():
+    layer = lstm_fast.LSTM(2, 4, dtype=np.float64, random_state=0)
+    x = np.ones((3, 1, 2))
+    np.testing.assert_array_equal(layer.forward(x, precision="float64")[0], layer.forward(x)[0])
