@@ -255,7 +255,8 @@ def info(out=None):
               f"openmp={flags['openmp']} (up to {flags['max_threads']} threads), baseline "
               f"avx2={flags['avx2']}, avx512f={flags['avx512f']}\n")
     out.write(f"  matmul kernel: {flags['matmul_kernel']}; gate kernels: "
-              f"{flags['gate_kernels']}; bfloat16 kernel: {flags['bfloat16_kernel']}\n")
+              f"{flags['gate_kernels']}; bfloat16 kernel: {flags['bfloat16_kernel']} (at batch 1: "
+              f"{flags['bfloat16_batch_1']})\n")
     out.write(f"  numpy {np.__version__}\n")
     return 0
 

@@ -193,7 +193,8 @@ cdef inline void gemm_tn2(int m, int n, int k, const floating *a, int lda, const
 
 
 # bfloat16 products (lstm_bf16.h), for reduced-precision inference: float32 activations rounded
-# to bf16 as they are read, weights rounded once when packed, float32 sums.
+# to bf16 as they are read, weights rounded once when packed, float32 sums; on the AMX tiles, on
+# vdpbf16ps, or on the float32 products of the rounded values (its routes).
 
 from libc.stdint cimport uint16_t
 
@@ -203,46 +204,63 @@ cdef extern from "lstm_bf16.h" nogil:
     Py_ssize_t lstm_bf16_depth(Py_ssize_t K)
     void lstm_pack_bf16(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
                         uint16_t *packed)
-    void lstm_gemm_bf16(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K1, const float *A1,
+    void lstm_gemm_bf16(int route, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K1, const float *A1,
                         Py_ssize_t lda1, const uint16_t *B1, Py_ssize_t K2, const float *A2,
                         Py_ssize_t lda2, const uint16_t *B2, float beta, float *C,
                         Py_ssize_t ldc, uint16_t *buf)
-    const char *lstm_bf16_kernel_name()
-    int LSTM_BF16_NB
+    void lstm_bf16_round(Py_ssize_t n, float *a)
+    void lstm_bf16_round_rows(Py_ssize_t m0, Py_ssize_t rows, Py_ssize_t K1, const float *A1,
+                              Py_ssize_t lda1, Py_ssize_t K2, const float *A2, Py_ssize_t lda2,
+                              float *buf)
+    int lstm_bf16_unit(int *forced)
+    int lstm_bf16_route(Py_ssize_t batch)
+    const char *lstm_bf16_unit_name(int unit)
+    int LSTM_BF16_NB, LSTM_BF16_MB, LSTM_BF16_FLOAT32, LSTM_BF16_AVX512, LSTM_BF16_AMX
 
 
-#: How the products of a call multiply: in the layer's dtype, or in bfloat16 (float32 layers).
+#: How the products of a call multiply: in the arrays' dtype, or in bfloat16 (float32 arrays),
+#: on one of lstm_bf16.h's routes (LSTM_BF16_*).
 cdef enum Precision:
     NATIVE = 0
     BFLOAT16 = 1
 
 
 cdef struct Products:
-    # How a time loop's products run: at `precision`, with the packed weights (of the dtype, or
-    # bf16), and for bf16 the row buffers, buf_size elements (lstm_bf16_buffer_size) a thread.
-    int precision
+    # How a time loop's products run: natively (route 0) or on a bf16 route, with the packed
+    # weights (of the dtype, or bf16), and for bf16 the row buffers, buf_size bytes a thread.
+    int route
     const void *w_ih
     const void *w_hh
     const void *w_hr
-    uint16_t *buf
+    char *buf
     Py_ssize_t buf_size
 
 
-cdef inline Py_ssize_t prepared_size(int precision, int k, int n, const floating *like) noexcept nogil:
-    """Elements of `like`'s dtype that op(B) (k x n) takes packed at `precision`."""
-    if precision == BFLOAT16:
+cdef inline Py_ssize_t bf16_buffer_bytes(int route, Py_ssize_t k1, Py_ssize_t k2) noexcept nogil:
+    """Bytes of a thread's row buffer for products of depths k1 + k2 on a bf16 route."""
+    if route == LSTM_BF16_FLOAT32:
+        return LSTM_BF16_MB * (k1 + k2) * sizeof(float)
+    return lstm_bf16_buffer_size(k1, k2) * sizeof(uint16_t) if route != NATIVE else 0
+
+
+cdef inline Py_ssize_t prepared_size(int route, int k, int n, const floating *like) noexcept nogil:
+    """Elements of `like`'s dtype that op(B) (k x n) takes packed for `route`."""
+    if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
         return (lstm_bf16_packed_size(k, n) * 2 + sizeof(floating) - 1) // sizeof(floating)
     return packed_size(k, n, like)
 
 
-cdef inline void prepare_into(int precision, bint trans_b, int k, int n, const floating *b,
+cdef inline void prepare_into(int route, bint trans_b, int k, int n, const floating *b,
                               int ldb, void *packed) noexcept nogil:
-    """packed <- op(B) (k x n) packed for `precision`'s products (see product)."""
+    """packed <- op(B) (k x n) packed for `route`'s products (see product)."""
     if floating is float:
-        if precision == BFLOAT16:
+        if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
             lstm_pack_bf16(trans_b, k, n, b, ldb, <uint16_t *> packed)
             return
     pack_into(trans_b, k, n, b, ldb, <floating *> packed)
+    if floating is float:
+        if route == LSTM_BF16_FLOAT32:
+            lstm_bf16_round(packed_size(k, n, b), <float *> packed)
 
 
 cdef inline void product(const Products *p, int m, int n, int k, const floating *a, int lda,
@@ -250,18 +268,38 @@ cdef inline void product(const Products *p, int m, int n, int k, const floating 
                          const void *packed2, floating beta, floating *c, int ldc, int part,
                          int parts) noexcept nogil:
     """Columns of part `part` of `parts` of C (m x n) = A op(B) [+ A2 op(B2) if k2 > 0] + beta C
-    (beta 0 or 1), op(B) prepared by prepare_into at p's precision; p.buf is this thread's."""
-    cdef Py_ssize_t c0, c1, depth, depth2
-    if p.precision == NATIVE:
-        if k2 > 0:
-            gemm_packed2(m, n, k, a, lda, <const floating *> packed, k2, a2, lda2,
-                         <const floating *> packed2, beta, c, ldc, part, parts)
-        else:
-            gemm_packed(m, n, k, a, lda, <const floating *> packed, beta, c, ldc, part, parts)
+    (beta 0 or 1), op(B) prepared by prepare_into for p's route; p.buf is this thread's."""
+    cdef Py_ssize_t c0, c1, m0, rows
+    cdef float *rounded
+    if p.route == NATIVE:
+        _packed_product(m, n, k, a, lda, <const floating *> packed, k2, a2, lda2,
+                        <const floating *> packed2, beta, c, ldc, part, parts)
     elif floating is float:
-        # parts take whole blocks of two panels (the kernels' widest)
-        if part_columns(n, 2 * LSTM_BF16_NB, part, parts, &c0, &c1):
-            depth, depth2 = lstm_bf16_depth(k), lstm_bf16_depth(k2)
-            lstm_gemm_bf16(m, c1 - c0, k, a, lda, <const uint16_t *> packed + c0 * depth, k2, a2,
-                           lda2, <const uint16_t *> packed2 + c0 * depth2 if k2 > 0 else NULL,
-                           beta, c + c0, ldc, p.buf)
+        if p.route == LSTM_BF16_FLOAT32:
+            # the float32 products of the rounded rows, MB at a time    (rows x k) (k x n) ...
+            rounded = <float *> p.buf
+            m0 = 0
+            while m0 < m:
+                rows = min(LSTM_BF16_MB, m - m0)
+                lstm_bf16_round_rows(m0, rows, k, a, lda, k2, a2, lda2, rounded)
+                _packed_product(rows, n, k, rounded, k + k2, <const float *> packed, k2,
+                                rounded + k, k + k2, <const float *> packed2, beta,
+                                c + m0 * ldc, ldc, part, parts)
+                m0 += rows
+        elif part_columns(n, 2 * LSTM_BF16_NB, part, parts, &c0, &c1):
+            # parts take whole blocks of two panels (the kernels' widest)
+            lstm_gemm_bf16(p.route, m, c1 - c0, k, a, lda,
+                           <const uint16_t *> packed + c0 * lstm_bf16_depth(k), k2, a2, lda2,
+                           <const uint16_t *> packed2 + c0 * lstm_bf16_depth(k2) if k2 > 0
+                           else NULL, beta, c + c0, ldc, <uint16_t *> p.buf)
+
+
+cdef inline void _packed_product(int m, int n, int k, const floating *a, int lda,
+                                 const floating *packed, int k2, const floating *a2, int lda2,
+                                 const floating *packed2, floating beta, floating *c, int ldc,
+                                 int part, int parts) noexcept nogil:
+    """gemm_packed2 if k2 > 0, else gemm_packed."""
+    if k2 > 0:
+        gemm_packed2(m, n, k, a, lda, packed, k2, a2, lda2, packed2, beta, c, ldc, part, parts)
+    else:
+        gemm_packed(m, n, k, a, lda, packed, beta, c, ldc, part, parts)

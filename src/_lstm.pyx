@@ -30,11 +30,11 @@ cnp.import_array()
 
 from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
                    _dim)
-from _blas cimport (BFLOAT16, NATIVE, Products, gemm_packed, product, gemm_tn2, lstm_aligned_alloc,
-                   lstm_bf16_buffer_size, lstm_bf16_kernel_name, lstm_panel_width_d,
-                   lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width,
-                   prepare_into, prepared_size)
-from libc.stdint cimport uint16_t
+from _blas cimport (BFLOAT16, LSTM_BF16_AMX, LSTM_BF16_AVX512, NATIVE, Products,
+                   bf16_buffer_bytes, gemm_packed, gemm_tn2, lstm_aligned_alloc, lstm_bf16_route,
+                   lstm_bf16_unit, lstm_bf16_unit_name, lstm_panel_width_d, lstm_panel_width_f,
+                   pack_into, packed_kernel, packed_size, panel_width, prepare_into,
+                   prepared_size, product)
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
                     lstm_gate_kernel)
 from _loops cimport _backward_steps, _backward_weights, _forward_steps
@@ -83,7 +83,9 @@ def build_info():
                 optimized=bool(LSTM_FAST_OPTIMIZE), avx2=bool(LSTM_FAST_AVX2),
                 avx512f=bool(LSTM_FAST_AVX512F),
                 gate_kernels=lstm_gate_kernel().decode(), matmul_kernel=packed_kernel().decode(),
-                bfloat16_kernel=lstm_bf16_kernel_name().decode(), max_threads=lstm_max_threads())
+                bfloat16_kernel=lstm_bf16_unit_name(lstm_bf16_unit(NULL)).decode(),
+                bfloat16_batch_1=lstm_bf16_unit_name(lstm_bf16_route(1)).decode(),
+                max_threads=lstm_max_threads())
 
 
 #: What an engine call does with the weights packed in its workspace (its `prepared`): PACK
@@ -174,9 +176,9 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P, int n_gates=4) n
 
 cdef struct _Packed:
     # What the packed weights at the front of a workspace were packed from (see Workspace), and
-    # for which kernel's panel width and precision.
+    # for which kernel's panel width and products' route (0: native; a bf16 route).
     bint valid, backward
-    int dtype, kind, precision
+    int dtype, kind, route
     Py_ssize_t panel
     const void *w_ih
     const void *w_hh
@@ -229,7 +231,7 @@ cdef class Workspace:
         cdef const _Packed *p = &self.packed
         cdef bint held = (p.valid and p.backward == key.backward and p.dtype == key.dtype
                           and p.kind == key.kind and p.panel == key.panel
-                          and p.precision == key.precision
+                          and p.route == key.route
                           and p.w_ih == key.w_ih and p.w_hh == key.w_hh and p.w_hr == key.w_hr
                           and p.b_ih == key.b_ih and p.b_hh == key.b_hh
                           and p.n_in == key.n_in and p.n_hidden == key.n_hidden
@@ -244,12 +246,12 @@ cdef class Workspace:
 
 
 cdef _Packed _packed_key(bint backward, int dtype, int kind, void **weights, Py_ssize_t I,
-                         Py_ssize_t H, Py_ssize_t P, int precision=NATIVE) noexcept:
+                         Py_ssize_t H, Py_ssize_t P, int route=NATIVE) noexcept:
     """The key of a cell's weights (w_ih, w_hh, w_hr, b_ih, b_hh; NULL where absent) packed
-    for a forward or backward call at `precision`."""
+    for a forward or backward call, for the products' `route`."""
     cdef _Packed key
     key.valid, key.backward, key.dtype, key.kind = True, backward, dtype, kind
-    key.precision = precision
+    key.route = route
     key.panel = lstm_panel_width_f() if dtype == cnp.NPY_FLOAT32 else lstm_panel_width_d()
     key.w_ih, key.w_hh, key.w_hr, key.b_ih, key.b_hh = (weights[0], weights[1], weights[2],
                                                          weights[3], weights[4])
@@ -316,8 +318,6 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     cdef int dt = _array_type(x, "forward_layer: x")
     if precision == BFLOAT16 and dt != cnp.NPY_FLOAT32:
         raise TypeError(f"{fn}: precision BFLOAT16 takes float32 arrays, got {x.dtype}")
-    if precision == BFLOAT16:
-        lstm_bf16_kernel_name()  # the kernel chosen (AMX asked of Linux) before threads start
     cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
     cdef Py_ssize_t H = _dim(cell, 1) if lstm else P, G = _n_gates(kind) * H
@@ -353,9 +353,16 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     cdef void *weights[5]
     weights[0], weights[1], weights[2], weights[3], weights[4] = (args[1], args[2], args[5],
                                                                   args[3], args[4])
-    cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P, precision)
     if workspace is None:
         workspace = Workspace()
+    cdef int route = NATIVE
+    if precision == BFLOAT16:
+        # by batch (chosen, AMX asked of Linux and the units measured, before threads start);
+        # the later runs of steps of a layer call keep the first run's
+        route = lstm_bf16_route(B)
+        if prepared == PACKED and workspace.packed.valid and workspace.packed.route != NATIVE:
+            route = workspace.packed.route
+    cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P, route)
     if dt == cnp.NPY_FLOAT32:
         _forward_layer(<float **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
                        n_threads, workspace, &key, prepared)
@@ -384,7 +391,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
                          const _Packed *key, int prepared) except *:
     """forward_layer on checked arrays: args are the data of its first 11 arrays, then gates,
     tanh_cell, cell_prev, hidden_prev, hidden_gates (NULL where not given), in its order; key
-    says what the weights are and the products' precision (see Workspace)."""
+    says what the weights are and the products' route (see Workspace)."""
     cdef Py_ssize_t G = _n_gates(kind) * H, chunk
     cdef const floating *x = args[0]
     cdef const floating *w_ih = args[1]
@@ -401,7 +408,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
     cdef floating *hidden_prev = args[14]
     cdef floating *hidden_gates = args[15]
     cdef bint project = w_hr != NULL, hoist, by_rows
-    cdef int nt, precision = key.precision
+    cdef int nt, route = key.route
     cdef lstm_team_barrier team
     cdef Py_ssize_t sizes[8]
     cdef floating *bufs[8]
@@ -414,31 +421,31 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
     # The workspace: first the bias and the packed weights (the same for every run of steps of
     # a layer call), then the pre-activations of a chunk of steps, r_t (projection), the GRU's
     # recurrent pre-activations of a step, and the bf16 products' row buffers (one a thread).
-    products.precision = precision
-    products.buf_size = lstm_bf16_buffer_size(I, max(H, P)) if precision == BFLOAT16 else 0
+    products.route = route
+    products.buf_size = bf16_buffer_bytes(route, I, max(H, P))
     sizes[0] = G + (H if kind == CELL_GRU else 0)
-    sizes[1] = prepared_size(precision, H, P, x) if project else 0
-    sizes[2] = prepared_size(precision, P, G, x)
-    sizes[3] = prepared_size(precision, I, G, x)
+    sizes[1] = prepared_size(route, H, P, x) if project else 0
+    sizes[2] = prepared_size(route, P, G, x)
+    sizes[3] = prepared_size(route, I, G, x)
     sizes[4] = min(N, chunk * B) * G
     sizes[5] = B * H if project else 0
     sizes[6] = B * G if kind == CELL_GRU else 0
-    sizes[7] = (nt * products.buf_size * sizeof(uint16_t) + sizeof(floating) - 1) // sizeof(floating)
+    sizes[7] = (nt * products.buf_size + sizeof(floating) - 1) // sizeof(floating)
     _carve(ws, sizes, bufs, 8)
     cdef floating *bias = bufs[0]
     cdef floating *work = bufs[4]
     cdef floating *hidden_raw = bufs[5]
     cdef floating *rec = bufs[6]
     products.w_hr, products.w_hh, products.w_ih = bufs[1], bufs[2], bufs[3]
-    products.buf = <uint16_t *> bufs[7]
+    products.buf = <char *> bufs[7]
     cdef bint packed = ws.holds(key, prepared, "forward_layer")
     with nogil:
         if not packed:
             _fill_bias(kind, H, args[3], args[4], bias)
             if project:
-                prepare_into(precision, True, H, P, w_hr, H, bufs[1])
-            prepare_into(precision, True, P, G, w_hh, P, bufs[2])
-            prepare_into(precision, True, I, G, w_ih, I, bufs[3])
+                prepare_into(route, True, H, P, w_hr, H, bufs[1])
+            prepare_into(route, True, P, G, w_hh, P, bufs[2])
+            prepare_into(route, True, I, G, w_ih, I, bufs[3])
         if nt == 1:
             _forward_steps(0, 1, False, NULL, kind, T, chunk, hoist, reverse, B, I, H, P,
                            batch_sizes, offsets, x, &products, bias, hidden, cell, hidden_raw,
@@ -447,7 +454,8 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
         else:
             # The hoisted input projection is shared by columns: it needs the column split.
             by_rows = not hoist and _split_by_rows(
-                B, I, G, H, P, project, nt, 2 if precision == BFLOAT16 else sizeof(floating),
+                B, I, G, H, P, project, nt,
+                2 if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX else sizeof(floating),
                 panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
@@ -693,29 +701,36 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
 
 
 def matmul_bfloat16(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint beta,
-                    int parts=1, const float[:, ::1] a2=None, const float[:, ::1] b2=None):
-    """c = a b [+ a2 b2] + beta c through the bf16 products (for tests: the kernel the time loops
-    use here, on any shape), in `parts` column parts one after the other."""
-    cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], k2 = 0, part
+                    int parts=1, const float[:, ::1] a2=None, const float[:, ::1] b2=None,
+                    str route=None):
+    """c = a b [+ a2 b2] + beta c through the bf16 products (for tests: any shape, in `parts`
+    column parts one after the other), on `route`: "amx", "avx512_bf16" or "float32" (what the
+    CPU has), None the bf16 unit chosen here."""
+    cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], k2 = 0, part, unit
     if a2 is not None and b2 is not None:
         k2 = b2.shape[0]
         if a2.shape[0] != m or a2.shape[1] != k2 or b2.shape[1] != n:
             raise ValueError("matmul_bfloat16: inconsistent shapes")
     if a.shape[0] != m or a.shape[1] != k or b.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError("matmul_bfloat16: inconsistent shapes")
+    unit = lstm_bf16_unit(NULL)
+    names = {lstm_bf16_unit_name(r).decode(): r for r in range(1, unit + 1)}
+    if route is not None and route not in names:
+        raise ValueError(f"matmul_bfloat16: route {route!r} does not run here ({list(names)})")
     cdef Workspace workspace = Workspace()
     cdef Py_ssize_t sizes[3]
     cdef float *bufs[3]
     cdef Products p
-    sizes[0] = prepared_size(BFLOAT16, k, n, &c[0, 0])
-    sizes[1] = prepared_size(BFLOAT16, max(k2, 1), n, &c[0, 0])
-    sizes[2] = lstm_bf16_buffer_size(k, k2)
+    p.route = unit if route is None else names[route]
+    sizes[0] = prepared_size(p.route, k, n, &c[0, 0])
+    sizes[1] = prepared_size(p.route, max(k2, 1), n, &c[0, 0])
+    sizes[2] = bf16_buffer_bytes(p.route, k, k2) // sizeof(float)
     _carve(workspace, sizes, bufs, 3)
-    p.precision, p.buf, p.buf_size = BFLOAT16, <uint16_t *> bufs[2], 0
+    p.buf, p.buf_size = <char *> bufs[2], 0
     with nogil:
-        prepare_into(BFLOAT16, False, k, n, &b[0, 0], n, bufs[0])
+        prepare_into(p.route, False, k, n, &b[0, 0], n, bufs[0])
         if k2 > 0:
-            prepare_into(BFLOAT16, False, k2, n, &b2[0, 0], n, bufs[1])
+            prepare_into(p.route, False, k2, n, &b2[0, 0], n, bufs[1])
         for part in range(parts):
             product(&p, m, n, k, &a[0, 0], k, bufs[0], k2, &a2[0, 0] if k2 > 0 else NULL, k2,
                     bufs[1], 1 if beta else 0, &c[0, 0], n, part, parts)

@@ -4,20 +4,22 @@
  *     C (M x N) = beta C + A1 (M x K1) op(B1) + A2 (M x K2) op(B2),   beta 0 or 1
  *
  * op(B) is rounded to bf16 once, when packed; A (float32: x_t, h_{t-1}, r_t) is rounded to bf16
- * (to nearest even, as vcvtne2ps2bf16 does) as the product reads it, MB rows at a time, into a
- * buffer the caller gives (lstm_bf16_buffer_size). Products of two bf16 are exact in float32;
- * the sums are float32, from beta C, in k order within each pair of k.
+ * (to nearest even, as vcvtne2ps2bf16 does) as the product reads it, into a buffer the caller
+ * gives. Products of two bf16 are exact in float32; the sums are float32, from beta C, in k order.
  *
- * One packed layout serves every kernel: panels of NB = 16 columns (one AMX tile's width, one
+ * Three routes, with those numerics (only the order of the float32 sums differs):
+ *   - AMX tiles (tdpbf16ps): blocks of 32 rows x 32 columns in four 16 x 16 float32 tiles;
+ *   - AVX512-BF16 (vdpbf16ps): tiles of up to 12 rows x 32 columns in 24 vector sums;
+ *   - float32: the engine's float32 products (lstm_gemm.h, or BLAS) on the rounded values, which
+ *     they multiply exactly: for CPUs without the bf16 units, and for small batches, where a
+ *     tile's 16 rows would be mostly empty (see lstm_bf16_route).
+ * The first two read one packed layout: panels of NB = 16 columns (one AMX tile's width, one
  * 512-bit vector's float lanes), K padded with zeros to a multiple of KB = 32 (one tile's depth),
- * and within a panel the k pairs one after another, each 16 columns x 2 k (64 bytes):
- * element (k, j) of op(B) at [j / 16][k / 2][j % 16][k % 2] (the "VNNI" order the tile and
- * vdpbf16ps read). Three kernels read it, chosen once for the running CPU (lstm_bf16_kernel):
- *   - AMX tiles (tdpbf16ps), blocks of 32 rows x 32 columns in four 16 x 16 float32 tiles;
- *   - AVX512-BF16 (vdpbf16ps), tiles of up to 12 rows x 32 columns in 24 vector sums;
- *   - portable C, the same sums in the same order (slower), for CPUs without either.
- * The AMX and vdpbf16ps units flush subnormal bf16 inputs and float32 results to zero; the
- * portable path does not, which changes nothing but values below 1e-38.
+ * and within a panel the k pairs one after another, each 16 columns x 2 k (64 bytes): element
+ * (k, j) of op(B) at [j / 16][k / 2][j % 16][k % 2] (the "VNNI" order the tile and vdpbf16ps
+ * read). The float32 route packs the rounded weights as lstm_gemm.h packs float32 ones.
+ * The bf16 units flush subnormal inputs and results to zero; the float32 route keeps those below
+ * 1e-38 that rounding leaves (none: rounding flushes subnormal inputs too, as the units do).
  */
 #ifndef LSTM_FAST_BF16_H
 #define LSTM_FAST_BF16_H
@@ -26,13 +28,15 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "lstm_cpu.h"
+#include <time.h>
+
+#include "lstm_peak.h"
 
 #define LSTM_BF16_NB 16
 #define LSTM_BF16_KB 32
 #define LSTM_BF16_MB 32
 
-enum { LSTM_BF16_PORTABLE = 1, LSTM_BF16_AVX512 = 2, LSTM_BF16_AMX = 3 };
+enum { LSTM_BF16_FLOAT32 = 1, LSTM_BF16_AVX512 = 2, LSTM_BF16_AMX = 3 };
 
 /* K padded to whole tiles' depth. */
 static inline ptrdiff_t lstm_bf16_depth(ptrdiff_t K)
@@ -105,46 +109,25 @@ static lstm_bf16_operands lstm_bf16_operands_of(ptrdiff_t K1, const float *A1, p
     return o;
 }
 
-/* buf (MB x width) <- rows m0 .. m0 + rows - 1 of [A1 | A2] in bf16, each segment padded with
- * zeros to its depth, and zero rows after them (portable rounding). */
-LSTM_DISPATCH static void lstm_bf16_rows_portable(const lstm_bf16_operands *o, ptrdiff_t m0,
-                                                  ptrdiff_t rows, uint16_t *buf)
+/* The float32 route's operands: a (n) rounded to bf16 values in place (packed weights), and
+ * buf (rows x (K1 + K2)) <- rows m0 .. m0 + rows - 1 of [A1 | A2] rounded. */
+LSTM_DISPATCH static void lstm_bf16_round(ptrdiff_t n, float *a)
 {
-    memset(buf, 0, (size_t)(LSTM_BF16_MB * o->width) * sizeof(uint16_t));
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        for (ptrdiff_t k = 0; k < o->K1; k++)
-            buf[r * o->width + k] = lstm_bf16(o->A1[(m0 + r) * o->lda1 + k]);
-        for (ptrdiff_t k = 0; k < o->K2; k++)
-            buf[r * o->width + o->d1 + k] = lstm_bf16(o->A2[(m0 + r) * o->lda2 + k]);
-    }
+    for (ptrdiff_t i = 0; i < n; i++)
+        a[i] = lstm_bf16_value(lstm_bf16(a[i]));
 }
 
-/* The portable product over the rows in buf (rows m0 .. m0 + rows - 1 of C), columns [0, N):
- * every sum from beta C, then k = 0, 1, 2, ... of each segment, exactly as the units add. */
-LSTM_DISPATCH static void lstm_bf16_block_portable(const lstm_bf16_operands *o, ptrdiff_t rows,
-                                                   ptrdiff_t N, const uint16_t *buf, float beta,
-                                                   float *C, ptrdiff_t ldc)
+LSTM_DISPATCH static void lstm_bf16_round_rows(ptrdiff_t m0, ptrdiff_t rows, ptrdiff_t K1,
+                                               const float *A1, ptrdiff_t lda1, ptrdiff_t K2,
+                                               const float *A2, ptrdiff_t lda2, float *buf)
 {
-    for (ptrdiff_t r = 0; r < rows; r++)
-        for (ptrdiff_t p = 0; p < N; p += LSTM_BF16_NB) {
-            float acc[LSTM_BF16_NB];
-            ptrdiff_t cols = N - p < LSTM_BF16_NB ? N - p : LSTM_BF16_NB;
-            for (ptrdiff_t j = 0; j < LSTM_BF16_NB; j++)
-                acc[j] = beta != 0 && j < cols ? C[r * ldc + p + j] : 0.0f;
-            for (int s = 0; s < 2; s++) {
-                ptrdiff_t depth = s ? o->d2 : o->d1;
-                const uint16_t *a = buf + r * o->width + (s ? o->d1 : 0);
-                const uint16_t *b = (s ? o->B2 : o->B1) + p * depth;
-                for (ptrdiff_t k = 0; k < depth; k += 2)
-                    for (ptrdiff_t j = 0; j < LSTM_BF16_NB; j++) {
-                        acc[j] += lstm_bf16_value(a[k]) * lstm_bf16_value(b[k * LSTM_BF16_NB + 2 * j]);
-                        acc[j] += lstm_bf16_value(a[k + 1])
-                                  * lstm_bf16_value(b[k * LSTM_BF16_NB + 2 * j + 1]);
-                    }
-            }
-            for (ptrdiff_t j = 0; j < cols; j++)
-                C[r * ldc + p + j] = acc[j];
-        }
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = buf + r * (K1 + K2);
+        for (ptrdiff_t k = 0; k < K1; k++)
+            row[k] = lstm_bf16_value(lstm_bf16(A1[(m0 + r) * lda1 + k]));
+        for (ptrdiff_t k = 0; k < K2; k++)
+            row[K1 + k] = lstm_bf16_value(lstm_bf16(A2[(m0 + r) * lda2 + k]));
+    }
 }
 
 #if LSTM_HAVE_PACKED
@@ -153,7 +136,8 @@ LSTM_DISPATCH static void lstm_bf16_block_portable(const lstm_bf16_operands *o, 
 #define LSTM_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
 #define LSTM_AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
 
-/* lstm_bf16_rows_portable, 32 floats a conversion (the same rounding). */
+/* buf (MB x width) <- rows m0 .. m0 + rows - 1 of [A1 | A2] in bf16, each segment padded with
+ * zeros to its depth, and zero rows after them: 32 floats a conversion. */
 __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_rows_avx512(
     const lstm_bf16_operands *o, ptrdiff_t m0, ptrdiff_t rows, uint16_t *buf)
 {
@@ -371,7 +355,7 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_avx512(
 /* The bf16 peak of one core: back-to-back tdpbf16ps on four tiles from two A and two B tiles
  * already loaded (AMX), or twelve independent vdpbf16ps chains (AVX512-BF16), nothing else: the
  * ceiling of any bf16 product here, as lstm_peak.h's FMA chains are of float32 ones. Returns the
- * flops done (0 with the portable kernel) and a value that depends on them through *sink. */
+ * flops done (0 without a bf16 unit) and a value that depends on them through *sink. */
 __attribute__((target(LSTM_AMX_TARGET), noinline)) static double lstm_bf16_chains_amx(
     long iters, float *sink)
 {
@@ -438,41 +422,86 @@ static int lstm_amx_permitted(void)
 
 #endif /* LSTM_HAVE_PACKED */
 
-/* The bf16 kernel for this CPU (LSTM_BF16_*), asked once: AMX where the CPU has it and Linux
- * grants it, else AVX512-BF16, else portable. LSTM_FAST_KERNEL caps it: "avx512_bf16" (no AMX),
- * "avx512", "avx2", "blas" or "portable" (the portable path). */
-static int lstm_bf16_kernel(void)
+/* The bf16 unit of this CPU (LSTM_BF16_*), asked once: AMX where the CPU has it and Linux grants
+ * it, else AVX512-BF16, else none (the float32 route). LSTM_FAST_KERNEL forces one: "amx",
+ * "avx512_bf16" (no AMX), or any of the lesser kernels ("avx512", "avx2", "blas": the float32
+ * route, on that kernel); *forced says whether it was forced (it then runs at every batch). */
+static int lstm_bf16_unit(int *forced)
 {
-    static int kernel = 0;
-    if (kernel == 0) {
+    static int unit = 0, was_forced = 0;
+    if (unit == 0) {
         const char *want = getenv("LSTM_FAST_KERNEL");
-        int dot = want == NULL || strcmp(want, "amx") == 0 || strcmp(want, "avx512_bf16") == 0;
-        int amx = dot && (want == NULL || strcmp(want, "amx") == 0);
-        kernel = LSTM_BF16_PORTABLE;
+        int amx = want == NULL || strcmp(want, "amx") == 0;
+        int dot = amx || strcmp(want, "avx512_bf16") == 0;
+        was_forced = want != NULL;
+        unit = LSTM_BF16_FLOAT32;
 #if LSTM_HAVE_PACKED
         __builtin_cpu_init();
         if (dot && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")
-            && __builtin_cpu_supports("avx512vl"))
-            kernel = LSTM_BF16_AVX512;
-        if (kernel == LSTM_BF16_AVX512 && amx && __builtin_cpu_supports("amx-bf16")
+            && __builtin_cpu_supports("avx512vl") && lstm_packed_vector_bytes() == 64)
+            unit = LSTM_BF16_AVX512;
+        if (unit == LSTM_BF16_AVX512 && amx && __builtin_cpu_supports("amx-bf16")
             && __builtin_cpu_supports("amx-tile") && lstm_amx_permitted())
-            kernel = LSTM_BF16_AMX;
+            unit = LSTM_BF16_AMX;
 #endif
     }
-    return kernel;
+    if (forced != NULL)
+        *forced = was_forced;
+    return unit;
 }
 
-static const char *lstm_bf16_kernel_name(void)
+static const char *lstm_bf16_unit_name(int unit)
 {
-    int kernel = lstm_bf16_kernel();
-    return kernel == LSTM_BF16_AMX ? "amx" : kernel == LSTM_BF16_AVX512 ? "avx512_bf16"
-                                                                         : "portable";
+    return unit == LSTM_BF16_AMX ? "amx" : unit == LSTM_BF16_AVX512 ? "avx512_bf16" : "float32";
 }
 
-/* C (M x N) = beta C + A1 (M x K1) op(B1) + A2 (M x K2) op(B2) in bf16 (see the top), B1 and B2
- * packed by lstm_pack_bf16 (K2 = 0: no second product); beta 0 or 1; buf: the caller's
- * lstm_bf16_buffer_size(K1, K2) elements, one buffer per thread. */
-static void lstm_gemm_bf16(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K1, const float *A1,
+/* Batches from which the tiles pay: below it a 16-row tile is mostly empty, and the float32 (or
+ * vdpbf16ps) units did the steps faster (batch 1 measured 0.3-0.7x float32 through the tiles,
+ * batch 16 2.5x). */
+#define LSTM_AMX_MIN_BATCH 8
+
+/* Whether vdpbf16ps outruns the float32 FMAs on this CPU, measured once: its chains against the
+ * FMA chains of lstm_peak.h for about a millisecond. It does twice the multiply-adds of an FMA
+ * an instruction, but some cores issue it at half their FMA rate (measured 86 against 151 GF/s
+ * on an AMX Xeon). */
+static int lstm_bf16_dot_pays(void)
+{
+    static int pays = -1;
+    if (pays < 0) {
+        pays = 0;
+#if LSTM_HAVE_PACKED
+        double sink = 0, flops;
+        float fsink = 0;
+        struct timespec t0, t1, t2;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        flops = lstm_bf16_chains_avx512(100000, &fsink);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double fma = lstm_fma_chains(0, 100000, 1.0, &sink);
+        clock_gettime(CLOCK_MONOTONIC, &t2);
+        double dot_rate = flops / ((t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
+        double fma_rate = fma / ((t2.tv_sec - t1.tv_sec) + 1e-9 * (t2.tv_nsec - t1.tv_nsec));
+        pays = dot_rate > 1.25 * fma_rate;
+#endif
+    }
+    return pays;
+}
+
+/* The route of a product whose rows are a batch of `batch` sequences (a choice per call of
+ * the engine, whose packed weights follow it). */
+static int lstm_bf16_route(ptrdiff_t batch)
+{
+    int forced, unit = lstm_bf16_unit(&forced);
+    if (forced || unit == LSTM_BF16_FLOAT32)
+        return unit;
+    if (unit == LSTM_BF16_AMX && batch >= LSTM_AMX_MIN_BATCH)
+        return LSTM_BF16_AMX;
+    return lstm_bf16_dot_pays() ? LSTM_BF16_AVX512 : LSTM_BF16_FLOAT32;
+}
+
+/* C (M x N) = beta C + A1 (M x K1) op(B1) + A2 (M x K2) op(B2) on the bf16 units (`route` AMX or
+ * AVX512), B1 and B2 packed by lstm_pack_bf16 (K2 = 0: no second product); beta 0 or 1; buf: the
+ * caller's lstm_bf16_buffer_size(K1, K2) elements, one buffer per thread. */
+static void lstm_gemm_bf16(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K1, const float *A1,
                            ptrdiff_t lda1, const uint16_t *B1, ptrdiff_t K2, const float *A2,
                            ptrdiff_t lda2, const uint16_t *B2, float beta, float *C,
                            ptrdiff_t ldc, uint16_t *buf)
@@ -481,30 +510,21 @@ static void lstm_gemm_bf16(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K1, const float *
     if (M <= 0 || N <= 0)
         return;
 #if LSTM_HAVE_PACKED
-    if (lstm_bf16_kernel() == LSTM_BF16_AMX) {
+    if (route == LSTM_BF16_AMX)
         lstm_bf16_gemm_amx(&o, M, N, beta, C, ldc, buf);
-        return;
-    }
-    if (lstm_bf16_kernel() == LSTM_BF16_AVX512) {
+    else if (route == LSTM_BF16_AVX512)
         lstm_bf16_gemm_avx512(&o, M, N, beta, C, ldc, buf);
-        return;
-    }
+#else
+    (void)route; (void)o; (void)beta; (void)C; (void)ldc; (void)buf;
 #endif
-    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_BF16_MB) {
-        ptrdiff_t rows = M - m0 < LSTM_BF16_MB ? M - m0 : LSTM_BF16_MB;
-        lstm_bf16_rows_portable(&o, m0, rows, buf);
-        lstm_bf16_block_portable(&o, rows, N, buf, beta, C + m0 * ldc, ldc);
-    }
 }
-
-
 
 /* The bf16 chains of the kernel in use (see lstm_bf16_chains_amx), on `threads` threads at once
  * (OpenMP, where built with it); returns the flops of all. */
 static double lstm_bf16_chains_threads(long iters, int threads, double *sink)
 {
     double flops = 0, value = 0;
-    int kernel = lstm_bf16_kernel();
+    int kernel = lstm_bf16_unit(NULL);
 #ifdef _OPENMP
     #pragma omp parallel num_threads(threads) reduction(+:flops, value)
 #else

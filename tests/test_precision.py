@@ -1,6 +1,7 @@
 """Reduced-precision inference (precision="bfloat16"): the rounding, the products of every bf16
-kernel (AMX, AVX512-BF16, portable) against a NumPy emulation, the layers' outputs against that
-emulation and against float32, and the errors for what is not supported."""
+route (AMX tiles, AVX512-BF16, the float32 units on rounded values) against a NumPy emulation,
+the layers' outputs against that emulation and against float32, and the errors for what is not
+supported."""
 
 import os
 import subprocess
@@ -59,10 +60,20 @@ def _emulated(a, b, a2=None, b2=None):
     return want
 
 
+def _routes():
+    """The bf16 routes this CPU (and LSTM_FAST_KERNEL) can run."""
+    order = ["float32", "avx512_bf16", "amx"]
+    return order[:order.index(build_info()["bfloat16_kernel"]) + 1]
+
+
 def _product_errors():
-    """The worst relative error of matmul_bfloat16 over shapes that cover every tile edge (rows
-    of 1-12 and 32-row blocks, 16- and 32-column panels, depths not a multiple of 32, two
-    segments, column parts); run under each kernel by the test below."""
+    """The worst relative error of matmul_bfloat16 on every route here, over shapes that cover
+    every tile edge (rows of 1-12 and 32-row blocks, 16- and 32-column panels, depths not a
+    multiple of 32, two segments, column parts); run under each kernel by the test below."""
+    return max(_route_errors(route) for route in _routes())
+
+
+def _route_errors(route):
     rng = np.random.default_rng(0)
     worst = 0.0
     for m, n, k, k2 in [(1, 1, 1, 0), (1, 1024, 256, 256), (3, 17, 5, 0), (12, 32, 64, 0),
@@ -76,7 +87,7 @@ def _product_errors():
                 b2 = rng.standard_normal((k2, n), dtype=np.float32) if k2 else None
                 c0 = rng.standard_normal((m, n), dtype=np.float32)
                 c = c0.copy()
-                matmul_bfloat16(a, b, c, beta, parts, a2, b2)
+                matmul_bfloat16(a, b, c, beta, parts, a2, b2, route)
                 want = _emulated(a, b, a2, b2) + (c0 if beta else 0)
                 worst = max(worst, np.abs(c - want).max() / np.abs(want).max())
     return worst
@@ -150,10 +161,10 @@ def _layer_errors():
 
 
 def _expected_kernel(forced):
-    """The bf16 kernel that LSTM_FAST_KERNEL=forced should choose on this CPU."""
+    """The bf16 unit that LSTM_FAST_KERNEL=forced should choose on this CPU."""
     best = build_info()["bfloat16_kernel"]  # this process's: the best the CPU and OS allow
-    order = ["portable", "avx512_bf16", "amx"]
-    cap = {"auto": "amx", "amx": "amx", "avx512_bf16": "avx512_bf16"}.get(forced, "portable")
+    order = ["float32", "avx512_bf16", "amx"]
+    cap = {"auto": "amx", "amx": "amx", "avx512_bf16": "avx512_bf16"}.get(forced, "float32")
     return order[min(order.index(best), order.index(cap))]
 
 
@@ -173,11 +184,15 @@ def _run(call, kernel):
     return result.stdout.split()
 
 
-@pytest.mark.parametrize("kernel", ["auto", "avx512_bf16", "portable"])
+@pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512", "avx2", "blas"])
 def test_every_bf16_kernel_matches_the_emulation(kernel):
-    used, product, forced, vs_float32 = _run(
-        "t._product_errors(), *t._layer_errors()", kernel)
+    """Forced, a unit runs at every batch (B = 6 here, below where the tiles pay); lesser kernels
+    take the float32 route on their own products (AVX2, BLAS)."""
+    used, batch_1, product, forced, vs_float32 = _run(
+        "build_info()['bfloat16_batch_1'], t._product_errors(), *t._layer_errors()", kernel)
     assert used == _expected_kernel(kernel)
+    if kernel != "auto":
+        assert batch_1 == used
     assert float(product) <= PRODUCT_RTOL, f"{used}: products {product}"
     assert float(forced) <= STEP_RTOL, f"{used}: steps {forced}"
     assert float(vs_float32) <= BF16_VS_FLOAT32, f"{used}: against float32 {vs_float32}"
@@ -288,3 +303,44 @@ def test_the_layer_dtype_names_itself():
     layer = lstm_fast.LSTM(2, 4, dtype=np.float64, random_state=0)
     x = np.ones((3, 1, 2))
     np.testing.assert_array_equal(layer.forward(x, precision="float64")[0], layer.forward(x)[0])
+
+
+def test_estimators_predict_in_bfloat16():
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((120, 15, 3)).astype(np.float32)
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    clf = lstm_fast.LSTMClassifier(hidden_size=32, max_iter=15, random_state=0).fit(X, y)
+    native = clf.predict_proba(X)
+    clf.set_params(predict_precision="bfloat16")  # set after fit: predict follows it
+    reduced = clf.predict_proba(X)
+    assert 0 < np.abs(reduced - native).max() < 2e-2
+    assert np.mean(clf.predict(X) == np.argmax(native, axis=1)) >= 0.95
+    fitted_in_bf16 = lstm_fast.LSTMClassifier(hidden_size=32, max_iter=15, random_state=0,
+                                              predict_precision="bfloat16").fit(X, y)
+    np.testing.assert_array_equal(fitted_in_bf16.predict_proba(X), reduced)  # fit unaffected
+
+
+def test_streams_and_forecasts_follow_predict_precision():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((40, 12, 2)).astype(np.float32)
+    y = rng.standard_normal((40, 12))
+    reg = lstm_fast.LSTMSequenceRegressor(hidden_size=16, max_iter=5, random_state=0,
+                                          predict_precision="bfloat16").fit(X, y)
+    stream = reg.stream()
+    chunks = np.concatenate([stream.update(X[:3, :5]), stream.update(X[:3, 5:])], axis=1)
+    np.testing.assert_allclose(chunks, reg.predict(X[:3]), rtol=1e-6, atol=1e-6)
+    series = np.sin(np.arange(150) / 5.0)
+    f = lstm_fast.LSTMForecaster(window=12, horizon=4, max_iter=5, random_state=0).fit(series)
+    native = f.predict(8)
+    reduced = f.set_params(predict_precision="bfloat16").predict(8)
+    assert 0 < np.abs(reduced - native).max() < 5e-2
+
+
+def test_predict_precision_is_checked():
+    X = np.zeros((10, 4, 2))
+    y = np.arange(10) % 2
+    with pytest.raises(ValueError, match="predict_precision"):
+        lstm_fast.LSTMClassifier(predict_precision="int4", max_iter=1).fit(X, y)
+    clf = lstm_fast.LSTMClassifier(dtype="float64", max_iter=1, predict_precision="bfloat16")
+    with pytest.raises(ValueError, match="predict_precision='bfloat16' needs dtype='float32'"):
+        clf.fit(X, y).predict(X)

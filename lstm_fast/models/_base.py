@@ -64,6 +64,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                   Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "standardize": ["boolean"],
+        "predict_precision": [StrOptions({"bfloat16"}), None],
     }
 
     def __init__(self, hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,
@@ -72,7 +73,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
-                 forget_bias=1.0, recurrent_init="orthogonal"):
+                 forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None):
         self.cell = cell
         self.forget_bias = forget_bias
         self.recurrent_init = recurrent_init
@@ -102,6 +103,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         self.dtype = dtype
         self.n_threads = n_threads
         self.standardize = standardize
+        self.predict_precision = predict_precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -220,6 +222,13 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
             X[~mask] = 0
         return SequenceData(X.astype(self.scaler_mean_.dtype, copy=False), data.lengths)
 
+    def _predict_precision(self):
+        """predict_precision, checked against the fitted dtype (bfloat16 runs float32 models)."""
+        if self.predict_precision is not None and self.lstm_.dtype != np.float32:
+            raise ValueError(f"predict_precision={self.predict_precision!r} needs "
+                             f"dtype='float32'; this model is {np.dtype(self.lstm_.dtype).name}")
+        return self.predict_precision
+
     def _decision(self, X):
         """Output-layer values (logits or regression outputs) for ``X``, in float64."""
         check_is_fitted(self)
@@ -235,7 +244,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         with self._thread_limits():
             for start in range(0, len(data), _PREDICT_BATCH):
                 part = data.take(np.arange(start, min(start + _PREDICT_BATCH, len(data))))
-                output, state = self.lstm_.forward(part.X, lengths=part.lengths)
+                output, state = self.lstm_.forward(part.X, lengths=part.lengths,
+                                                   precision=self._predict_precision())
                 features = self._head.features(self.lstm_, output, state, part)
                 rows.append(features.astype(np.float64) @ self.coefs_[0] + self.intercepts_[0])
         return np.concatenate(rows)

@@ -51,10 +51,12 @@ class Stream:
             est = self._estimator
             x, batch = self._checked(X_chunk)
             if est.n_threads is None:
-                output, state = est.lstm_.forward(x, hx=self._state)
+                output, state = est.lstm_.forward(x, hx=self._state,
+                                                  precision=est._predict_precision())
             else:
                 with limited_threads(est.n_threads):
-                    output, state = est.lstm_.forward(x, hx=self._state)
+                    output, state = est.lstm_.forward(x, hx=self._state,
+                                                      precision=est._predict_precision())
             self._state, self._batch = state, batch
             if self._per_step:
                 rows = output.reshape(-1, output.shape[2])

@@ -49,7 +49,8 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
-                 forget_bias=1.0, recurrent_init="orthogonal", class_weight=None):
+                 forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None,
+                 class_weight=None):
         super().__init__(**_common_params(locals()))
         self.class_weight = class_weight
 

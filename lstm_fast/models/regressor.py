@@ -44,7 +44,8 @@ class LSTMRegressor(RegressorMixin, BaseLSTMEstimator):
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
-                 forget_bias=1.0, recurrent_init="orthogonal", normalize_y=True):
+                 forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None,
+                 normalize_y=True):
         super().__init__(**_common_params(locals()))
         self.normalize_y = normalize_y
 

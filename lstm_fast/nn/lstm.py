@@ -139,9 +139,9 @@ class LSTM(RecurrentLayer):
             layers, inference), weights rounded once to bfloat16 (kept until they change) and
             each step's inputs (x_t, h_{t-1}, and r_t before a projection) rounded as the
             product reads them, the sums, gates and cell state in float32. It runs on the CPU's
-            AMX tiles or AVX512-BF16 instructions where it has them (``lstm-fast info``), else
-            on a portable path with the same rounding; outputs differ from float32 by about
-            1e-3 relative.
+            AMX tiles or AVX512-BF16 instructions where they pay (``lstm-fast info``), else on
+            the float32 products of the rounded values (the same numbers); outputs differ from
+            float32 by about 1e-3 relative.
 
         Returns
         -------
