@@ -117,8 +117,8 @@ def _build_parser():
 
 
 def _cases(args):
-    """The cases asked for, each at every precision that applies to it (float32 is the native
-    one of every dtype; bfloat16 runs the float32 cases)."""
+    """The cases asked for, each at every precision that applies to it ("float32": the cases in
+    their own dtype; bfloat16: the float32 cases)."""
     if args.suite:
         cases = SUITES[args.suite]
     elif not 0 <= args.proj_size < args.hidden_size:
@@ -127,7 +127,7 @@ def _cases(args):
         cases = [Case(args.batch, args.seq_len, args.input_size, args.hidden_size, args.layers,
                       args.bidirectional, args.proj_size, args.dtype, args.lengths, label="-")]
     reduced = [p for p in args.precision if p != "float32"]
-    every = [c for c in cases if "float32" in args.precision or c.dtype != "float32"]
+    every = [c for c in cases if "float32" in args.precision]
     every += [dataclasses.replace(c, precision=p) for p in reduced for c in cases
               if c.dtype == "float32"]
     if not every:
@@ -158,7 +158,7 @@ def format_table(results, peers):
     for r in results:
         ours = r["impls"]["lstm_fast"]
         row = [r["label"], r["case"], r["mode"], str(r["threads"]), f"{ours['median_us']:.1f}",
-               f"{ours['gflops']:.1f}", f"{100 * ours['roof_fraction']:.0f}",
+               f"{ours['gflops']:.1f}", _percent(ours["roof_fraction"]),
                _percent(ours["peak_fraction"])]
         for p in peers:
             if p in r["impls"]:
@@ -209,7 +209,7 @@ def bench(args, out=None):
                                           progress=_progress_bar(sys.stderr))
     shown = [p for p in [*peers, "float32"] if any(p in r["impls"] for r in results)]
     out.write("GEMM roof (scipy BLAS, 2048^3): " +
-              ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items()) + "\n")
+              ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items() if v) + "\n")
     out.write("FMA peak (vector FMA chains, no memory; bfloat16: the bf16 unit's own chains): " +
               ", ".join(f"{k}: {v:.0f} GF/s" for k, v in peaks.items()) + "\n")
     out.write(format_table(results, shown) + "\n")
