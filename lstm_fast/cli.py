@@ -34,7 +34,7 @@ def _steps(text):
 
 
 PEERS = ("numpy", "torch")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "int8")
 
 
 def _precisions(text):
@@ -90,8 +90,9 @@ def _build_parser():
     bench.add_argument("--mode", choices=["infer", "train", "both"], default="both")
     bench.add_argument("--precision", type=_precisions, default=["float32"],
                        help="precisions of the products, comma-separated, among "
-                            f"{','.join(PRECISIONS)} (bfloat16: float32 cases, inference, "
-                            "against torch in bfloat16 and ours in float32)")
+                            f"{','.join(PRECISIONS)} (bfloat16, int8: the float32 cases, "
+                            "inference; bfloat16 against torch in bfloat16 and ours in float32, "
+                            "int8 against ours in float32 and bfloat16)")
     bench.add_argument("--threads", type=_int_list, default=None,
                        help="thread counts, comma-separated (default: 1 and all cores; more "
                             "than the cores are clamped to them)")
@@ -207,17 +208,18 @@ def bench(args, out=None):
         pass
     results, roofs, peaks = run_benchmark(cases, modes, threads, peers, args.repeat,
                                           progress=_progress_bar(sys.stderr))
-    shown = [p for p in [*peers, "float32"] if any(p in r["impls"] for r in results)]
-    out.write("GEMM roof (scipy BLAS, 2048^3): " +
-              ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items() if v) + "\n")
-    out.write("FMA peak (vector FMA chains, no memory; bfloat16: the bf16 unit's own chains): " +
+    shown = [p for p in [*peers, "float32", "bfloat16"] if any(p in r["impls"] for r in results)]
+    if any(roofs.values()):
+        out.write("GEMM roof (scipy BLAS, 2048^3): " +
+                  ", ".join(f"{k}: {v:.0f} GF/s" for k, v in roofs.items() if v) + "\n")
+    out.write("FMA peak (vector FMA chains, no memory; bfloat16, int8: their unit's own chains): " +
               ", ".join(f"{k}: {v:.0f} GF/s" for k, v in peaks.items()) + "\n")
     out.write(format_table(results, shown) + "\n")
     out.write(f"median of {args.repeat} samples per cell; ratio = peer time / lstm_fast time "
               "(> 1: lstm_fast faster)\n")
     if any(c.precision for c in cases):
-        out.write("bfloat16 rows: torch = nn.LSTM.to(torch.bfloat16), float32 = lstm_fast in "
-                  "float32; their peak is the bf16 unit's (bfloat16 peak above)\n")
+        out.write("reduced-precision rows: torch = nn.LSTM.to(torch.bfloat16), float32 and "
+                  "bfloat16 = lstm_fast in those; their peak is their unit's (tile chains)\n")
     streams = []
     if args.stream_steps:
         streams = stream_latency(steps=args.stream_steps, torch="torch" in peers)
@@ -256,7 +258,7 @@ def info(out=None):
               f"avx2={flags['avx2']}, avx512f={flags['avx512f']}\n")
     out.write(f"  matmul kernel: {flags['matmul_kernel']}; gate kernels: "
               f"{flags['gate_kernels']}; bfloat16 kernel: {flags['bfloat16_kernel']} (at batch 1: "
-              f"{flags['bfloat16_batch_1']})\n")
+              f"{flags['bfloat16_batch_1']}); int8 kernel: {flags['int8_kernel']}\n")
     out.write(f"  numpy {np.__version__}\n")
     return 0
 

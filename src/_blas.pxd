@@ -218,11 +218,36 @@ cdef extern from "lstm_bf16.h" nogil:
     int LSTM_BF16_NB, LSTM_BF16_MB, LSTM_BF16_FLOAT32, LSTM_BF16_AVX512, LSTM_BF16_AMX
 
 
-#: How the products of a call multiply: in the arrays' dtype, or in bfloat16 (float32 arrays),
-#: on one of lstm_bf16.h's routes (LSTM_BF16_*).
+cdef extern from "lstm_int8.h" nogil:
+    Py_ssize_t lstm_i8_scales(Py_ssize_t N)
+    Py_ssize_t lstm_i8_depth(Py_ssize_t K)
+    Py_ssize_t lstm_i8_packed_bytes(Py_ssize_t K, Py_ssize_t N)
+    void lstm_pack_i8_amx(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
+                          void *packed)
+    void lstm_i8_quantize_columns(int trans, Py_ssize_t K, Py_ssize_t N, const float *B,
+                                  Py_ssize_t ldb, float *scales, float *quantized)
+    void lstm_i8_rows_float(Py_ssize_t rows, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                            float *q, float *scales)
+    void lstm_i8_dequantize(Py_ssize_t rows, Py_ssize_t N, const float *acc, Py_ssize_t ld_acc,
+                            const float *row, const float *col, float beta, float *C,
+                            Py_ssize_t ldc)
+    void lstm_gemm_i8_amx(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                          Py_ssize_t lda, const void *packed, Py_ssize_t N_all, Py_ssize_t c0,
+                          float beta, float *C, Py_ssize_t ldc, void *buf)
+    int lstm_i8_unit(int *forced)
+    int lstm_i8_route(Py_ssize_t batch)
+    const char *lstm_i8_unit_name(int unit)
+    int LSTM_I8_MB, LSTM_I8_FLOAT32, LSTM_I8_AMX
+
+from libc.stdlib cimport free, malloc
+
+
+#: How the products of a call multiply: in the arrays' dtype, or (float32 arrays) in bfloat16 on
+#: one of lstm_bf16.h's routes (LSTM_BF16_*), or in int8 on one of lstm_int8.h's (LSTM_I8_*).
 cdef enum Precision:
     NATIVE = 0
     BFLOAT16 = 1
+    INT8 = 2
 
 
 cdef struct Products:
@@ -236,26 +261,49 @@ cdef struct Products:
     Py_ssize_t buf_size
 
 
-cdef inline Py_ssize_t bf16_buffer_bytes(int route, Py_ssize_t k1, Py_ssize_t k2) noexcept nogil:
-    """Bytes of a thread's row buffer for products of depths k1 + k2 on a bf16 route."""
+cdef inline Py_ssize_t buffer_bytes(int route, Py_ssize_t k1, Py_ssize_t k2,
+                                    Py_ssize_t n) noexcept nogil:
+    """Bytes of a thread's row buffer for products (depths k1 + k2, at most n columns) on a
+    reduced-precision route (0 natively)."""
     if route == LSTM_BF16_FLOAT32:
         return LSTM_BF16_MB * (k1 + k2) * sizeof(float)
-    return lstm_bf16_buffer_size(k1, k2) * sizeof(uint16_t) if route != NATIVE else 0
+    if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
+        return lstm_bf16_buffer_size(k1, k2) * sizeof(uint16_t)
+    if route == LSTM_I8_FLOAT32:  # row scales, quantised rows, the int sums of a row block
+        return LSTM_I8_MB * (1 + max(k1, k2) + n) * sizeof(float)
+    if route == LSTM_I8_AMX:
+        return LSTM_I8_MB * (sizeof(float) + lstm_i8_depth(max(k1, k2)))
+    return 0
 
 
 cdef inline Py_ssize_t prepared_size(int route, int k, int n, const floating *like) noexcept nogil:
     """Elements of `like`'s dtype that op(B) (k x n) takes packed for `route`."""
     if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
         return (lstm_bf16_packed_size(k, n) * 2 + sizeof(floating) - 1) // sizeof(floating)
+    if route == LSTM_I8_AMX:
+        return (lstm_i8_packed_bytes(k, n) + sizeof(floating) - 1) // sizeof(floating)
+    if route == LSTM_I8_FLOAT32:
+        return lstm_i8_scales(n) + packed_size(k, n, like)
     return packed_size(k, n, like)
 
 
 cdef inline void prepare_into(int route, bint trans_b, int k, int n, const floating *b,
                               int ldb, void *packed) noexcept nogil:
     """packed <- op(B) (k x n) packed for `route`'s products (see product)."""
+    cdef float *quantized
     if floating is float:
         if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
             lstm_pack_bf16(trans_b, k, n, b, ldb, <uint16_t *> packed)
+            return
+        if route == LSTM_I8_AMX:
+            lstm_pack_i8_amx(trans_b, k, n, b, ldb, packed)
+            return
+        if route == LSTM_I8_FLOAT32:  # the scales, then the quantised op(B) packed as floats
+            quantized = <float *> malloc(max(1, k * n) * sizeof(float))
+            if quantized != NULL:
+                lstm_i8_quantize_columns(trans_b, k, n, b, ldb, <float *> packed, quantized)
+                pack_into(False, k, n, quantized, n, <float *> packed + lstm_i8_scales(n))
+            free(quantized)
             return
     pack_into(trans_b, k, n, b, ldb, <floating *> packed)
     if floating is float:
@@ -275,7 +323,12 @@ cdef inline void product(const Products *p, int m, int n, int k, const floating 
         _packed_product(m, n, k, a, lda, <const floating *> packed, k2, a2, lda2,
                         <const floating *> packed2, beta, c, ldc, part, parts)
     elif floating is float:
-        if p.route == LSTM_BF16_FLOAT32:
+        if p.route == LSTM_I8_FLOAT32 or p.route == LSTM_I8_AMX:
+            # each segment alone: its rows have scales of their own
+            _int8_product(p, m, n, k, a, lda, packed, beta, c, ldc, part, parts)
+            if k2 > 0:
+                _int8_product(p, m, n, k2, a2, lda2, packed2, 1, c, ldc, part, parts)
+        elif p.route == LSTM_BF16_FLOAT32:
             # the float32 products of the rounded rows, MB at a time    (rows x k) (k x n) ...
             rounded = <float *> p.buf
             m0 = 0
@@ -303,3 +356,31 @@ cdef inline void _packed_product(int m, int n, int k, const floating *a, int lda
         gemm_packed2(m, n, k, a, lda, packed, k2, a2, lda2, packed2, beta, c, ldc, part, parts)
     else:
         gemm_packed(m, n, k, a, lda, packed, beta, c, ldc, part, parts)
+
+
+cdef inline void _int8_product(const Products *p, int m, int n, int k, const float *a, int lda,
+                               const void *packed, float beta, float *c, int ldc, int part,
+                               int parts) noexcept nogil:
+    """Columns of part `part` of `parts` of C (m x n) = beta C + diag(a_r) Q(A) Q(B) diag(w_j)
+    (lstm_int8.h), op(B) prepared for p's int8 route."""
+    cdef Py_ssize_t c0, c1, m0 = 0, rows, width = panel_width(a)
+    cdef const float *col = <const float *> packed
+    cdef float *row_scale = <float *> p.buf
+    cdef float *q = row_scale + LSTM_I8_MB
+    cdef float *acc = q + LSTM_I8_MB * k
+    if p.route == LSTM_I8_AMX:
+        if part_columns(n, 32, part, parts, &c0, &c1):
+            lstm_gemm_i8_amx(m, c1 - c0, k, a, lda, packed, n, c0, beta, c + c0, ldc, p.buf)
+        return
+    if width == 0:  # BLAS: part 0 takes every column
+        c0, c1 = 0, n if part == 0 else 0
+    elif not part_columns(n, width, part, parts, &c0, &c1):
+        return
+    while m0 < m and c0 < c1:
+        rows = min(LSTM_I8_MB, m - m0)
+        lstm_i8_rows_float(rows, k, a + m0 * lda, lda, q, row_scale)
+        # the exact int sums as floats, this part's columns   (rows x k) (k x (c1 - c0))
+        gemm_packed(rows, c1 - c0, k, q, k, col + lstm_i8_scales(n) + c0 * k, 0, acc, c1 - c0)
+        lstm_i8_dequantize(rows, c1 - c0, acc, c1 - c0, row_scale, col + c0, beta,
+                           c + m0 * ldc + c0, ldc)
+        m0 += rows

@@ -30,9 +30,10 @@ cnp.import_array()
 
 from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
                    _dim)
-from _blas cimport (BFLOAT16, LSTM_BF16_AMX, LSTM_BF16_AVX512, NATIVE, Products,
-                   bf16_buffer_bytes, gemm_packed, gemm_tn2, lstm_aligned_alloc, lstm_bf16_route,
-                   lstm_bf16_unit, lstm_bf16_unit_name, lstm_panel_width_d, lstm_panel_width_f,
+from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX, NATIVE,
+                   Products, buffer_bytes, gemm_packed, gemm_tn2, lstm_aligned_alloc,
+                   lstm_bf16_route, lstm_bf16_unit, lstm_bf16_unit_name, lstm_i8_route,
+                   lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d, lstm_panel_width_f,
                    pack_into, packed_kernel, packed_size, panel_width, prepare_into,
                    prepared_size, product)
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
@@ -85,6 +86,7 @@ def build_info():
                 gate_kernels=lstm_gate_kernel().decode(), matmul_kernel=packed_kernel().decode(),
                 bfloat16_kernel=lstm_bf16_unit_name(lstm_bf16_unit(NULL)).decode(),
                 bfloat16_batch_1=lstm_bf16_unit_name(lstm_bf16_route(1)).decode(),
+                int8_kernel=lstm_i8_unit_name(lstm_i8_unit(NULL)).decode(),
                 max_threads=lstm_max_threads())
 
 
@@ -96,8 +98,8 @@ cpdef enum Prepared:
     PACKED = 1
     REUSE_PACKED = 2
 
-#: The precisions of the products: {"native": 0 (the arrays' dtype), "bfloat16": 1}.
-PRECISIONS = {"native": NATIVE, "bfloat16": BFLOAT16}
+#: The precisions of the products: {"native": 0 (the arrays' dtype), "bfloat16": 1, "int8": 2}.
+PRECISIONS = {"native": NATIVE, "bfloat16": BFLOAT16, "int8": INT8}
 
 #: The cells' numbers: {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}.
 CELL_KINDS = {"lstm": CELL_LSTM, "gru": CELL_GRU, "rnn_tanh": CELL_RNN_TANH,
@@ -144,6 +146,20 @@ def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
 
 cdef extern from "lstm_bf16.h" nogil:
     double lstm_bf16_chains_threads(long iters, int threads, double *sink)
+
+cdef extern from "lstm_int8.h" nogil:
+    double lstm_i8_chains_threads(long iters, int threads, double *sink)
+
+
+def int8_peak(int threads=1, long iters=2_000_000):
+    """G ops/s (a multiply-add is two) of the int8 unit run back to back on `threads` threads at
+    once (AMX tdpbssd), nothing else: the ceiling of any int8 product here (0.0 without it)."""
+    cdef double ops, sink
+    lstm_i8_chains_threads(iters // 100, threads, &sink)
+    start = time.perf_counter()
+    with nogil:
+        ops = lstm_i8_chains_threads(iters, threads, &sink)
+    return ops / (time.perf_counter() - start) / 1e9
 
 
 def bfloat16_peak(int threads=1, long iters=2_000_000):
@@ -302,8 +318,9 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     were packed from these arrays (same shapes, cell and kernel), else pack them: for a caller
     that knows the arrays' values have not changed since (a stream of short calls).
     precision: NATIVE, the products in the arrays' dtype; BFLOAT16 (float32 arrays), the
-    products of bf16-rounded weights and inputs (x_t, h_{t-1}, r_t), summed in float32 (the
-    gates and state stay float32; see PRECISIONS).
+    products of bf16-rounded weights and inputs (x_t, h_{t-1}, r_t), summed in float32; INT8,
+    those of int8 weights (a scale per output channel) and inputs (a scale per row and step),
+    summed exactly (lstm_int8.h). The gates and state stay float32 (see PRECISIONS).
 
     Every array's dtype, shape and layout and every value of batch_sizes and offsets are checked
     before the time loop: a wrong one is a ValueError or TypeError, never an access out of bounds.
@@ -313,11 +330,11 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     cdef str fn = "forward_layer"
     if prepared < PACK or prepared > REUSE_PACKED:
         raise ValueError(f"{fn}: prepared must be PACK, PACKED or REUSE_PACKED, got {prepared}")
-    if precision != NATIVE and precision != BFLOAT16:
-        raise ValueError(f"{fn}: precision must be NATIVE or BFLOAT16, got {precision}")
+    if precision != NATIVE and precision != BFLOAT16 and precision != INT8:
+        raise ValueError(f"{fn}: precision must be NATIVE, BFLOAT16 or INT8, got {precision}")
     cdef int dt = _array_type(x, "forward_layer: x")
-    if precision == BFLOAT16 and dt != cnp.NPY_FLOAT32:
-        raise TypeError(f"{fn}: precision BFLOAT16 takes float32 arrays, got {x.dtype}")
+    if precision != NATIVE and dt != cnp.NPY_FLOAT32:
+        raise TypeError(f"{fn}: precision BFLOAT16 or INT8 takes float32 arrays, got {x.dtype}")
     cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(hidden, 0), P = _dim(hidden, 1)
     cdef Py_ssize_t H = _dim(cell, 1) if lstm else P, G = _n_gates(kind) * H
@@ -356,10 +373,10 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     if workspace is None:
         workspace = Workspace()
     cdef int route = NATIVE
-    if precision == BFLOAT16:
+    if precision != NATIVE:
         # by batch (chosen, AMX asked of Linux and the units measured, before threads start);
         # the later runs of steps of a layer call keep the first run's
-        route = lstm_bf16_route(B)
+        route = lstm_bf16_route(B) if precision == BFLOAT16 else lstm_i8_route(B)
         if prepared == PACKED and workspace.packed.valid and workspace.packed.route != NATIVE:
             route = workspace.packed.route
     cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P, route)
@@ -422,7 +439,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
     # a layer call), then the pre-activations of a chunk of steps, r_t (projection), the GRU's
     # recurrent pre-activations of a step, and the bf16 products' row buffers (one a thread).
     products.route = route
-    products.buf_size = bf16_buffer_bytes(route, I, max(H, P))
+    products.buf_size = buffer_bytes(route, I, max(H, P), G)
     sizes[0] = G + (H if kind == CELL_GRU else 0)
     sizes[1] = prepared_size(route, H, P, x) if project else 0
     sizes[2] = prepared_size(route, P, G, x)
@@ -455,7 +472,8 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
             # The hoisted input projection is shared by columns: it needs the column split.
             by_rows = not hoist and _split_by_rows(
                 B, I, G, H, P, project, nt,
-                2 if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX else sizeof(floating),
+                2 if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX
+                else 1 if route == LSTM_I8_AMX else sizeof(floating),
                 panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
@@ -700,23 +718,29 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
                 gemm_packed(m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n, part, parts)
 
 
-def matmul_bfloat16(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c, bint beta,
-                    int parts=1, const float[:, ::1] a2=None, const float[:, ::1] b2=None,
-                    str route=None):
-    """c = a b [+ a2 b2] + beta c through the bf16 products (for tests: any shape, in `parts`
-    column parts one after the other), on `route`: "amx", "avx512_bf16" or "float32" (what the
-    CPU has), None the bf16 unit chosen here."""
+def matmul_reduced(str precision, const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
+                   bint beta, int parts=1, const float[:, ::1] a2=None,
+                   const float[:, ::1] b2=None, str route=None):
+    """c = a b [+ a2 b2] + beta c through the "bfloat16" or "int8" products (for tests: any
+    shape, in `parts` column parts one after the other), on `route`: "amx", "avx512_bf16" or
+    "float32" (what the CPU has), None the unit chosen here."""
     cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], k2 = 0, part, unit
     if a2 is not None and b2 is not None:
         k2 = b2.shape[0]
         if a2.shape[0] != m or a2.shape[1] != k2 or b2.shape[1] != n:
-            raise ValueError("matmul_bfloat16: inconsistent shapes")
+            raise ValueError("matmul_reduced: inconsistent shapes")
     if a.shape[0] != m or a.shape[1] != k or b.shape[1] != n or m == 0 or n == 0 or k == 0:
-        raise ValueError("matmul_bfloat16: inconsistent shapes")
-    unit = lstm_bf16_unit(NULL)
-    names = {lstm_bf16_unit_name(r).decode(): r for r in range(1, unit + 1)}
+        raise ValueError("matmul_reduced: inconsistent shapes")
+    if precision == "bfloat16":
+        unit = lstm_bf16_unit(NULL)
+        names = {lstm_bf16_unit_name(r).decode(): r for r in range(1, unit + 1)}
+    elif precision == "int8":
+        unit = lstm_i8_unit(NULL)
+        names = {lstm_i8_unit_name(r).decode(): r for r in range(4, unit + 1)}
+    else:
+        raise ValueError(f"matmul_reduced: precision {precision!r}")
     if route is not None and route not in names:
-        raise ValueError(f"matmul_bfloat16: route {route!r} does not run here ({list(names)})")
+        raise ValueError(f"matmul_reduced: route {route!r} does not run here ({list(names)})")
     cdef Workspace workspace = Workspace()
     cdef Py_ssize_t sizes[3]
     cdef float *bufs[3]
@@ -724,7 +748,7 @@ def matmul_bfloat16(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] 
     p.route = unit if route is None else names[route]
     sizes[0] = prepared_size(p.route, k, n, &c[0, 0])
     sizes[1] = prepared_size(p.route, max(k2, 1), n, &c[0, 0])
-    sizes[2] = bf16_buffer_bytes(p.route, k, k2) // sizeof(float)
+    sizes[2] = buffer_bytes(p.route, k, k2, n) // sizeof(float)
     _carve(workspace, sizes, bufs, 3)
     p.buf, p.buf_size = <char *> bufs[2], 0
     with nogil:

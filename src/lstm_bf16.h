@@ -208,9 +208,9 @@ static inline __attribute__((always_inline, target(LSTM_BF16_TARGET))) void lstm
 #define LSTM_BF16_TILE_CASE(R)                                                                   \
     case R:                                                                                      \
         if (nv == 2)                                                                             \
-            lstm_bf16_tile_avx512(R, 2, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);                            \
+            lstm_bf16_tile_avx512(R, 2, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);   \
         else                                                                                     \
-            lstm_bf16_tile_avx512(R, 1, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);                            \
+            lstm_bf16_tile_avx512(R, 1, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);   \
         break;
 
 /* The rows in buf (<= MB) times columns [0, N) with vdpbf16ps: tiles of nearly equal height (at

@@ -129,7 +129,19 @@ def test_cli_bench_bfloat16_rows(tmp_path, capsys, monkeypatch):
                     ("B3 T4 I3 H20", "train", ["lstm_fast"]),
                     ("B3 T4 I3 H20 bfloat16", "infer", ["float32", "lstm_fast"])]
     peak = data["fma_peaks_gflops"]["bfloat16 1 thr"]
-    assert (peak > 0) == (build_info()["bfloat16_kernel"] != "portable")
+    assert (peak > 0) == (build_info()["bfloat16_kernel"] != "float32")
+
+
+def test_cli_bench_int8_rows(capsys, monkeypatch):
+    """int8 rows run against ours in float32 and in bfloat16, with the int8 unit's peak."""
+    monkeypatch.setattr("lstm_fast.bench.harness._let_threads_idle", lambda pause: None)
+    code = cli.main(["bench", "--batch", "9", "--seq-len", "3", "--input-size", "3",
+                     "--hidden-size", "20", "--threads", "1", "--repeat", "2", "--compare",
+                     "torch", "--precision", "int8", "--stream-steps", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "B9 T3 I3 H20 int8" in out and "float32/lf" in out and "bfloat16/lf" in out
+    assert "torch us" not in out and "int8 1 thr" in out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,7 +1,7 @@
-"""Reduced-precision inference (precision="bfloat16"): the rounding, the products of every bf16
-route (AMX tiles, AVX512-BF16, the float32 units on rounded values) against a NumPy emulation,
-the layers' outputs against that emulation and against float32, and the errors for what is not
-supported."""
+"""Reduced-precision inference (precision="bfloat16" and "int8"): the rounding and quantisation,
+the products of every route (AMX tiles, AVX512-BF16, the float32 units on rounded or quantised
+values) against a NumPy emulation, the layers' outputs against that emulation and against
+float32, and the errors for what is not supported."""
 
 import os
 import subprocess
@@ -12,18 +12,19 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import lstm_fast
-from lstm_fast._lstm import build_info, matmul_bfloat16
-from lstm_fast.testing import reference_forward, round_bfloat16
+from lstm_fast._lstm import build_info, matmul_reduced
+from lstm_fast.testing import quantize_int8, reference_forward, round_bfloat16
 
 # A product of bf16-rounded operands, summed in float32, against the same summed exactly:
 # K terms of float32 rounding, far below this for the shapes here.
 PRODUCT_RTOL = 1e-5
 # One step of a layer from the engine's own previous state, against the emulation.
 STEP_RTOL = 1e-5
-# Whole outputs in bf16 against float32 (the issue's bound). A plain RNN's state goes through its
-# weights at every step, ungated, and carries each step's rounding further: its bound is looser.
-BF16_VS_FLOAT32 = 1e-2
-RNN_BF16_VS_FLOAT32 = 3e-2
+# Whole outputs against float32 (the issue's bounds). A plain RNN's state goes through its weights
+# at every step, ungated, and carries each step's rounding further: its bounds are looser.
+VS_FLOAT32 = {"bfloat16": 1e-2, "int8": 3e-2}
+RNN_VS_FLOAT32 = {"bfloat16": 3e-2, "int8": 9e-2}
+PRECISIONS = ["bfloat16", "int8"]
 
 CELLS = {"lstm": lstm_fast.LSTM, "gru": lstm_fast.GRU, "rnn_tanh": lstm_fast.RNN}
 
@@ -53,27 +54,35 @@ def test_rounding_matches_torch():
     np.testing.assert_array_equal(round_bfloat16(values), want)
 
 
-def _emulated(a, b, a2=None, b2=None):
-    want = round_bfloat16(a).astype(np.float64) @ round_bfloat16(b).astype(np.float64)
-    if a2 is not None:
-        want += round_bfloat16(a2).astype(np.float64) @ round_bfloat16(b2).astype(np.float64)
-    return want
+def _emulated(precision, a, b):
+    if precision == "int8":
+        qa, sa = quantize_int8(a)
+        qb, sb = quantize_int8(b.T)  # the columns of b are the output channels
+        return sa[:, None].astype(np.float64) * (qa @ qb.T) * sb.astype(np.float64)
+    return round_bfloat16(a).astype(np.float64) @ round_bfloat16(b).astype(np.float64)
 
 
-def _routes():
-    """The bf16 routes this CPU (and LSTM_FAST_KERNEL) can run."""
-    order = ["float32", "avx512_bf16", "amx"]
-    return order[:order.index(build_info()["bfloat16_kernel"]) + 1]
+def test_quantisation_is_per_row_to_nearest_even():
+    q, s = quantize_int8([[127.0, 0.5, 1.5, -2.5, -127.0, 63.5], [0.0] * 6, [254.0] + [1.0] * 5])
+    np.testing.assert_array_equal(s, np.float32([1.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(q, [[127, 0, 2, -2, -127, 64], [0] * 6, [127] + [0] * 5])
+
+
+def _routes(precision):
+    """The routes of `precision` this CPU (and LSTM_FAST_KERNEL) can run."""
+    order = ["float32", "avx512_bf16", "amx"] if precision == "bfloat16" else ["float32", "amx"]
+    return order[:order.index(build_info()[f"{precision}_kernel"]) + 1]
 
 
 def _product_errors():
-    """The worst relative error of matmul_bfloat16 on every route here, over shapes that cover
-    every tile edge (rows of 1-12 and 32-row blocks, 16- and 32-column panels, depths not a
-    multiple of 32, two segments, column parts); run under each kernel by the test below."""
-    return max(_route_errors(route) for route in _routes())
+    """The worst relative error of matmul_reduced on every route of both precisions here, over
+    shapes that cover every tile edge (rows of 1-12 and 32-row blocks, 16- and 32-column panels,
+    depths not a multiple of 32 or 64, two segments, column parts); run under each kernel by
+    the test below."""
+    return max(_route_errors(p, route) for p in PRECISIONS for route in _routes(p))
 
 
-def _route_errors(route):
+def _route_errors(precision, route):
     rng = np.random.default_rng(0)
     worst = 0.0
     for m, n, k, k2 in [(1, 1, 1, 0), (1, 1024, 256, 256), (3, 17, 5, 0), (12, 32, 64, 0),
@@ -87,8 +96,9 @@ def _route_errors(route):
                 b2 = rng.standard_normal((k2, n), dtype=np.float32) if k2 else None
                 c0 = rng.standard_normal((m, n), dtype=np.float32)
                 c = c0.copy()
-                matmul_bfloat16(a, b, c, beta, parts, a2, b2, route)
-                want = _emulated(a, b, a2, b2) + (c0 if beta else 0)
+                matmul_reduced(precision, a, b, c, beta, parts, a2, b2, route)
+                want = (_emulated(precision, a, b) + (c0 if beta else 0)
+                        + (_emulated(precision, a2, b2) if k2 else 0))
                 worst = max(worst, np.abs(c - want).max() / np.abs(want).max())
     return worst
 
@@ -102,8 +112,9 @@ def _layers():
     yield "rnn_tanh", dict(bidirectional=True)
 
 
-def _teacher_forced_errors(cell, kwargs, T=9, B=6, I=7, H=40, threads=1):
-    """The worst relative error of each step of a bf16 layer (one layer) against the emulation
+def _teacher_forced_errors(cell, kwargs, precision, T=9, B=6, I=7, H=40, threads=1):
+    """The worst relative error of each step of a reduced-precision layer (one layer) against the
+    emulation
     of that step from the engine's own previous state: the recurrence is cut at every step, so
     a rounding that went one way in the engine and the other in the emulation (their sums
     differ in the last float32 bit) cannot grow through the sequence. With a projection, whose
@@ -118,7 +129,7 @@ def _teacher_forced_errors(cell, kwargs, T=9, B=6, I=7, H=40, threads=1):
     c0 = rng.standard_normal((D, B, H)).astype(np.float32) * 0.5
     hx = (h0, c0) if cell == "lstm" else h0
     with threadpool_limits(limits=threads):
-        out, _, gates = layer.forward(x, hx=hx, return_gates=True, precision="bfloat16")
+        out, _, gates = layer.forward(x, hx=hx, return_gates=True, precision=precision)
     worst = 0.0
     for d in range(D):
         names = {k: k + "_l0" + ("_reverse" if d else "") for k in
@@ -135,7 +146,7 @@ def _teacher_forced_errors(cell, kwargs, T=9, B=6, I=7, H=40, threads=1):
                                                    h_prev[None].astype(np.float64),
                                                    c_prev[None].astype(np.float64),
                                                    np.ones(B, int), 1, False, cell=cell,
-                                                   precision="bfloat16")
+                                                   precision=precision)
             pairs = [(c[t], want_c[0])] if cell == "lstm" else []
             if not layer.proj_size:
                 pairs.append((h[t], want[0]))
@@ -143,11 +154,11 @@ def _teacher_forced_errors(cell, kwargs, T=9, B=6, I=7, H=40, threads=1):
     return worst
 
 
-def _layer_errors():
-    """Worst errors of bf16 layers: (teacher-forced against the emulation, whole outputs
-    against float32); run under each kernel by the test below."""
-    forced = max(_teacher_forced_errors(cell, {k: v for k, v in kw.items() if k != "num_layers"})
-                 for cell, kw in _layers())
+def _layer_errors(precision):
+    """Worst errors of reduced-precision layers: (teacher-forced against the emulation, whole
+    outputs against float32 over the bound); run under each kernel by the test below."""
+    forced = max(_teacher_forced_errors(cell, {k: v for k, v in kw.items() if k != "num_layers"},
+                                        precision) for cell, kw in _layers())
     rng = np.random.default_rng(4)
     vs_float32 = 0.0
     for cell, kw in _layers():
@@ -155,28 +166,29 @@ def _layer_errors():
         x = rng.standard_normal((25, 11, 9)).astype(np.float32)
         lengths = rng.integers(1, 26, size=11)
         want, _ = layer.forward(x, lengths=lengths)
-        got, _ = layer.forward(x, lengths=lengths, precision="bfloat16")
-        vs_float32 = max(vs_float32, np.abs(got - want).max() / np.abs(want).max())
+        got, _ = layer.forward(x, lengths=lengths, precision=precision)
+        bound = (RNN_VS_FLOAT32 if cell == "rnn_tanh" else VS_FLOAT32)[precision]
+        vs_float32 = max(vs_float32, np.abs(got - want).max() / np.abs(want).max() / bound)
     return forced, vs_float32
 
 
-def _expected_kernel(forced):
-    """The bf16 unit that LSTM_FAST_KERNEL=forced should choose on this CPU."""
-    best = build_info()["bfloat16_kernel"]  # this process's: the best the CPU and OS allow
-    order = ["float32", "avx512_bf16", "amx"]
+def _expected_kernel(forced, precision):
+    """The unit of `precision` that LSTM_FAST_KERNEL=forced should choose on this CPU."""
+    best = build_info()[f"{precision}_kernel"]  # this process's: the best the CPU and OS allow
+    order = ["float32", "avx512_bf16", "amx"] if precision == "bfloat16" else ["float32", "amx"]
     cap = {"auto": "amx", "amx": "amx", "avx512_bf16": "avx512_bf16"}.get(forced, "float32")
-    return order[min(order.index(best), order.index(cap))]
+    return order[min(order.index(best), order.index(cap) if cap in order else 0)]
 
 
 def _run(call, kernel):
     """`call` (code using this module) in a fresh interpreter under LSTM_FAST_KERNEL=kernel (the
-    choice is read once per process): the kernel it chose and what the call printed."""
+    choice is read once per process): the units it chose and what the call printed."""
     env = {k: v for k, v in os.environ.items() if k not in ("LSTM_FAST_KERNEL", "LSTM_FAST_SPLIT")}
     if kernel != "auto":
         env["LSTM_FAST_KERNEL"] = kernel
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_precision as t; "
             "from lstm_fast._lstm import build_info; "
-            f"print(build_info()['bfloat16_kernel'], {call})")
+            f"print(build_info()['bfloat16_kernel'], build_info()['int8_kernel'], {call})")
     here = os.path.dirname(os.path.abspath(__file__))
     result = subprocess.run([sys.executable, "-c", code, here], env=env, cwd=here,
                             capture_output=True, text=True, timeout=300)
@@ -185,50 +197,57 @@ def _run(call, kernel):
 
 
 @pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512", "avx2", "blas"])
-def test_every_bf16_kernel_matches_the_emulation(kernel):
+def test_every_kernel_matches_the_emulation(kernel):
     """Forced, a unit runs at every batch (B = 6 here, below where the tiles pay); lesser kernels
     take the float32 route on their own products (AVX2, BLAS)."""
-    used, batch_1, product, forced, vs_float32 = _run(
-        "build_info()['bfloat16_batch_1'], t._product_errors(), *t._layer_errors()", kernel)
-    assert used == _expected_kernel(kernel)
+    bf16, int8, batch_1, product, *errors = _run(
+        "build_info()['bfloat16_batch_1'], t._product_errors(), *t._layer_errors('bfloat16'), "
+        "*t._layer_errors('int8')", kernel)
+    assert bf16 == _expected_kernel(kernel, "bfloat16")
+    assert int8 == _expected_kernel(kernel, "int8")
     if kernel != "auto":
-        assert batch_1 == used
-    assert float(product) <= PRODUCT_RTOL, f"{used}: products {product}"
-    assert float(forced) <= STEP_RTOL, f"{used}: steps {forced}"
-    assert float(vs_float32) <= BF16_VS_FLOAT32, f"{used}: against float32 {vs_float32}"
+        assert batch_1 == bf16
+    assert float(product) <= PRODUCT_RTOL, f"{bf16}, {int8}: products {product}"
+    for precision, forced, vs_float32 in zip(PRECISIONS, errors[::2], errors[1::2]):
+        assert float(forced) <= STEP_RTOL, f"{precision}: steps {forced}"
+        assert float(vs_float32) <= 1, f"{precision}: against float32 {vs_float32} x the bound"
 
 
 def test_products_here_match_the_emulation():
     assert _product_errors() <= PRODUCT_RTOL
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("cell,kwargs", list(_layers()))
 @pytest.mark.parametrize("threads", [1, 2])
-def test_each_step_matches_the_emulation(cell, kwargs, threads):
+def test_each_step_matches_the_emulation(cell, kwargs, threads, precision):
     kwargs = {k: v for k, v in kwargs.items() if k != "num_layers"}
-    assert _teacher_forced_errors(cell, kwargs, B=40, H=72, threads=threads) <= STEP_RTOL
+    assert _teacher_forced_errors(cell, kwargs, precision, B=40, H=72,
+                                  threads=threads) <= STEP_RTOL
 
 
-def test_the_emulation_of_a_whole_sequence_agrees():
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_the_emulation_of_a_whole_sequence_agrees(precision):
     """Without cutting the recurrence: the emulation of the whole sequence, every option."""
     rng = np.random.default_rng(5)
     layer = lstm_fast.LSTM(6, 32, num_layers=2, bidirectional=True, proj_size=16,
                            dtype=np.float32, random_state=2)
     x = rng.standard_normal((12, 5, 6)).astype(np.float32)
     lengths = np.array([12, 3, 7, 1, 12])
-    got, (h_n, c_n) = layer.forward(x, lengths=lengths, precision="bfloat16")
+    got, (h_n, c_n) = layer.forward(x, lengths=lengths, precision=precision)
     params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
     want, want_h, want_c, _ = reference_forward(params, x.astype(np.float64), np.zeros((4, 5, 16)),
                                                 np.zeros((4, 5, 32)), lengths, 2, True,
-                                                precision="bfloat16")
+                                                precision=precision)
     for a, b in ((got, want), (h_n, want_h), (c_n, want_c)):
         # a sum that differs in its last bit can round the next step's input the other way,
         # which the following steps carry (bounded by the bf16 step, 2^-8 relative)
         assert np.abs(a - b).max() / np.abs(b).max() <= 4e-3
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_bf16_is_close_to_float32_with_every_option(cell):
+def test_close_to_float32_with_every_option(cell, precision):
     rng = np.random.default_rng(6)
     extra = dict(proj_size=8) if cell == "lstm" else {}
     layer = CELLS[cell](5, 24, num_layers=2, bidirectional=True, batch_first=True,
@@ -238,9 +257,9 @@ def test_bf16_is_close_to_float32_with_every_option(cell):
     h0 = rng.standard_normal((4, 4, layer.output_size)).astype(np.float32)
     hx = (h0, rng.standard_normal((4, 4, 24)).astype(np.float32)) if cell == "lstm" else h0
     want, want_state = layer.forward(x, hx=hx, lengths=lengths)
-    got, got_state = layer.forward(x, hx=hx, lengths=lengths, precision="bfloat16")
+    got, got_state = layer.forward(x, hx=hx, lengths=lengths, precision=precision)
     assert got.shape == want.shape and got.dtype == np.float32
-    bound = RNN_BF16_VS_FLOAT32 if cell == "rnn_tanh" else BF16_VS_FLOAT32
+    bound = (RNN_VS_FLOAT32 if cell == "rnn_tanh" else VS_FLOAT32)[precision]
     assert np.abs(got - want).max() / np.abs(want).max() <= bound
     assert 0 < np.abs(got - want).max()  # it did round
     np.testing.assert_array_equal(got[1, 2:], 0)  # padding stays zero
@@ -249,13 +268,14 @@ def test_bf16_is_close_to_float32_with_every_option(cell):
         assert np.abs(a - b).max() / np.abs(b).max() <= bound
 
 
-def test_unbatched_and_stream_calls():
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_unbatched_and_stream_calls(precision):
     layer = lstm_fast.LSTM(3, 16, dtype=np.float32, random_state=0)
     x = np.random.default_rng(7).standard_normal((8, 3)).astype(np.float32)
-    whole, (h, c) = layer.forward(x, precision="bfloat16")
+    whole, (h, c) = layer.forward(x, precision=precision)
     state = None
-    for t in range(8):  # B = 1, T = 1 calls reuse the packed bf16 weights
-        step, state = layer.forward(x[t:t + 1], hx=state, precision="bfloat16")
+    for t in range(8):  # B = 1, T = 1 calls reuse the packed weights
+        step, state = layer.forward(x[t:t + 1], hx=state, precision=precision)
         np.testing.assert_array_equal(step[0], whole[t])
     np.testing.assert_array_equal(state[0], h)
 
@@ -266,9 +286,11 @@ def test_packed_weights_follow_the_weights_and_the_precision():
     x = rng.standard_normal((6, 3, 4)).astype(np.float32)
     first, _ = layer.forward(x, precision="bfloat16")
     native, _ = layer.forward(x)
+    int8, _ = layer.forward(x, precision="int8")
     np.testing.assert_array_equal(layer.forward(x, precision="bfloat16")[0], first)
-    assert not np.array_equal(native, first)
+    assert not np.array_equal(native, first) and not np.array_equal(int8, first)
     np.testing.assert_array_equal(layer.forward(x)[0], native)
+    np.testing.assert_array_equal(layer.forward(x, precision="int8")[0], int8)
     layer.weight_hh_l0 = layer.weight_hh_l0 * 0.5  # a change through the layer repacks
     fresh = lstm_fast.LSTM(4, 32, dtype=np.float32, random_state=0)
     fresh.load_state_dict(layer.state_dict())
@@ -276,22 +298,25 @@ def test_packed_weights_follow_the_weights_and_the_precision():
                                   fresh.forward(x, precision="bfloat16")[0])
 
 
-def test_threads_give_the_same_bits():
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_threads_give_the_same_bits(precision):
     layer = lstm_fast.LSTM(16, 256, dtype=np.float32, random_state=0)
     x = np.random.default_rng(9).standard_normal((20, 64, 16)).astype(np.float32)
     results = []
     for threads in (1, 2):
         with threadpool_limits(limits=threads):
-            results.append(layer.forward(x, precision="bfloat16")[0])
+            results.append(layer.forward(x, precision=precision)[0])
     np.testing.assert_array_equal(*results)
 
 
 @pytest.mark.parametrize("precision,dtype,training,match", [
-    ("int8", np.float32, False, "precision must be None or 'bfloat16'"),
+    ("int4", np.float32, False, "precision must be None, 'bfloat16' or 'int8'"),
     ("bf16", np.float32, False, "precision must be"),
     (16, np.float32, False, "precision must be"),
     ("bfloat16", np.float64, False, "runs float32 layers.*float64"),
+    ("int8", np.float64, False, "precision='int8' runs float32 layers"),
     ("bfloat16", np.float32, True, "for inference"),
+    ("int8", np.float32, True, "for inference"),
 ])
 def test_unsupported_precisions_are_refused(precision, dtype, training, match):
     layer = lstm_fast.LSTM(2, 4, dtype=dtype, random_state=0)
@@ -311,6 +336,10 @@ def test_estimators_predict_in_bfloat16():
     y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
     clf = lstm_fast.LSTMClassifier(hidden_size=32, max_iter=15, random_state=0).fit(X, y)
     native = clf.predict_proba(X)
+    clf.set_params(predict_precision="int8")
+    int8 = clf.predict_proba(X)
+    assert 0 < np.abs(int8 - native).max() < 5e-2
+    assert np.mean(clf.predict(X) == np.argmax(native, axis=1)) >= 0.95
     clf.set_params(predict_precision="bfloat16")  # set after fit: predict follows it
     reduced = clf.predict_proba(X)
     assert 0 < np.abs(reduced - native).max() < 2e-2

@@ -27,8 +27,9 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     tagger, ragged = namespace["tagger"], namespace["ragged"]
     assert [p.shape for p in tagger.predict(ragged[:3])] == [(5,), (6,), (7,)]
     assert namespace["values"].predict(namespace["X"][:2]).shape == (2, 15, 1)
-    bf16, f32 = namespace["out_bf16"], namespace["out_f32"]
+    bf16, int8, f32 = namespace["out_bf16"], namespace["out_int8"], namespace["out_f32"]
     assert 0 < np.abs(bf16 - f32).max() / np.abs(f32).max() <= 1e-2
+    assert 0 < np.abs(int8 - f32).max() / np.abs(f32).max() <= 3e-2
 
 
 @pytest.mark.parametrize("name", ["LSTMClassifier", "LSTMRegressor", "LSTMSequenceClassifier",

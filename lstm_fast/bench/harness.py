@@ -22,7 +22,7 @@ from ..nn import LSTM
 from ..testing import reference_backward, reference_forward
 
 __all__ = ["Case", "STANDARD_SUITE", "run_benchmark", "gemm_roof", "fma_peak", "bfloat16_peak",
-           "machine_info", "blas_info"]
+           "int8_peak", "machine_info", "blas_info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Case:
     dtype: str = "float32"
     variable_lengths: bool = False
     label: str = ""
-    precision: str = ""  # the products': "" (the dtype's) or "bfloat16"
+    precision: str = ""  # the products': "" (the dtype's), "bfloat16" or "int8"
 
     @property
     def name(self):
@@ -136,6 +136,15 @@ class _LstmFastFloat32(_LstmFast):
         self.precision = None
 
 
+class _LstmFastBfloat16(_LstmFast):
+    """Ours in bfloat16: the peer of an int8 case."""
+    name = "bfloat16"
+
+    def __init__(self, case, training, threads):
+        super().__init__(case, training, threads)
+        self.precision = "bfloat16"
+
+
 class _Numpy(_LstmFast):
     name = "numpy"
 
@@ -192,10 +201,13 @@ class _Torch:
 
 
 def _peers_of(case, peer_classes):
-    """The peers a case is timed against: torch in the same precision, and for a
-    reduced-precision case ours in the layer's dtype (NumPy has no bfloat16)."""
+    """The peers a case is timed against: torch in the same precision (bfloat16; torch's
+    dynamically quantised LSTM is gone: int8 has none), and for a reduced-precision case ours in
+    the layer's dtype (NumPy has neither) and, for int8, in bfloat16."""
     if not case.precision:
         return peer_classes
+    if case.precision == "int8":
+        return [_LstmFastFloat32, _LstmFastBfloat16]
     return [cls for cls in peer_classes if cls is _Torch] + [_LstmFastFloat32]
 
 
@@ -286,6 +298,13 @@ def bfloat16_peak(threads, iters=2_000_000, repeat=3):
     return max(chains(threads, iters) for _ in range(repeat))
 
 
+def int8_peak(threads, iters=2_000_000, repeat=3):
+    """G ops/s of the int8 unit (AMX tdpbssd chains, see `fma_peak`); 0.0 without one."""
+    from .._lstm import int8_peak as chains
+
+    return max(chains(threads, iters) for _ in range(repeat))
+
+
 def fma_peak(dtype, threads, iters=20_000_000, repeat=3):
     """GF/s of the cores' vector FMA units: the best of ``repeat`` runs of independent FMA chains
     on ``threads`` threads (``iters`` rounds of 12 FMAs each). No product can run faster on this
@@ -321,8 +340,10 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
                 roofs[key] = None if case.precision else gemm_roof(case.dtype, n_threads,
                                                                     size=roof_size)
                 peaks[key] = (bfloat16_peak(n_threads, iters=peak_iters // 10)
-                              if case.precision == "bfloat16"
-                              else fma_peak(case.dtype, n_threads, iters=peak_iters))
+                              if case.precision == "bfloat16" else
+                              int8_peak(n_threads, iters=peak_iters // 10)
+                              if case.precision == "int8" else
+                              fma_peak(case.dtype, n_threads, iters=peak_iters))
                 _let_threads_idle(pause)
             # reduced precision is for inference
             for mode in [m for m in modes if m == "infer" or not case.precision]:

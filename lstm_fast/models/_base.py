@@ -64,7 +64,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                   Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "standardize": ["boolean"],
-        "predict_precision": [StrOptions({"bfloat16"}), None],
+        "predict_precision": [StrOptions({"bfloat16", "int8"}), None],
     }
 
     def __init__(self, hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,

@@ -68,9 +68,9 @@ PARAMS_DOC = """
         Initial forget-gate bias of the LSTM (``cell="lstm"`` only).
     recurrent_init : {"orthogonal", "glorot"}, default="orthogonal"
         Initialisation of the recurrent weights.
-    predict_precision : {None, "bfloat16"}, default=None
+    predict_precision : {None, "bfloat16", "int8"}, default=None
         Precision of the recurrent products at predict time (and in ``stream``): None, the
-        model's dtype; "bfloat16" (float32 models), see ``precision`` of
+        model's dtype; "bfloat16" or "int8" (float32 models), see ``precision`` of
         :meth:`lstm_fast.LSTM.forward`. Training is not affected; it can be set after ``fit``
         (``set_params``).
 """

@@ -274,16 +274,16 @@ class RecurrentLayer:
         """The engine's number for a forward's ``precision`` (see ``forward``)."""
         if precision is None or precision == np.dtype(self.dtype).name:
             return PRECISIONS["native"]
-        if precision != "bfloat16":
-            raise ValueError(f"precision must be None or 'bfloat16', got {precision!r}")
+        if precision not in ("bfloat16", "int8"):
+            raise ValueError(f"precision must be None, 'bfloat16' or 'int8', got {precision!r}")
         if self.dtype != np.float32:
-            raise ValueError(f"precision='bfloat16' runs float32 layers; this "
+            raise ValueError(f"precision={precision!r} runs float32 layers; this "
                              f"{type(self).__name__} is {np.dtype(self.dtype).name} (make it "
                              "with dtype=np.float32)")
         if training:
-            raise ValueError("precision='bfloat16' is for inference (training=False): "
+            raise ValueError(f"precision={precision!r} is for inference (training=False): "
                              "mixed-precision training is not available yet")
-        return PRECISIONS["bfloat16"]
+        return PRECISIONS[precision]
 
     def _forward(self, x, hx, lengths, training, return_gates, precision):
         x, batched = self._check_input(x, training or return_gates)
@@ -657,7 +657,7 @@ class HiddenStateLayer(RecurrentLayer):
             Also return, per layer-direction (index ``layer * D + direction``, h_n's order), a
             dict of every step's gates and state, each ``(T, B, hidden_size)`` in the layout of
             ``output``, 0 at padded steps: the GRU's ``"r", "z", "n", "h"``, the RNN's ``"h"``.
-        precision : {None, "bfloat16"}, default=None
+        precision : {None, "bfloat16", "int8"}, default=None
             The precision of the products (see :meth:`lstm_fast.LSTM.forward`).
 
         Returns

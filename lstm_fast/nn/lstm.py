@@ -134,14 +134,19 @@ class LSTM(RecurrentLayer):
             dict of the gates ``"i", "f", "g", "o"`` and the cell state ``"c"`` at every step,
             each ``(T, B, hidden_size)`` in the layout of ``output``, 0 at padded steps: what
             the engine computed, not a recomputation.
-        precision : {None, "bfloat16"}, default=None
+        precision : {None, "bfloat16", "int8"}, default=None
             The precision of the products: None, the layer's dtype; ``"bfloat16"`` (float32
             layers, inference), weights rounded once to bfloat16 (kept until they change) and
             each step's inputs (x_t, h_{t-1}, and r_t before a projection) rounded as the
             product reads them, the sums, gates and cell state in float32. It runs on the CPU's
             AMX tiles or AVX512-BF16 instructions where they pay (``lstm-fast info``), else on
             the float32 products of the rounded values (the same numbers); outputs differ from
-            float32 by about 1e-3 relative.
+            float32 by about 1e-3 relative. ``"int8"`` (float32 layers, inference): weights
+            quantised once to int8 with a scale per output channel, each step's inputs with a
+            scale per sequence (dynamic quantisation), the sums exact, then scaled to float32
+            (the scheme of fbgemm's and ONNX Runtime's quantised LSTMs): on AMX-INT8 tiles where
+            the CPU has them, else the float32 products of the quantised values; about 1e-2
+            from float32.
 
         Returns
         -------

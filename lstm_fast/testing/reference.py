@@ -9,12 +9,13 @@ the cells without a cell state take and return ``c`` arrays of zero width.
 
 ``precision="bfloat16"`` emulates the engine's reduced-precision inference: every product's
 operands rounded to bfloat16 as :func:`round_bfloat16` rounds them, the products summed exactly
-(float64), the rest in the arrays' dtype.
+(float64), the rest in the arrays' dtype; ``precision="int8"`` quantises them instead, as
+:func:`quantize_int8` does (a scale per row of the input, per output channel of the weights).
 """
 
 import numpy as np
 
-__all__ = ["reference_forward", "reference_backward", "round_bfloat16"]
+__all__ = ["reference_forward", "reference_backward", "round_bfloat16", "quantize_int8"]
 
 
 def round_bfloat16(a):
@@ -38,11 +39,40 @@ def round_bfloat16(a):
     return rounded.astype(np.uint32).view(np.float32)
 
 
+def quantize_int8(a):
+    """Rows of ``a`` quantised as the engine's int8 products quantise them: each row (the last
+    axis) with the scale max|row| / 127 in float32, to nearest even, into [-127, 127]; a zero row
+    has scale 0.
+
+    Parameters
+    ----------
+    a : array-like
+
+    Returns
+    -------
+    q : ndarray of float64, a's shape, integers
+    scales : ndarray of float32, a's shape without its last axis
+    """
+    a = np.asarray(a, dtype=np.float32)
+    scales = (np.abs(a).max(axis=-1) / np.float32(127)).astype(np.float32)
+    safe = np.where(scales == 0, np.float32(1), scales)
+    q = np.clip(np.rint(a / safe[..., None]), -127, 127)
+    return np.where(scales[..., None] == 0, 0, q).astype(np.float64), scales
+
+
+def _int8_product(a, w):
+    qa, sa = quantize_int8(a)
+    qw, sw = quantize_int8(w)  # rows of w (G x K): the output channels
+    return (sa[..., None].astype(np.float64) * (qa @ qw.T) * sw.astype(np.float64)).astype(a.dtype)
+
+
 def _product(precision):
-    """a @ w.T at `precision`: exactly as written, or with a and w rounded to bfloat16 (the sums
-    in float64, returned in a's dtype)."""
+    """a @ w.T at `precision`: exactly as written; with a and w rounded to bfloat16; or
+    quantised to int8 (the sums in float64, returned in a's dtype)."""
     if precision is None:
         return lambda a, w: a @ w.T
+    if precision == "int8":
+        return _int8_product
     return lambda a, w: (round_bfloat16(a).astype(np.float64)
                          @ round_bfloat16(w).astype(np.float64).T).astype(a.dtype)
 
@@ -134,7 +164,7 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
     dropout_masks : list or None
         ``dropout_masks[l]`` (T, B, D*P) multiplies layer ``l``'s input for ``l >= 1``.
     cell : {"lstm", "gru", "rnn_tanh", "rnn_relu"}, default="lstm"
-    precision : {None, "bfloat16"}, default=None
+    precision : {None, "bfloat16", "int8"}, default=None
         The products' precision (see the module's docstring).
 
     Returns

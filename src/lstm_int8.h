@@ -1,0 +1,334 @@
+/*
+ * int8 products for reduced-precision inference (the scheme of fbgemm's and ONNX Runtime's
+ * dynamically quantised LSTMs):
+ *
+ *     C (M x N) = beta C + sum over segments s of  diag(a_s) (Q(A_s) Q(B_s)) diag(w_s)
+ *
+ * op(B) (K x N) is quantised once, when packed, per output column j (a channel of the layer):
+ * w_j = max_k |B[k][j]| / 127, Q(B)[k][j] = round(B[k][j] / w_j). Each row r of each A segment
+ * (x_t, h_{t-1}, r_t: float32) is quantised as the product reads it, with its own scale a_r =
+ * max_k |A[r][k]| / 127. Rounding is to nearest even, into [-127, 127]; an all-zero row or column
+ * has scale 0 and quantises to zeros. The sums of products are exact (int32), then scaled in
+ * float32 and added to C one segment after the other.
+ *
+ * Two routes, with the same numbers:
+ *   - AMX tiles (tdpbssd, signed x signed into int32): blocks of 32 rows x 32 columns;
+ *   - float32: the engine's float32 products of the quantised values as floats, exact while a
+ *     sum stays below 2^24 (K up to 1040 at full scale; beyond, float32 rounds it by 6e-8).
+ * The packed form starts with the N column scales (padded to 16), then the quantised operand:
+ * for AMX in panels of 16 columns, K padded to a multiple of 64, each group of 4 k one row of 16
+ * columns x 4 (element (k, j) at [j / 16][k / 4][j % 16][k % 4]); for the float32 route as
+ * lstm_gemm.h packs float32 operands.
+ */
+#ifndef LSTM_FAST_INT8_H
+#define LSTM_FAST_INT8_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "lstm_bf16.h"
+
+#define LSTM_I8_NB 16
+#define LSTM_I8_KB 64
+#define LSTM_I8_MB 32
+
+enum { LSTM_I8_FLOAT32 = 4, LSTM_I8_AMX = 5 };
+
+static inline ptrdiff_t lstm_i8_depth(ptrdiff_t K)
+{
+    return (K + LSTM_I8_KB - 1) / LSTM_I8_KB * LSTM_I8_KB;
+}
+
+/* Floats before the quantised operand in a packed form: the column scales. */
+static inline ptrdiff_t lstm_i8_scales(ptrdiff_t N)
+{
+    return (N + 15) / 16 * 16;
+}
+
+/* Bytes of the AMX packed form of a (K x N) operand, scales included. */
+static ptrdiff_t lstm_i8_packed_bytes(ptrdiff_t K, ptrdiff_t N)
+{
+    return lstm_i8_scales(N) * (ptrdiff_t)sizeof(float)
+           + lstm_i8_depth(K) * ((N + LSTM_I8_NB - 1) / LSTM_I8_NB * LSTM_I8_NB);
+}
+
+/* x quantised with scale s (0: zero), to nearest even, clamped to [-127, 127]. */
+static inline float lstm_i8_quantize(float x, float s)
+{
+    if (s == 0.0f)
+        return 0.0f;
+    float q = nearbyintf(x / s);
+    return q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+}
+
+/* The scale of n values, `stride` apart: their largest magnitude / 127. */
+static inline float lstm_i8_scale(const float *a, ptrdiff_t n, ptrdiff_t stride)
+{
+    float m = 0.0f;
+    for (ptrdiff_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i * stride]));
+    return m / 127.0f;
+}
+
+/* scales (N) <- the column scales of op(B) (K x N; B row-major K x N, or N x K if trans). */
+static void lstm_i8_column_scales(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
+                                  ptrdiff_t ldb, float *scales)
+{
+    memset(scales, 0, (size_t)lstm_i8_scales(N) * sizeof(float));
+    for (ptrdiff_t j = 0; j < N; j++)
+        scales[j] = trans ? lstm_i8_scale(B + j * ldb, K, 1) : lstm_i8_scale(B + j, K, ldb);
+}
+
+/* AMX packed form (see the top) of op(B). */
+static void lstm_pack_i8_amx(int trans, ptrdiff_t K, ptrdiff_t N, const float *B, ptrdiff_t ldb,
+                             void *packed)
+{
+    float *scales = (float *)packed;
+    int8_t *q = (int8_t *)(scales + lstm_i8_scales(N));
+    ptrdiff_t depth = lstm_i8_depth(K);
+    lstm_i8_column_scales(trans, K, N, B, ldb, scales);
+    memset(q, 0, (size_t)(depth * ((N + LSTM_I8_NB - 1) / LSTM_I8_NB * LSTM_I8_NB)));
+    for (ptrdiff_t j = 0; j < N; j++)
+        for (ptrdiff_t k = 0; k < K; k++)
+            q[j / LSTM_I8_NB * LSTM_I8_NB * depth + k / 4 * 4 * LSTM_I8_NB + j % LSTM_I8_NB * 4
+              + k % 4] = (int8_t)lstm_i8_quantize(trans ? B[j * ldb + k] : B[k * ldb + j],
+                                                  scales[j]);
+}
+
+/* float32-route packed form: the scales, then the quantised op(B) as floats, packed by
+ * lstm_pack_f into `packed` + the scales (the caller's lstm_pack_f over the rounded copy). */
+static void lstm_i8_quantize_columns(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
+                                     ptrdiff_t ldb, float *scales, float *quantized)
+{
+    lstm_i8_column_scales(trans, K, N, B, ldb, scales);
+    for (ptrdiff_t k = 0; k < K; k++)
+        for (ptrdiff_t j = 0; j < N; j++)
+            quantized[k * N + j] = lstm_i8_quantize(trans ? B[j * ldb + k] : B[k * ldb + j],
+                                                    scales[j]);
+}
+
+/* q (rows x K, row-major) <- rows of A quantised, as floats; scales (rows) their scales. */
+LSTM_DISPATCH static void lstm_i8_rows_float(ptrdiff_t rows, ptrdiff_t K, const float *A,
+                                             ptrdiff_t lda, float *q, float *scales)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        scales[r] = lstm_i8_scale(A + r * lda, K, 1);
+        for (ptrdiff_t k = 0; k < K; k++)
+            q[r * K + k] = lstm_i8_quantize(A[r * lda + k], scales[r]);
+    }
+}
+
+/* C (rows x N) = beta C + diag(row) acc diag(col), acc (rows x N, ld N). */
+LSTM_DISPATCH static void lstm_i8_dequantize(ptrdiff_t rows, ptrdiff_t N, const float *acc,
+                                             ptrdiff_t ld_acc, const float *row,
+                                             const float *col, float beta, float *C,
+                                             ptrdiff_t ldc)
+{
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t j = 0; j < N; j++)
+            C[r * ldc + j] = (beta != 0 ? C[r * ldc + j] : 0.0f)
+                             + row[r] * col[j] * acc[r * ld_acc + j];
+}
+
+#if LSTM_HAVE_PACKED
+
+/* q (MB x depth) <- rows m0 .. m0 + rows - 1 of A quantised to int8, zeros after K and after
+ * `rows`; scales (rows) their scales: lstm_i8_quantize 16 at a time (the same division, the same
+ * rounding to nearest even under the default MXCSR, saturated to [-127, 127]). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_i8_rows_amx(
+    ptrdiff_t rows, ptrdiff_t K, const float *A, ptrdiff_t lda, int8_t *q, float *scales)
+{
+    ptrdiff_t depth = lstm_i8_depth(K);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    memset(q + rows * depth, 0, (size_t)((LSTM_I8_MB - rows) * depth));
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *a = A + r * lda;
+        __m512 m = _mm512_setzero_ps();
+        for (ptrdiff_t k = 0; k < K; k += 16) {
+            __mmask16 lanes = lstm_bf16_lanes(K - k);
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(lanes, a + k)));
+        }
+        scales[r] = _mm512_reduce_max_ps(m) / 127.0f;
+        __m512 s = _mm512_set1_ps(scales[r] != 0.0f ? scales[r] : 1.0f);
+        for (ptrdiff_t k = 0; k < depth; k += 16) {
+            __mmask16 lanes = scales[r] != 0.0f ? lstm_bf16_lanes(K - k) : 0;
+            __m512 x = _mm512_div_ps(_mm512_maskz_loadu_ps(lanes, a + k), s);
+            x = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT
+                                                                       | _MM_FROUND_NO_EXC),
+                                            lo), hi);
+            _mm_storeu_si128((__m128i *)(q + r * depth + k),
+                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(x)));
+        }
+    }
+}
+
+/* One 32 x 32 block of one segment with AMX: acc (32 x 32 int32) <- rows 0-15 (and 16-31 if
+ * `two`) of q times one panel from column n0 (two if `wide`). */
+static inline __attribute__((always_inline, target(LSTM_AMX_TARGET ",amx-int8"))) void
+lstm_i8_amx_block(const int two, const int wide, const int8_t *q, ptrdiff_t depth,
+                  const int8_t *b, int32_t *acc)
+{
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (ptrdiff_t k = 0; k < depth; k += LSTM_I8_KB) {
+        _tile_loadd(4, q + k, depth);
+        _tile_loadd(6, b + k * LSTM_I8_NB, 64);
+        _tile_dpbssd(0, 4, 6);
+        if (wide) {
+            _tile_loadd(7, b + (depth + k) * LSTM_I8_NB, 64);
+            _tile_dpbssd(1, 4, 7);
+        }
+        if (two) {
+            _tile_loadd(5, q + 16 * depth + k, depth);
+            _tile_dpbssd(2, 5, 6);
+        }
+        if (two && wide)
+            _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, acc, 128);
+    if (wide)
+        _tile_stored(1, acc + 16, 128);
+    if (two)
+        _tile_stored(2, acc + 16 * 32, 128);
+    if (two && wide)
+        _tile_stored(3, acc + 16 * 32 + 16, 128);
+}
+
+/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with AMX tiles (packed by lstm_pack_i8_amx);
+ * buf: MB x depth int8 and MB float scales. */
+__attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_amx(
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const void *packed,
+    ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C, ptrdiff_t ldc, void *buf)
+{
+    lstm_amx_config config;
+    ptrdiff_t depth = lstm_i8_depth(K);
+    const float *col = (const float *)packed + c0;
+    const int8_t *quantized = (const int8_t *)((const float *)packed + lstm_i8_scales(N_all))
+                              + c0 * depth;
+    float *rows_scale = (float *)buf;
+    int8_t *q = (int8_t *)(rows_scale + LSTM_I8_MB);
+    int32_t acc[32 * 32] __attribute__((aligned(64)));
+    float acc_f[32 * 32] __attribute__((aligned(64)));
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    _tile_loadconfig(&config);
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB) {
+        ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB;
+        lstm_i8_rows_amx(rows, K, A + m0 * lda, lda, q, rows_scale);
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_I8_NB) {
+            int wide = N - n0 > LSTM_I8_NB;
+            ptrdiff_t cols = N - n0 < 32 ? N - n0 : 32;
+            const int8_t *b = quantized + n0 * depth;
+            if (rows > 16 && wide)
+                lstm_i8_amx_block(1, 1, q, depth, b, acc);
+            else if (rows > 16)
+                lstm_i8_amx_block(1, 0, q, depth, b, acc);
+            else if (wide)
+                lstm_i8_amx_block(0, 1, q, depth, b, acc);
+            else
+                lstm_i8_amx_block(0, 0, q, depth, b, acc);
+            for (ptrdiff_t i = 0; i < rows * 32; i++)
+                acc_f[i] = (float)acc[i];
+            lstm_i8_dequantize(rows, cols, acc_f, 32, rows_scale, col + n0, beta,
+                               C + m0 * ldc + n0, ldc);
+        }
+    }
+    _tile_release();
+}
+
+/* The int8 peak of one core: tdpbssd back to back on four tiles (see lstm_bf16_chains_amx);
+ * returns the operations done (a multiply-add is two). */
+__attribute__((target(LSTM_AMX_TARGET ",amx-int8"), noinline)) static double lstm_i8_chains_amx(
+    long iters, float *sink)
+{
+    int8_t operand[16 * 64] __attribute__((aligned(64)));
+    int32_t out[16 * 16] __attribute__((aligned(64)));
+    lstm_amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    for (int i = 0; i < 16 * 64; i++)
+        operand[i] = (int8_t)(i % 7);
+    _tile_loadconfig(&config);
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_loadd(4, operand, 64); _tile_loadd(5, operand, 64);
+    _tile_loadd(6, operand, 64); _tile_loadd(7, operand, 64);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    _tile_release();
+    *sink = (float)out[0];
+    return 4.0 * 2 * 16 * 16 * 64 * (double)iters;
+}
+
+#endif /* LSTM_HAVE_PACKED */
+
+/* The int8 unit of this CPU, asked once: AMX-INT8 where the CPU has it and Linux grants it
+ * (as for bf16), else none (the float32 route); LSTM_FAST_KERNEL as for bf16. */
+static int lstm_i8_unit(int *forced)
+{
+    static int unit = 0;
+    int bf16 = lstm_bf16_unit(forced);
+    if (unit == 0) {
+        unit = LSTM_I8_FLOAT32;
+#if LSTM_HAVE_PACKED
+        if (bf16 == LSTM_BF16_AMX && __builtin_cpu_supports("amx-int8"))
+            unit = LSTM_I8_AMX;
+#endif
+    }
+    return unit;
+}
+
+static const char *lstm_i8_unit_name(int unit)
+{
+    return unit == LSTM_I8_AMX ? "amx" : "float32";
+}
+
+/* The int8 route of a product whose rows are a batch of `batch` (see lstm_bf16_route). */
+static int lstm_i8_route(ptrdiff_t batch)
+{
+    int forced, unit = lstm_i8_unit(&forced);
+    return unit == LSTM_I8_AMX && (forced || batch >= LSTM_AMX_MIN_BATCH) ? LSTM_I8_AMX
+                                                                         : LSTM_I8_FLOAT32;
+}
+
+/* The int8 chains of the unit in use on `threads` threads at once; returns the operations of
+ * all (0 without an int8 unit). */
+static double lstm_i8_chains_threads(long iters, int threads, double *sink)
+{
+    double ops = 0, value = 0;
+    int unit = lstm_i8_unit(NULL);
+#ifdef _OPENMP
+    #pragma omp parallel num_threads(threads) reduction(+:ops, value)
+#else
+    (void)threads;
+#endif
+    {
+        float mine = 0;
+#if LSTM_HAVE_PACKED
+        if (unit == LSTM_I8_AMX)
+            ops += lstm_i8_chains_amx(iters, &mine);
+#endif
+        value += mine;
+    }
+    (void)unit;
+    *sink = value;
+    return ops;
+}
+
+#endif /* LSTM_FAST_INT8_H */
