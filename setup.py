@@ -31,8 +31,8 @@ extensions = [
         "lstm_fast._lstm",
         ["src/_lstm.pyx"],
         include_dirs=["src", numpy.get_include()],
-        depends=["src/lstm_bf16.h", "src/lstm_int8.h", "src/lstm_checks.h", "src/lstm_cpu.h", "src/lstm_gemm.h", "src/lstm_kernels.h",
-                 "src/lstm_peak.h", "src/lstm_team.h", "src/cell_kernels.h", "src/_args.pxd",
+        depends=["src/lstm_bf16.h", "src/lstm_int8.h", "src/lstm_checks.h", "src/lstm_cpu.h",
+                 "src/lstm_gemm.h", "src/lstm_kernels.h", "src/lstm_peak.h", "src/lstm_team.h", "src/cell_kernels.h", "src/_args.pxd",
                  "src/_blas.pxd", "src/_gates.pxd", "src/_loops.pxd", "src/_team.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O1", "-g"] if SANITIZE else ["-O3"])

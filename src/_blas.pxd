@@ -224,8 +224,8 @@ cdef extern from "lstm_int8.h" nogil:
     Py_ssize_t lstm_i8_packed_bytes(Py_ssize_t K, Py_ssize_t N)
     void lstm_pack_i8_amx(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
                           void *packed)
-    void lstm_i8_quantize_columns(int trans, Py_ssize_t K, Py_ssize_t N, const float *B,
-                                  Py_ssize_t ldb, float *scales, float *quantized)
+    void lstm_pack_i8_float(int trans, Py_ssize_t K, Py_ssize_t N, const float *B,
+                            Py_ssize_t ldb, void *packed)
     void lstm_i8_rows_float(Py_ssize_t rows, Py_ssize_t K, const float *A, Py_ssize_t lda,
                             float *q, float *scales)
     void lstm_i8_dequantize(Py_ssize_t rows, Py_ssize_t N, const float *acc, Py_ssize_t ld_acc,
@@ -238,8 +238,6 @@ cdef extern from "lstm_int8.h" nogil:
     int lstm_i8_route(Py_ssize_t batch)
     const char *lstm_i8_unit_name(int unit)
     int LSTM_I8_MB, LSTM_I8_FLOAT32, LSTM_I8_AMX
-
-from libc.stdlib cimport free, malloc
 
 
 #: How the products of a call multiply: in the arrays' dtype, or (float32 arrays) in bfloat16 on
@@ -290,7 +288,6 @@ cdef inline Py_ssize_t prepared_size(int route, int k, int n, const floating *li
 cdef inline void prepare_into(int route, bint trans_b, int k, int n, const floating *b,
                               int ldb, void *packed) noexcept nogil:
     """packed <- op(B) (k x n) packed for `route`'s products (see product)."""
-    cdef float *quantized
     if floating is float:
         if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
             lstm_pack_bf16(trans_b, k, n, b, ldb, <uint16_t *> packed)
@@ -299,11 +296,7 @@ cdef inline void prepare_into(int route, bint trans_b, int k, int n, const float
             lstm_pack_i8_amx(trans_b, k, n, b, ldb, packed)
             return
         if route == LSTM_I8_FLOAT32:  # the scales, then the quantised op(B) packed as floats
-            quantized = <float *> malloc(max(1, k * n) * sizeof(float))
-            if quantized != NULL:
-                lstm_i8_quantize_columns(trans_b, k, n, b, ldb, <float *> packed, quantized)
-                pack_into(False, k, n, quantized, n, <float *> packed + lstm_i8_scales(n))
-            free(quantized)
+            lstm_pack_i8_float(trans_b, k, n, b, ldb, packed)
             return
     pack_into(trans_b, k, n, b, ldb, <floating *> packed)
     if floating is float:

@@ -97,16 +97,23 @@ static void lstm_pack_i8_amx(int trans, ptrdiff_t K, ptrdiff_t N, const float *B
                                                   scales[j]);
 }
 
-/* float32-route packed form: the scales, then the quantised op(B) as floats, packed by
- * lstm_pack_f into `packed` + the scales (the caller's lstm_pack_f over the rounded copy). */
-static void lstm_i8_quantize_columns(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
-                                     ptrdiff_t ldb, float *scales, float *quantized)
+/* float32-route packed form: the scales, then op(B) packed as lstm_pack_f packs it, each
+ * element then quantised in place with its column's scale (walking lstm_pack_f's panels). */
+static void lstm_pack_i8_float(int trans, ptrdiff_t K, ptrdiff_t N, const float *B,
+                               ptrdiff_t ldb, void *packed)
 {
+    float *scales = (float *)packed, *q = scales + lstm_i8_scales(N);
+    ptrdiff_t nb = lstm_panel_width_f();
     lstm_i8_column_scales(trans, K, N, B, ldb, scales);
-    for (ptrdiff_t k = 0; k < K; k++)
-        for (ptrdiff_t j = 0; j < N; j++)
-            quantized[k * N + j] = lstm_i8_quantize(trans ? B[j * ldb + k] : B[k * ldb + j],
-                                                    scales[j]);
+    lstm_pack_f(trans, K, N, B, ldb, q);
+    if (nb == 0)  /* BLAS: one row-major panel */
+        nb = N;
+    for (ptrdiff_t p = 0; p < N; p += nb, q += nb * K) {
+        ptrdiff_t width = nb == N ? N : LSTM_PANEL_COLS(N, p, nb);
+        for (ptrdiff_t k = 0; k < K; k++)
+            for (ptrdiff_t j = 0; j < width && p + j < N; j++)
+                q[k * width + j] = lstm_i8_quantize(q[k * width + j], scales[p + j]);
+    }
 }
 
 /* q (rows x K, row-major) <- rows of A quantised, as floats; scales (rows) their scales. */
