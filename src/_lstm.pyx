@@ -151,27 +151,28 @@ cdef extern from "lstm_int8.h" nogil:
     double lstm_i8_chains_threads(long iters, int threads, double *sink)
 
 
+cdef double _unit_peak(double (*chains)(long, int, double *) noexcept nogil, int threads,
+                       long iters):
+    """Operations a second of a unit's probe `chains` (after a warm-up of a hundredth)."""
+    cdef double ops, sink
+    chains(iters // 100, threads, &sink)
+    start = time.perf_counter()
+    with nogil:
+        ops = chains(iters, threads, &sink)
+    return ops / (time.perf_counter() - start)
+
+
 def int8_peak(int threads=1, long iters=2_000_000):
     """G ops/s (a multiply-add is two) of the int8 unit run back to back on `threads` threads at
     once (AMX tdpbssd), nothing else: the ceiling of any int8 product here (0.0 without it)."""
-    cdef double ops, sink
-    lstm_i8_chains_threads(iters // 100, threads, &sink)
-    start = time.perf_counter()
-    with nogil:
-        ops = lstm_i8_chains_threads(iters, threads, &sink)
-    return ops / (time.perf_counter() - start) / 1e9
+    return _unit_peak(lstm_i8_chains_threads, threads, iters) / 1e9
 
 
 def bfloat16_peak(int threads=1, long iters=2_000_000):
-    """GF/s of the bf16 kernel's unit run back to back on `threads` threads at once (AMX tile
-    products, or vdpbf16ps chains), nothing else: the ceiling of any bf16 product here (0.0 for
-    the portable kernel)."""
-    cdef double flops, sink
-    lstm_bf16_chains_threads(iters // 100, threads, &sink)
-    start = time.perf_counter()
-    with nogil:
-        flops = lstm_bf16_chains_threads(iters, threads, &sink)
-    return flops / (time.perf_counter() - start) / 1e9
+    """GF/s of the bf16 unit run back to back on `threads` threads at once (AMX tile products,
+    or vdpbf16ps chains), nothing else: the ceiling of any bf16 product here (0.0 without a bf16
+    unit)."""
+    return _unit_peak(lstm_bf16_chains_threads, threads, iters) / 1e9
 
 
 def split_choice(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t P, bint project,
@@ -192,7 +193,7 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P, int n_gates=4) n
 
 cdef struct _Packed:
     # What the packed weights at the front of a workspace were packed from (see Workspace), and
-    # for which kernel's panel width and products' route (0: native; a bf16 route).
+    # for which kernel's panel width and products' route (0: native; a bf16 or int8 route).
     bint valid, backward
     int dtype, kind, route
     Py_ssize_t panel

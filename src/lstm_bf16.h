@@ -136,6 +136,12 @@ LSTM_DISPATCH static void lstm_bf16_round_rows(ptrdiff_t m0, ptrdiff_t rows, ptr
 #define LSTM_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
 #define LSTM_AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
 
+/* The first n of 16 lanes (all from 16 up, none from 0 down), as a mask. */
+static inline __mmask16 lstm_bf16_lanes(ptrdiff_t n)
+{
+    return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
 /* buf (MB x width) <- rows m0 .. m0 + rows - 1 of [A1 | A2] in bf16, each segment padded with
  * zeros to its depth, and zero rows after them: 32 floats a conversion. */
 __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_rows_avx512(
@@ -148,19 +154,11 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_rows_avx512(
             const float *a = s ? o->A2 + (m0 + r) * o->lda2 : o->A1 + (m0 + r) * o->lda1;
             uint16_t *dst = buf + r * o->width + (s ? o->d1 : 0);
             for (ptrdiff_t k = 0; k < depth; k += 32) {
-                __mmask16 lo = K - k >= 16 ? 0xffff : K - k <= 0 ? 0 : (1u << (K - k)) - 1;
-                __mmask16 hi = K - k >= 32 ? 0xffff : K - k <= 16 ? 0 : (1u << (K - k - 16)) - 1;
-                __m512 a0 = _mm512_maskz_loadu_ps(lo, a + k);
-                __m512 a1 = _mm512_maskz_loadu_ps(hi, a + k + 16);
+                __m512 a0 = _mm512_maskz_loadu_ps(lstm_bf16_lanes(K - k), a + k);
+                __m512 a1 = _mm512_maskz_loadu_ps(lstm_bf16_lanes(K - k - 16), a + k + 16);
                 _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(a1, a0));
             }
         }
-}
-
-/* Columns [n0, n0 + 32) or the last ones of C, as 16-lane masks of the two vectors. */
-static inline __mmask16 lstm_bf16_lanes(ptrdiff_t n)
-{
-    return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
 }
 
 /* One vdpbf16ps tile: `rows` (<= 12) rows of buf times `nv` (1 or 2) panels from column n0 of
@@ -243,6 +241,19 @@ typedef struct {
     uint8_t rows[16];
 } lstm_amx_config;
 
+/* Every product here configures the eight tiles alike: 16 rows of 64 bytes. */
+__attribute__((target("amx-tile"))) static inline void lstm_amx_load_config(void)
+{
+    lstm_amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    _tile_loadconfig(&config);
+}
+
 /* One block of C: rows 0-15 (and 16-31 if `two`) of buf times one panel from column n0 (two if
  * `wide`), from beta C, over both segments (two and wide constants where inlined). A block that
  * is not whole in C goes through `edge` (32 x 32, zeros outside C). */
@@ -312,14 +323,7 @@ __attribute__((target(LSTM_AMX_TARGET))) static void lstm_bf16_gemm_amx(
     const lstm_bf16_operands *o, ptrdiff_t M, ptrdiff_t N, float beta, float *C, ptrdiff_t ldc,
     uint16_t *buf)
 {
-    lstm_amx_config config;
-    memset(&config, 0, sizeof config);
-    config.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
-    _tile_loadconfig(&config);
+    lstm_amx_load_config();
     for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_BF16_MB) {
         ptrdiff_t rows = M - m0 < LSTM_BF16_MB ? M - m0 : LSTM_BF16_MB;
         float *c = C + m0 * ldc;
@@ -361,16 +365,9 @@ __attribute__((target(LSTM_AMX_TARGET), noinline)) static double lstm_bf16_chain
 {
     uint16_t operand[16 * 32] __attribute__((aligned(64)));
     float out[16 * 16] __attribute__((aligned(64)));
-    lstm_amx_config config;
-    memset(&config, 0, sizeof config);
-    config.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
     for (int i = 0; i < 16 * 32; i++)
         operand[i] = lstm_bf16(1e-3f * (float)(i % 7));
-    _tile_loadconfig(&config);
+    lstm_amx_load_config();
     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
     _tile_loadd(4, operand, 64); _tile_loadd(5, operand, 64);
     _tile_loadd(6, operand, 64); _tile_loadd(7, operand, 64);
@@ -519,30 +516,37 @@ static void lstm_gemm_bf16(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K1, co
 #endif
 }
 
-/* The bf16 chains of the kernel in use (see lstm_bf16_chains_amx), on `threads` threads at once
- * (OpenMP, where built with it); returns the flops of all. */
-static double lstm_bf16_chains_threads(long iters, int threads, double *sink)
+/* `chains` (a unit's probe: lstm_bf16_chains_amx and the like; NULL: none) on `threads` threads
+ * at once (OpenMP, where built with it); returns the operations of all, 0 for none. */
+static double lstm_chains_threads(double (*chains)(long, float *), long iters, int threads,
+                                  double *sink)
 {
-    double flops = 0, value = 0;
-    int kernel = lstm_bf16_unit(NULL);
+    double ops = 0, value = 0;
 #ifdef _OPENMP
-    #pragma omp parallel num_threads(threads) reduction(+:flops, value)
+    #pragma omp parallel num_threads(threads) reduction(+:ops, value)
 #else
     (void)threads;
 #endif
     {
         float mine = 0;
-#if LSTM_HAVE_PACKED
-        if (kernel == LSTM_BF16_AMX)
-            flops += lstm_bf16_chains_amx(iters, &mine);
-        else if (kernel == LSTM_BF16_AVX512)
-            flops += lstm_bf16_chains_avx512(iters, &mine);
-#endif
+        if (chains != NULL)
+            ops += chains(iters, &mine);
         value += mine;
     }
-    (void)kernel;
     *sink = value;
-    return flops;
+    return ops;
+}
+
+/* The bf16 unit's probe (see lstm_chains_threads). */
+static double lstm_bf16_chains_threads(long iters, int threads, double *sink)
+{
+    double (*chains)(long, float *) = NULL;
+#if LSTM_HAVE_PACKED
+    int unit = lstm_bf16_unit(NULL);
+    chains = unit == LSTM_BF16_AMX ? lstm_bf16_chains_amx
+             : unit == LSTM_BF16_AVX512 ? lstm_bf16_chains_avx512 : NULL;
+#endif
+    return lstm_chains_threads(chains, iters, threads, sink);
 }
 
 #endif /* LSTM_FAST_BF16_H */

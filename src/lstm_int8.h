@@ -211,7 +211,6 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const void *packed,
     ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C, ptrdiff_t ldc, void *buf)
 {
-    lstm_amx_config config;
     ptrdiff_t depth = lstm_i8_depth(K);
     const float *col = (const float *)packed + c0;
     const int8_t *quantized = (const int8_t *)((const float *)packed + lstm_i8_scales(N_all))
@@ -220,13 +219,7 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
     int8_t *q = (int8_t *)(rows_scale + LSTM_I8_MB);
     int32_t acc[32 * 32] __attribute__((aligned(64)));
     float acc_f[32 * 32] __attribute__((aligned(64)));
-    memset(&config, 0, sizeof config);
-    config.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
-    _tile_loadconfig(&config);
+    lstm_amx_load_config();
     for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB) {
         ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB;
         lstm_i8_rows_amx(rows, K, A + m0 * lda, lda, q, rows_scale);
@@ -258,16 +251,9 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"), noinline)) static double lst
 {
     int8_t operand[16 * 64] __attribute__((aligned(64)));
     int32_t out[16 * 16] __attribute__((aligned(64)));
-    lstm_amx_config config;
-    memset(&config, 0, sizeof config);
-    config.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
     for (int i = 0; i < 16 * 64; i++)
         operand[i] = (int8_t)(i % 7);
-    _tile_loadconfig(&config);
+    lstm_amx_load_config();
     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
     _tile_loadd(4, operand, 64); _tile_loadd(5, operand, 64);
     _tile_loadd(6, operand, 64); _tile_loadd(7, operand, 64);
@@ -314,28 +300,15 @@ static int lstm_i8_route(ptrdiff_t batch)
                                                                          : LSTM_I8_FLOAT32;
 }
 
-/* The int8 chains of the unit in use on `threads` threads at once; returns the operations of
- * all (0 without an int8 unit). */
+/* The int8 unit's probe (see lstm_chains_threads). */
 static double lstm_i8_chains_threads(long iters, int threads, double *sink)
 {
-    double ops = 0, value = 0;
-    int unit = lstm_i8_unit(NULL);
-#ifdef _OPENMP
-    #pragma omp parallel num_threads(threads) reduction(+:ops, value)
-#else
-    (void)threads;
-#endif
-    {
-        float mine = 0;
+    double (*chains)(long, float *) = NULL;
 #if LSTM_HAVE_PACKED
-        if (unit == LSTM_I8_AMX)
-            ops += lstm_i8_chains_amx(iters, &mine);
+    if (lstm_i8_unit(NULL) == LSTM_I8_AMX)
+        chains = lstm_i8_chains_amx;
 #endif
-        value += mine;
-    }
-    (void)unit;
-    *sink = value;
-    return ops;
+    return lstm_chains_threads(chains, iters, threads, sink);
 }
 
 #endif /* LSTM_FAST_INT8_H */

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 # scikit-learn's array-API check needs this set before SciPy is first imported; without it that
 # check is skipped instead of run.
@@ -8,6 +10,25 @@ import numpy as np
 import pytest
 
 from lstm_fast._lstm import build_info
+
+def run_in_subprocess(module, call, env_vars):
+    """The words `call` prints, `call` being code using the test module `module` (as ``t``) and
+    ``build_info``, run in a fresh interpreter with LSTM_FAST_KERNEL and LSTM_FAST_SPLIT
+    replaced by ``env_vars`` (the kernel and split choices are read once per process)."""
+    env = dict(os.environ)
+    for name in ("LSTM_FAST_KERNEL", "LSTM_FAST_SPLIT"):
+        env.pop(name, None)
+    env.update(env_vars)
+    code = (f"import sys; sys.path.insert(0, sys.argv[1]); import {module} as t; "
+            f"from lstm_fast._lstm import build_info; print({call})")
+    # Run from the tests folder: from the repository root, Python would import the source tree's
+    # lstm_fast (which holds no built extension) instead of the installed one.
+    here = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, "-c", code, here], env=env, cwd=here,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
 
 # Relative tolerances per dtype for comparing two implementations of the same maths.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}

@@ -2,8 +2,6 @@
 choice (AVX-512, AVX2, BLAS) and thread count against the NumPy reference."""
 
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,7 +12,7 @@ import lstm_fast
 from lstm_fast._lstm import activations, build_info, matmul
 from lstm_fast.testing import reference_backward, reference_forward
 
-from conftest import RTOL, assert_close, needs_packed_kernel
+from conftest import RTOL, assert_close, needs_packed_kernel, run_in_subprocess
 
 # Largest relative error allowed for sigmoid and tanh, in units of the dtype's epsilon.
 ULPS = 8
@@ -175,22 +173,9 @@ def _thread_bits_differ(dtype_name):
 
 
 def _run_in_subprocess(call, env_vars):
-    """Print-and-parse the result of `call` (code using this module) in a fresh interpreter with
-    extra environment variables (the kernel and split choices are read once per process)."""
-    env = dict(os.environ)
-    for name in ("LSTM_FAST_KERNEL", "LSTM_FAST_SPLIT"):
-        env.pop(name, None)
-    env.update(env_vars)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_kernels as t; "
-            "from lstm_fast._lstm import build_info; "
-            f"print(build_info()['matmul_kernel'], {call})")
-    # Run from the tests folder: from the repository root, Python would import the source tree's
-    # lstm_fast (which holds no built extension) instead of the installed one.
-    here = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run([sys.executable, "-c", code, here], env=env, cwd=here,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.split()
+    """The matmul kernel chosen and what `call` (code using this module) printed, in a fresh
+    interpreter with extra environment variables (see conftest.run_in_subprocess)."""
+    return run_in_subprocess("test_kernels", f"build_info()['matmul_kernel'], {call}", env_vars)
 
 
 @pytest.mark.parametrize("split", ["auto", "rows", "columns"])

@@ -3,10 +3,6 @@ the products of every route (AMX tiles, AVX512-BF16, the float32 units on rounde
 values) against a NumPy emulation, the layers' outputs against that emulation and against
 float32, and the errors for what is not supported."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -14,6 +10,8 @@ from threadpoolctl import threadpool_limits
 import lstm_fast
 from lstm_fast._lstm import build_info, matmul_reduced
 from lstm_fast.testing import quantize_int8, reference_forward, round_bfloat16
+
+from conftest import run_in_subprocess
 
 # A product of bf16-rounded operands, summed in float32, against the same summed exactly:
 # K terms of float32 rounding, far below this for the shapes here.
@@ -181,19 +179,11 @@ def _expected_kernel(forced, precision):
 
 
 def _run(call, kernel):
-    """`call` (code using this module) in a fresh interpreter under LSTM_FAST_KERNEL=kernel (the
-    choice is read once per process): the units it chose and what the call printed."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LSTM_FAST_KERNEL", "LSTM_FAST_SPLIT")}
-    if kernel != "auto":
-        env["LSTM_FAST_KERNEL"] = kernel
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_precision as t; "
-            "from lstm_fast._lstm import build_info; "
-            f"print(build_info()['bfloat16_kernel'], build_info()['int8_kernel'], {call})")
-    here = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run([sys.executable, "-c", code, here], env=env, cwd=here,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.split()
+    """`call` (code using this module) in a fresh interpreter under LSTM_FAST_KERNEL=kernel: the
+    units it chose and what the call printed."""
+    return run_in_subprocess(
+        "test_precision", f"build_info()['bfloat16_kernel'], build_info()['int8_kernel'], {call}",
+        {} if kernel == "auto" else {"LSTM_FAST_KERNEL": kernel})
 
 
 @pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512", "avx2", "blas"])

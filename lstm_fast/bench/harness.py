@@ -106,6 +106,7 @@ SUITES = {"standard": STANDARD_SUITE, "quick": QUICK_SUITE}
 
 class _LstmFast:
     name = "lstm_fast"
+    at = None  # the precision it runs at: None, the case's
 
     def __init__(self, case, training, threads):
         self.lstm = LSTM(case.input_size, case.hidden_size, num_layers=case.layers,
@@ -116,7 +117,7 @@ class _LstmFast:
         self.lengths = case.lengths()
         self.training = training
         self.grad = None
-        self.precision = case.precision or None
+        self.precision = self.at or case.precision or None
 
     def __call__(self):
         out, _ = self.lstm.forward(self.x, lengths=self.lengths, training=self.training,
@@ -128,21 +129,13 @@ class _LstmFast:
 
 
 class _LstmFastFloat32(_LstmFast):
-    """Ours in the layer's own dtype: the peer of a reduced-precision case."""
-    name = "float32"
-
-    def __init__(self, case, training, threads):
-        super().__init__(case, training, threads)
-        self.precision = None
+    """Ours in float32 (the cases' dtype): the peer of a reduced-precision case."""
+    name = at = "float32"
 
 
 class _LstmFastBfloat16(_LstmFast):
     """Ours in bfloat16: the peer of an int8 case."""
-    name = "bfloat16"
-
-    def __init__(self, case, training, threads):
-        super().__init__(case, training, threads)
-        self.precision = "bfloat16"
+    name = at = "bfloat16"
 
 
 class _Numpy(_LstmFast):
