@@ -11,6 +11,7 @@ import numpy as np
 from . import __version__
 from .bench import SUITES, Case, blas_info, machine_info, run_benchmark
 from ._threads import affinity_cpus
+from .bench.harness import torch_autocast_runs
 from .bench.stream import format_stream, stream_latency
 
 
@@ -90,9 +91,10 @@ def _build_parser():
     bench.add_argument("--mode", choices=["infer", "train", "both"], default="both")
     bench.add_argument("--precision", type=_precisions, default=["float32"],
                        help="precisions of the products, comma-separated, among "
-                            f"{','.join(PRECISIONS)} (bfloat16, int8: the float32 cases, "
-                            "inference; bfloat16 against torch in bfloat16 and ours in float32, "
-                            "int8 against ours in float32 and bfloat16)")
+                            f"{','.join(PRECISIONS)} (bfloat16, int8: the float32 cases; "
+                            "bfloat16, inference and training, against torch in bfloat16 and "
+                            "ours in float32; int8, inference, against ours in float32 and "
+                            "bfloat16)")
     bench.add_argument("--threads", type=_int_list, default=None,
                        help="thread counts, comma-separated (default: 1 and all cores; more "
                             "than the cores are clamped to them)")
@@ -218,8 +220,12 @@ def bench(args, out=None):
     out.write(f"median of {args.repeat} samples per cell; ratio = peer time / lstm_fast time "
               "(> 1: lstm_fast faster)\n")
     if any(c.precision for c in cases):
-        out.write("reduced-precision rows: torch = nn.LSTM.to(torch.bfloat16), float32 and "
-                  "bfloat16 = lstm_fast in those; their peak is their unit's (tile chains)\n")
+        training = ("torch.autocast('cpu', torch.bfloat16)" if "torch" not in shown
+                    or torch_autocast_runs() else "nn.LSTM.to(torch.bfloat16), trained (autocast's "
+                    "LSTM does not run on this CPU)")
+        out.write("reduced-precision rows: torch = nn.LSTM.to(torch.bfloat16) for inference, "
+                  f"{training} for training; float32 and bfloat16 = lstm_fast in those; their "
+                  "peak is their unit's (tile chains)\n")
     streams = []
     if args.stream_steps:
         streams = stream_latency(steps=args.stream_steps, torch="torch" in peers)

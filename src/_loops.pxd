@@ -5,7 +5,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
-from _blas cimport Products, gemm_packed, gemm_tn2, product
+from _blas cimport Products, gemm_tn2, product
 from _gates cimport CELL_GRU, _cell_backward, _cell_forward, _n_gates
 from _team cimport _Split, _first, _split, _step_rows, lstm_barrier, lstm_team_barrier
 
@@ -115,8 +115,7 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
                                  int kind, Py_ssize_t T, bint reverse,
                                  Py_ssize_t B, Py_ssize_t H, Py_ssize_t P,
                                  const Py_ssize_t *batch_sizes, const Py_ssize_t *offsets,
-                                 const floating *w_hh_packed, const floating *w_hr_packed,
-                                 const floating *d_out, Py_ssize_t ld_out, floating *d_hidden,
+                                 const Products *products, const floating *d_out, Py_ssize_t ld_out, floating *d_hidden,
                                  floating *d_cell, floating *d_raw, floating *d_hidden_all,
                                  floating *gates, floating *hidden_gates, floating *tanh_cell,
                                  const floating *cell_prev, const floating *hidden_prev,
@@ -127,6 +126,7 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
 
     d_hidden_steps (N x P) and the LSTM's d_cell_steps (N x H), unless NULL, receive every
     step's dL/dh_t and dL/dc_t (for introspection).
+    products: W_hh and W_hr packed for the products of dL/dA_t and dL/dh_t (see product).
 
     d_raw (B x H) and d_hidden_all (N x P) are workspaces when projecting, else NULL. The GRU's
     dL/dh_{t-1} has a direct part (z dL/dh_t, left in d_hidden by its pass) besides the product.
@@ -137,6 +137,9 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
     cdef floating *d_rec = hidden_gates if gru else gates
     cdef _Split sp = _split(part, parts, by_rows, B, T, batch_sizes, team)
     cdef int cpart = sp.cpart, cparts = sp.cparts, sync = sp.sync
+    cdef Products p = products[0]
+    if p.buf != NULL:
+        p.buf += part * p.buf_size  # this thread's
     for step in range(T):
         t = step if reverse else T - 1 - step
         rows = batch_sizes[t]
@@ -154,8 +157,8 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
                    (r1 - r0) * P * sizeof(floating))
             lstm_barrier(sp.team, sync)
             # dL/dr_t = dL/dh_t W_hr                               (b_t x P) (P x H)
-            gemm_packed(hi - lo, H, P, d_hidden + lo * P, P, w_hr_packed, 0, d_raw + lo * H, H,
-                        cpart, cparts)
+            product(&p, hi - lo, H, P, d_hidden + lo * P, P, p.w_hr, 0, NULL, 0, NULL, 0,
+                    d_raw + lo * H, H, cpart, cparts)
             lstm_barrier(sp.team, sync)
         _cell_backward(kind, r1 - r0, H, dr_t + r0 * H, gates + (row + r0) * G,
                        _rows(hidden_gates, row + r0, G), _rows(tanh_cell, row + r0, H),
@@ -163,15 +166,15 @@ cdef inline void _backward_steps(int part, int parts, bint by_rows, lstm_team_ba
                        hidden_prev + (row + r0) * P, _rows(d_cell_steps, row + r0, H))
         lstm_barrier(sp.team, sync)
         # dL/dh_{t-1} (+)= dL/dA_t W_hh, A_t the recurrent pre-activations   (b_t x G) (G x P)
-        gemm_packed(hi - lo, P, G, d_rec + (row + lo) * G, G, w_hh_packed, 1 if gru else 0,
-                    d_hidden + lo * P, P, cpart, cparts)
+        product(&p, hi - lo, P, G, d_rec + (row + lo) * G, G, p.w_hh, 0, NULL, 0, NULL,
+                1 if gru else 0, d_hidden + lo * P, P, cpart, cparts)
         lstm_barrier(sp.team, sync)
 
 
 cdef inline void _backward_weights(int part, int parts, int kind, Py_ssize_t N, Py_ssize_t I,
                                    Py_ssize_t H, Py_ssize_t P, const floating *gates,
                                    const floating *hidden_gates, const floating *x,
-                                   const floating *hidden_prev, const floating *w_ih_packed,
+                                   const floating *hidden_prev, const Products *products,
                                    const floating *r, const floating *d_hidden_all, floating *d_x,
                                    floating *d_w_ih, floating *d_w_hh, floating *d_w_hr,
                                    floating *d_bias, floating *w_t, bint accumulate,
@@ -185,13 +188,16 @@ cdef inline void _backward_weights(int part, int parts, int kind, Py_ssize_t N, 
     others): its d_bias holds db_ih (G) then db_hh (G); the others' bias gradients are one.
     With `accumulate`, w_t adds to what earlier runs of steps left there; only with `finish` is it
     added into dW_ih and dW_hh (a strided pass, once per layer call rather than once per run).
-    r (N x H) is R = o tanh(c) when projecting, else NULL.
+    r (N x H) is R = o tanh(c) when projecting, else NULL. products: W_ih packed for dX.
     """
     cdef Py_ssize_t G = _n_gates(kind) * H
     cdef Py_ssize_t j0 = _first(G, part, parts), j1 = _first(G, part + 1, parts)
     cdef Py_ssize_t n0 = _first(N, part, parts), n1 = _first(N, part + 1, parts)
     cdef Py_ssize_t h0 = _first(H, part, parts), h1 = _first(H, part + 1, parts)
     cdef floating beta = 1 if accumulate else 0
+    cdef Products p = products[0]
+    if p.buf != NULL:
+        p.buf += part * p.buf_size  # this thread's
     if hidden_gates == NULL:
         # dW_ih^T = X^T dA, dW_hh^T = H_prev^T dA, cols j0..j1   (I x N) (N x G), (P x N) (N x G)
         # db = the sums of dA's columns, on the way
@@ -207,7 +213,8 @@ cdef inline void _backward_weights(int part, int parts, int kind, Py_ssize_t N, 
         _add_transposed(j0, j1, I, w_t, G, d_w_ih)
         _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
     # dX += dA W_ih, rows n0..n1                                   (N x G) (G x I)
-    gemm_packed(n1 - n0, I, G, gates + n0 * G, G, w_ih_packed, 1, d_x + n0 * I, I)
+    product(&p, n1 - n0, I, G, gates + n0 * G, G, p.w_ih, 0, NULL, 0, NULL, 1, d_x + n0 * I, I,
+            0, 1)
     if r != NULL:
         # dW_hr += dH^T R, columns h0..h1                          (P x N) (N x H)
         gemm_tn2(P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1, NULL, 1,

@@ -32,7 +32,7 @@ from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _che
                    _dim)
 from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX, NATIVE,
                    Products, buffer_bytes, gemm_packed, gemm_tn2, lstm_aligned_alloc,
-                   lstm_bf16_route, lstm_bf16_unit, lstm_bf16_unit_name, lstm_i8_route,
+                   lstm_bf16_round, lstm_bf16_route, lstm_bf16_unit, lstm_bf16_unit_name, lstm_i8_route,
                    lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d, lstm_panel_width_f,
                    pack_into, packed_kernel, packed_size, panel_width, prepare_into,
                    prepared_size, product)
@@ -489,7 +489,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
                    Workspace workspace=None, int prepared=PACK, bint finish=True,
                    int kind=CELL_LSTM, hidden_gates=None, d_hidden_steps=None,
-                   d_cell_steps=None):
+                   d_cell_steps=None, int precision=NATIVE):
     """Backpropagate through one layer-direction of a cell after a training forward_layer.
 
     Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
@@ -511,6 +511,11 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     weight gradients wait in the workspace for it).
     d_hidden_steps (N x P) and (LSTM) d_cell_steps (N x H): unless None, they receive dL/dh_t
     and dL/dc_t of every step, the whole gradients of the states (for introspection).
+    precision: NATIVE, or BFLOAT16 (float32 arrays; mixed-precision training, after a
+    forward_layer of that precision): every product's operands rounded to bf16 (the weights
+    once; dL/dA, the pre-activations' gradients, once in place, so that the bias gradients sum
+    the rounded values the products read), summed in float32; the gate math, the state
+    gradients and the weight gradients' sums stay float32.
 
     Every array and every value of batch_sizes and offsets is checked first, as forward_layer
     checks its own.
@@ -518,7 +523,12 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     cdef str fn = "backward_layer"
     if prepared != PACK and prepared != PACKED:
         raise ValueError(f"{fn}: prepared must be PACK or PACKED, got {prepared}")
+    if precision != NATIVE and precision != BFLOAT16:
+        raise ValueError(f"{fn}: precision must be NATIVE or BFLOAT16 (INT8 is for inference), "
+                         f"got {precision}")
     cdef int dt = _array_type(x, "backward_layer: x")
+    if precision != NATIVE and dt != cnp.NPY_FLOAT32:
+        raise TypeError(f"{fn}: precision BFLOAT16 takes float32 arrays, got {x.dtype}")
     cdef bint lstm = _check_kind(fn, kind)
     cdef Py_ssize_t N = _dim(x, 0), I = _dim(x, 1), B = _dim(d_hidden, 0), P = _dim(d_hidden, 1)
     cdef Py_ssize_t H = _dim(d_cell, 1) if lstm else P, G = _n_gates(kind) * H
@@ -557,9 +567,14 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     cdef void *weights[5]
     weights[0], weights[1], weights[2] = args[1], args[2], args[3]
     weights[3] = weights[4] = NULL
-    cdef _Packed key = _packed_key(True, dt, kind, weights, I, H, P)
     if workspace is None:
         workspace = Workspace()  # held until the call returns: the buffers live in it
+    cdef int route = NATIVE
+    if precision != NATIVE:  # (as in forward_layer)
+        route = lstm_bf16_route(B)
+        if prepared == PACKED and workspace.packed.valid and workspace.packed.route != NATIVE:
+            route = workspace.packed.route
+    cdef _Packed key = _packed_key(True, dt, kind, weights, I, H, P, route)
     if dt == cnp.NPY_FLOAT32:
         _backward_layer(<float **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
                         n_threads, workspace, &key, prepared, finish)
@@ -600,12 +615,15 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
     cdef floating *d_cell_steps = args[21]
     cdef bint project = w_hr != NULL, by_rows
     cdef int nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
+    cdef int route = key.route
     cdef lstm_team_barrier team
-    cdef floating *bufs[7]
-    _carve_backward(ws, kind, N, I, H, P, B, project, bufs)
-    cdef floating *w_hh_packed = bufs[0]
-    cdef floating *w_hr_packed = bufs[1]
-    cdef floating *w_ih_packed = bufs[2]
+    cdef Products products
+    products.route = route
+    products.buf_size = buffer_bytes(route, max(G, P), 0, max(I, H, P))
+    cdef floating *bufs[9]
+    _carve_backward(ws, kind, N, I, H, P, B, project, route, nt * products.buf_size, bufs)
+    products.w_hh, products.w_hr, products.w_ih = bufs[0], bufs[1], bufs[2]
+    products.buf = <char *> bufs[7]
     cdef floating *w_t = bufs[3]
     cdef floating *d_bias = bufs[4]
     cdef floating *d_bias_hh = bufs[4] + (G if kind == CELL_GRU else 0)
@@ -615,13 +633,13 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
     cdef bint packed = ws.holds(key, prepared, "backward_layer")
     with nogil:
         if not packed:
-            pack_into(False, G, P, w_hh, P, w_hh_packed)
+            prepare_into(route, False, G, P, w_hh, P, bufs[0])
             if project:
-                pack_into(False, P, H, w_hr, H, w_hr_packed)
+                prepare_into(route, False, P, H, w_hr, H, bufs[1])
         if nt == 1:
             _backward_steps(0, 1, False, NULL, kind, T, reverse, B, H, P, batch_sizes, offsets,
-                            w_hh_packed, w_hr_packed, d_out, ld_out, d_hidden, d_cell, d_raw,
-                            d_hidden_all, gates, hidden_gates, tanh_cell, cell_prev, hidden_prev,
+                            &products, d_out, ld_out, d_hidden, d_cell, d_raw, d_hidden_all,
+                            gates, hidden_gates, tanh_cell, cell_prev, hidden_prev,
                             d_hidden_steps, d_cell_steps)
         else:
             by_rows = _split_by_rows(B, I, G, H, P, project, nt, sizeof(floating),
@@ -629,22 +647,31 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
                 _backward_steps(threadid(), lstm_team_size(), by_rows, &team, kind, T, reverse,
-                                B, H, P, batch_sizes, offsets, w_hh_packed, w_hr_packed, d_out,
-                                ld_out, d_hidden, d_cell, d_raw, d_hidden_all, gates,
-                                hidden_gates, tanh_cell, cell_prev, hidden_prev,
-                                d_hidden_steps, d_cell_steps)
+                                B, H, P, batch_sizes, offsets, &products, d_out, ld_out,
+                                d_hidden, d_cell, d_raw, d_hidden_all, gates, hidden_gates,
+                                tanh_cell, cell_prev, hidden_prev, d_hidden_steps, d_cell_steps)
 
         # The weight gradients: one product each over all steps (W_ih packed just before).
         if not packed:
-            pack_into(False, G, I, w_ih, I, w_ih_packed)
+            prepare_into(route, False, G, I, w_ih, I, bufs[2])
+        if route != NATIVE:
+            # their operands rounded once: X (a copy), and in place H_{t-1}, dA (the GRU's
+            # two), R and dH (projection), which nothing reads after them
+            if floating is float:
+                x = <const floating *> _rounded_copy(N * I, <const float *> x, <float *> bufs[8])
+                _round(N * P, <float *> hidden_prev)
+                _round(N * G, <float *> gates)
+                _round(N * G, <float *> hidden_gates)
+                _round(N * H, <float *> r)
+                _round(N * P, <float *> d_hidden_all)
         if nt == 1:
             _backward_weights(0, 1, kind, N, I, H, P, gates, hidden_gates, x, hidden_prev,
-                              w_ih_packed, r, d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias,
+                              &products, r, d_hidden_all, d_x, d_w_ih, d_w_hh, d_w_hr, d_bias,
                               w_t, packed, finish)
         else:
             with parallel(num_threads=nt):
                 _backward_weights(threadid(), lstm_team_size(), kind, N, I, H, P, gates,
-                                  hidden_gates, x, hidden_prev, w_ih_packed, r, d_hidden_all,
+                                  hidden_gates, x, hidden_prev, &products, r, d_hidden_all,
                                   d_x, d_w_ih, d_w_hh, d_w_hr, d_bias, w_t, packed, finish)
         for j in range(G):  # (the GRU's two bias gradients differ)
             if d_b_ih != NULL:
@@ -653,21 +680,38 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
                 d_b_hh[j] += d_bias_hh[j]
 
 
+cdef inline void _round(Py_ssize_t n, float *a) noexcept nogil:
+    """a (n, or NULL) rounded to bf16 in place."""
+    if a != NULL:
+        lstm_bf16_round(n, a)
+
+
+cdef inline const float *_rounded_copy(Py_ssize_t n, const float *a, float *copy) noexcept nogil:
+    """copy <- a (n) rounded to bf16; returns copy."""
+    memcpy(copy, a, n * sizeof(float))
+    lstm_bf16_round(n, copy)
+    return copy
+
+
 cdef int _carve_backward(Workspace ws, int kind, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
-                         Py_ssize_t P, Py_ssize_t B, bint project, floating **bufs) except -1:
-    """bufs <- backward's workspace: first what every run of steps of a layer call shares (the
-    packed W_hh, W_hr, W_ih, the transposed dW_ih and dW_hh), then the bias gradients (the GRU's
-    two differ) and the projection's gradients (dL/dr_t of a step, dL/dh_t of every step)."""
+                         Py_ssize_t P, Py_ssize_t B, bint project, int route,
+                         Py_ssize_t buf_bytes, floating **bufs) except -1:
+    """bufs <- backward's workspace: first what every run of steps of a layer call shares (W_hh,
+    W_hr, W_ih packed for `route`, the transposed dW_ih and dW_hh), then the bias gradients (the
+    GRU's two differ), the projection's gradients (dL/dr_t of a step, dL/dh_t of every step),
+    the products' row buffers (buf_bytes for all threads) and, on a bf16 route, X rounded."""
     cdef Py_ssize_t G = _n_gates(kind) * H
-    cdef Py_ssize_t sizes[7]
-    sizes[0] = packed_size(G, P, bufs[0])
-    sizes[1] = packed_size(P, H, bufs[0]) if project else 0
-    sizes[2] = packed_size(G, I, bufs[0])
+    cdef Py_ssize_t sizes[9]
+    sizes[0] = prepared_size(route, G, P, bufs[0])
+    sizes[1] = prepared_size(route, P, H, bufs[0]) if project else 0
+    sizes[2] = prepared_size(route, G, I, bufs[0])
     sizes[3] = (I + P) * G
     sizes[4] = 2 * G if kind == CELL_GRU else G
     sizes[5] = B * H if project else 0
     sizes[6] = N * P if project else 0
-    return _carve(ws, sizes, bufs, 7)
+    sizes[7] = (buf_bytes + sizeof(floating) - 1) // sizeof(floating)
+    sizes[8] = N * I if route != NATIVE else 0
+    return _carve(ws, sizes, bufs, 9)
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x, bint avx512):

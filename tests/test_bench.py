@@ -111,8 +111,8 @@ def test_cli_bench_writes_table_and_json(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_bench_bfloat16_rows(tmp_path, capsys, monkeypatch):
-    """--precision adds a bfloat16 row for each float32 case, inference only, against ours in
-    float32 (and torch in bfloat16 where installed), with the bf16 unit's peak."""
+    """--precision adds bfloat16 rows for each float32 case, inference and training, against
+    ours in float32 (and torch in bfloat16 where installed), with the bf16 unit's peak."""
     monkeypatch.setattr("lstm_fast.bench.harness.gemm_roof", lambda dtype, threads, size: 1.0)
     monkeypatch.setattr("lstm_fast.bench.harness._let_threads_idle", lambda pause: None)
     path = tmp_path / "out.json"
@@ -127,7 +127,8 @@ def test_cli_bench_bfloat16_rows(tmp_path, capsys, monkeypatch):
     rows = [(r["case"], r["mode"], sorted(r["impls"])) for r in data["results"]]
     assert rows == [("B3 T4 I3 H20", "infer", ["lstm_fast"]),
                     ("B3 T4 I3 H20", "train", ["lstm_fast"]),
-                    ("B3 T4 I3 H20 bfloat16", "infer", ["float32", "lstm_fast"])]
+                    ("B3 T4 I3 H20 bfloat16", "infer", ["float32", "lstm_fast"]),
+                    ("B3 T4 I3 H20 bfloat16", "train", ["float32", "lstm_fast"])]
     peak = data["fma_peaks_gflops"]["bfloat16 1 thr"]
     assert (peak > 0) == (build_info()["bfloat16_kernel"] != "float32")
 
@@ -142,6 +143,23 @@ def test_cli_bench_int8_rows(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "B9 T3 I3 H20 int8" in out and "float32/lf" in out and "bfloat16/lf" in out
     assert "torch us" not in out and "int8 1 thr" in out
+
+
+def test_cli_bench_trains_torch_in_bfloat16(capsys, monkeypatch):
+    """bf16 training rows time torch under autocast where its LSTM runs there, else torch's bf16
+    module, and say which."""
+    pytest.importorskip("torch")
+    from lstm_fast.bench.harness import torch_autocast_runs
+
+    monkeypatch.setattr("lstm_fast.bench.harness._let_threads_idle", lambda pause: None)
+    code = cli.main(["bench", "--batch", "4", "--seq-len", "3", "--input-size", "3",
+                     "--hidden-size", "16", "--threads", "1", "--repeat", "2", "--compare",
+                     "torch", "--precision", "bfloat16", "--mode", "train",
+                     "--stream-steps", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "B4 T3 I3 H16 bfloat16" in out and "torch/lf" in out and "float32/lf" in out
+    assert ("torch.autocast('cpu', torch.bfloat16) for training" in out) == torch_autocast_runs()
 
 
 @pytest.mark.parametrize("argv, message", [

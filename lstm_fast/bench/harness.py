@@ -9,6 +9,7 @@ under ``lengths``; training counts three times that.
 """
 
 import dataclasses
+import functools
 import os
 import platform
 import statistics
@@ -174,23 +175,44 @@ class _Torch:
         self.lstm.load_state_dict({k: torch.from_numpy(v)
                                    for k, v in ours.lstm.state_dict().items()})
         self.x = torch.from_numpy(ours.x).requires_grad_(training)
-        if case.precision == "bfloat16":  # torch's own bf16 inference: module and input
-            self.lstm, self.x = self.lstm.to(torch.bfloat16), self.x.to(torch.bfloat16)
         self.lengths = None if ours.lengths is None else torch.as_tensor(ours.lengths)
         self.training, self.seq_len = training, case.seq_len
+        # bf16 training: under autocast where it runs, else torch's bf16 module trained as such
+        self.autocast = case.precision == "bfloat16" and training and torch_autocast_runs()
+        if case.precision == "bfloat16" and not self.autocast:
+            # torch's own bf16 inference (and training where autocast fails): module and input
+            self.lstm = self.lstm.to(torch.bfloat16)
+            self.x = self.x.detach().to(torch.bfloat16).requires_grad_(training)
 
     def _forward(self):
-        if self.lengths is None:
-            return self.lstm(self.x)[0]
-        packed = self.pack(self.x, self.lengths, enforce_sorted=False)
-        return self.unpack(self.lstm(packed)[0], total_length=self.seq_len)[0]
+        with self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=self.autocast):
+            if self.lengths is None:
+                return self.lstm(self.x)[0]
+            packed = self.pack(self.x, self.lengths, enforce_sorted=False)
+            return self.unpack(self.lstm(packed)[0], total_length=self.seq_len)[0]
 
     def __call__(self):
         if self.training:
-            self._forward().sum().backward()
+            self._forward().float().sum().backward()
         else:
             with self.torch.inference_mode():
                 self._forward()
+
+
+@functools.cache
+def torch_autocast_runs():
+    """Whether torch.nn.LSTM trains under torch.autocast("cpu", bfloat16) here: its oneDNN bf16
+    LSTM needs a CPU with bf16 instructions (elsewhere a RuntimeError, seen on AVX2 CPUs)."""
+    import torch
+
+    lstm, x = torch.nn.LSTM(4, 8), torch.zeros(3, 2, 4, requires_grad=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = lstm(x)[0]
+        out.float().sum().backward()
+        return True
+    except RuntimeError:
+        return False
 
 
 def _peers_of(case, peer_classes):
@@ -202,6 +224,11 @@ def _peers_of(case, peer_classes):
     if case.precision == "int8":
         return [_LstmFastFloat32, _LstmFastBfloat16]
     return [cls for cls in peer_classes if cls is _Torch] + [_LstmFastFloat32]
+
+
+def _runs(case, mode):
+    """Whether a case runs in ``mode``: int8 is for inference, bfloat16 also trains."""
+    return mode == "infer" or case.precision != "int8"
 
 
 def available_peers(names):
@@ -323,8 +350,7 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
     """
     peer_classes = available_peers(peers)
     roofs, peaks, results = {}, {}, []
-    total = len(threads) * sum(1 for case in cases for m in modes
-                               if m == "infer" or not case.precision)
+    total = len(threads) * sum(1 for case in cases for m in modes if _runs(case, m))
     for n_threads in threads:
         for case in cases:
             key = (case.precision or case.dtype, n_threads)
@@ -338,8 +364,7 @@ def run_benchmark(cases, modes=("infer", "train"), threads=(1,), peers=("numpy",
                               if case.precision == "int8" else
                               fma_peak(case.dtype, n_threads, iters=peak_iters))
                 _let_threads_idle(pause)
-            # reduced precision is for inference
-            for mode in [m for m in modes if m == "infer" or not case.precision]:
+            for mode in [m for m in modes if _runs(case, m)]:
                 training = mode == "train"
                 with threadpool_limits(limits=n_threads):
                     impls = [cls(case, training, n_threads)

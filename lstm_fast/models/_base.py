@@ -65,6 +65,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         "n_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "standardize": ["boolean"],
         "predict_precision": [StrOptions({"bfloat16", "int8"}), None],
+        "fit_precision": [StrOptions({"bfloat16"}), None],
     }
 
     def __init__(self, hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0,
@@ -73,7 +74,8 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
                  validation_fraction=0.1, n_iter_no_change=10, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
-                 forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None):
+                 forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None,
+                 fit_precision=None):
         self.cell = cell
         self.forget_bias = forget_bias
         self.recurrent_init = recurrent_init
@@ -104,6 +106,7 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
         self.n_threads = n_threads
         self.standardize = standardize
         self.predict_precision = predict_precision
+        self.fit_precision = fit_precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -224,10 +227,18 @@ class BaseLSTMEstimator(IntrospectionMixin, StateMixin, TrainingMixin, BaseEstim
 
     def _predict_precision(self):
         """predict_precision, checked against the fitted dtype (bfloat16 runs float32 models)."""
-        if self.predict_precision is not None and self.lstm_.dtype != np.float32:
-            raise ValueError(f"predict_precision={self.predict_precision!r} needs "
-                             f"dtype='float32'; this model is {np.dtype(self.lstm_.dtype).name}")
-        return self.predict_precision
+        return self._precision("predict_precision")
+
+    def _fit_precision(self):
+        """fit_precision, checked against the model's dtype."""
+        return self._precision("fit_precision")
+
+    def _precision(self, name):
+        value = getattr(self, name)
+        if value is not None and self.lstm_.dtype != np.float32:
+            raise ValueError(f"{name}={value!r} needs dtype='float32'; this model is "
+                             f"{np.dtype(self.lstm_.dtype).name}")
+        return value
 
     def _decision(self, X):
         """Output-layer values (logits or regression outputs) for ``X``, in float64."""

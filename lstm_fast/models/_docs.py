@@ -73,6 +73,11 @@ PARAMS_DOC = """
         model's dtype; "bfloat16" or "int8" (float32 models), see ``precision`` of
         :meth:`lstm_fast.LSTM.forward`. Training is not affected; it can be set after ``fit``
         (``set_params``).
+    fit_precision : {None, "bfloat16"}, default=None
+        Precision of the recurrent layer's products in training (forward and backward): None,
+        the model's dtype; "bfloat16" (float32 models), mixed-precision training: the products
+        of bf16-rounded operands summed in float32, the weights, the optimiser, gates, states
+        and gradient sums in float32 (see ``precision`` of :meth:`lstm_fast.LSTM.forward`).
 """
 
 CLASSIFIER_PARAMS_DOC = """    class_weight : dict, "balanced" or None, default=None

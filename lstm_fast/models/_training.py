@@ -275,7 +275,8 @@ class TrainingMixin:
         its rows and the gradients of that loss (the layer's, then the output layer's; None if
         the loss is not finite)."""
         lstm, head = self.lstm_, self._head
-        output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True)
+        output, state = lstm.forward(batch.X, lengths=batch.lengths, training=True,
+                                     precision=self._fit_precision())
         features = head.features(lstm, output, state, batch)
         logits = features @ self.coefs_[0] + self.intercepts_[0]
         row_targets, row_weights = head.rows(targets, weights, batch)

@@ -50,7 +50,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTMEstimator):
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
                  forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None,
-                 class_weight=None):
+                 fit_precision=None, class_weight=None):
         super().__init__(**_common_params(locals()))
         self.class_weight = class_weight
 

@@ -27,7 +27,8 @@ __all__ = ["LSTMForecaster"]
 _REGRESSOR_PARAMS = ("hidden_size", "num_layers", "cell", "dropout", "solver",
                      "learning_rate_init", "batch_size", "max_iter", "alpha", "clip_grad_norm",
                      "tol", "early_stopping", "validation_fraction", "n_iter_no_change",
-                     "random_state", "verbose", "dtype", "n_threads", "predict_precision")
+                     "random_state", "verbose", "dtype", "n_threads", "predict_precision",
+                     "fit_precision")
 
 
 class LSTMForecaster(BaseEstimator):
@@ -49,7 +50,7 @@ class LSTMForecaster(BaseEstimator):
         such as the sunspot cycle).
     hidden_size, num_layers, cell, dropout, solver, learning_rate_init, batch_size, max_iter,
     alpha, clip_grad_norm, tol, early_stopping, validation_fraction, n_iter_no_change,
-    random_state, verbose, dtype, n_threads, predict_precision
+    random_state, verbose, dtype, n_threads, predict_precision, fit_precision
         As for :class:`LSTMRegressor` (``batch_size`` and ``max_iter`` count windows and
         epochs over them); defaults differ only in ``max_iter`` (100) and
         ``learning_rate_init`` (3e-3), the recipe measured on the series of the README.
@@ -91,7 +92,7 @@ class LSTMForecaster(BaseEstimator):
                  batch_size=32, max_iter=100, alpha=0.0, clip_grad_norm=5.0, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  random_state=None, verbose=0, dtype="float32", n_threads=None,
-                 predict_precision=None):
+                 predict_precision=None, fit_precision=None):
         self.window = window
         self.horizon = horizon
         self.recursive = recursive
@@ -115,6 +116,7 @@ class LSTMForecaster(BaseEstimator):
         self.dtype = dtype
         self.n_threads = n_threads
         self.predict_precision = predict_precision
+        self.fit_precision = fit_precision
 
     def fit(self, y, X=None):
         """Fit the model to the windows of the series ``y``.

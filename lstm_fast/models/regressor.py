@@ -45,7 +45,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTMEstimator):
                  epsilon=1e-8, momentum=0.9, random_state=None, verbose=0, warm_start=False,
                  dtype="float32", n_threads=None, standardize=True, cell="lstm",
                  forget_bias=1.0, recurrent_init="orthogonal", predict_precision=None,
-                 normalize_y=True):
+                 fit_precision=None, normalize_y=True):
         super().__init__(**_common_params(locals()))
         self.normalize_y = normalize_y
 

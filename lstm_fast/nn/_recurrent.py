@@ -280,9 +280,9 @@ class RecurrentLayer:
             raise ValueError(f"precision={precision!r} runs float32 layers; this "
                              f"{type(self).__name__} is {np.dtype(self.dtype).name} (make it "
                              "with dtype=np.float32)")
-        if training:
-            raise ValueError(f"precision={precision!r} is for inference (training=False): "
-                             "mixed-precision training is not available yet")
+        if training and precision == "int8":
+            raise ValueError("precision='int8' is for inference (training=False); "
+                             "mixed-precision training takes precision='bfloat16'")
         return PRECISIONS[precision]
 
     def _forward(self, x, hx, lengths, training, return_gates, precision):
@@ -314,7 +314,7 @@ class RecurrentLayer:
             layer_in = out
         if training:
             self._cache = dict(cache=cache, packing=packing, batched=batched,
-                               out_shape=(T, B, layer_in.shape[1]),
+                               out_shape=(T, B, layer_in.shape[1]), precision=precision,
                                thread=threading.current_thread())
         output = self._to_user_layout(packing.unpack(layer_in), batched)
         h_n, c_n = packing.unsort_state(h_n), c_n if c_n is None else packing.unsort_state(c_n)
@@ -474,7 +474,8 @@ class RecurrentLayer:
             results = self._each_direction(
                 B, lambda d, threads, cancel: self._run_backward(
                     layer, d, layer_in, packing, d_out, d_h[layer * D + d],
-                    _at(d_c, layer * D + d), stored[d], return_state_grads, threads, cancel))
+                    _at(d_c, layer * D + d), stored[d], return_state_grads, threads, cancel,
+                    state["precision"]))
             d_in = results[0][0]
             for d, (d_reverse, steps) in enumerate(results):
                 if d:
@@ -495,11 +496,12 @@ class RecurrentLayer:
         return (grad_x, state_grads) if return_state_grads else grad_x
 
     def _run_backward(self, layer, direction, layer_in, packing, d_out, d_h, d_c, stored,
-                      keep_steps, threads, cancel):
-        """One layer-direction's BPTT through the engine; returns dL/d(its input) and, with
-        keep_steps, (dL/dh_t, dL/dc_t or None) of every step (packed), and adds its parameter
-        gradients into ``grads``. Runs of steps go from the last step back (the reverse
-        direction: from the first)."""
+                      keep_steps, threads, cancel, precision):
+        """One layer-direction's BPTT through the engine, its products at the training
+        forward's ``precision``; returns dL/d(its input) and, with keep_steps, (dL/dh_t,
+        dL/dc_t or None) of every step (packed), and adds its parameter gradients into
+        ``grads``. Runs of steps go from the last step back (the reverse direction: from the
+        first)."""
         sfx, w_ih, w_hh, _, _, w_hr = self._layer_weights[layer, direction]
         g, P = self.grads, self.output_size
         grads = (g["weight_ih" + sfx], g["weight_hh" + sfx], g.get("bias_ih" + sfx),
@@ -515,7 +517,7 @@ class RecurrentLayer:
             backward_layer(layer_in, w_ih, w_hh, w_hr, packing.batch_sizes, packing.offsets,
                            d_out, direction * P, bool(direction), d_h, d_c, *stored[:4], d_in,
                            *grads, threads, workspace, Prepared.PACK, True, self._kind, stored[4],
-                           *steps)
+                           *steps, precision)
         for i, (batch_sizes, offsets, r0, r1) in enumerate(
                 (runs if direction else runs[::-1]) if len(runs) > 1 else []):
             if cancel is not None and cancel.is_set():
@@ -525,7 +527,7 @@ class RecurrentLayer:
                            d_out[r0:r1], direction * P, bool(direction), d_h[:b],
                            _at(d_c, slice(0, b)), *part[:4], d_in[r0:r1], *grads, threads,
                            workspace, Prepared.PACKED if i > 0 else Prepared.PACK,
-                           i == len(runs) - 1, self._kind, *part[4:])
+                           i == len(runs) - 1, self._kind, *part[4:], precision)
         self._workspaces[layer, direction] = (workspace, None)
         self._spare[layer, direction] = stored
         return d_in, steps

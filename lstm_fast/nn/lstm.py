@@ -146,7 +146,10 @@ class LSTM(RecurrentLayer):
             scale per sequence (dynamic quantisation), the sums exact, then scaled to float32
             (the scheme of fbgemm's and ONNX Runtime's quantised LSTMs): on AMX-INT8 tiles where
             the CPU has them, else the float32 products of the quantised values; about 1e-2
-            from float32.
+            from float32. With ``training=True``, ``"bfloat16"`` is mixed-precision training:
+            the forward's products as above and ``backward``'s too (dL/dh_t, the gradients
+            dL/dA of the pre-activations and their other operands rounded to bfloat16), while
+            the weights, gate math, states and gradient sums stay float32.
 
         Returns
         -------

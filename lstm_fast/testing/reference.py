@@ -11,6 +11,9 @@ the cells without a cell state take and return ``c`` arrays of zero width.
 operands rounded to bfloat16 as :func:`round_bfloat16` rounds them, the products summed exactly
 (float64), the rest in the arrays' dtype; ``precision="int8"`` quantises them instead, as
 :func:`quantize_int8` does (a scale per row of the input, per output channel of the weights).
+:func:`reference_backward` after a ``"bfloat16"`` forward emulates mixed-precision training: the
+gradients of the pre-activations rounded to bfloat16 once (the bias gradients sum those), and
+every product's operands rounded, the sums exact.
 """
 
 import numpy as np
@@ -207,7 +210,8 @@ def reference_forward(params, x, h0, c0, lengths, num_layers, bidirectional, dro
             outs.append(out)
         layer_in = np.concatenate(outs, axis=2)
     cache = dict(mask=mask, steps=steps, x=x, num_layers=num_layers, D=D,
-                 dropout_masks=dropout_masks, cell=cell, c_width=c0.shape[2])
+                 dropout_masks=dropout_masks, cell=cell, c_width=c0.shape[2],
+                 precision=precision)
     return layer_in, h_n, c_n, cache
 
 
@@ -222,6 +226,11 @@ def reference_backward(params, cache, grad_out, grad_h_n=None, grad_c_n=None):
     """
     mask, D, L = cache["mask"], cache["D"], cache["num_layers"]
     step_back = _CELLS[cache["cell"]][1]
+    precision = cache.get("precision")
+    if precision == "int8":
+        raise ValueError("reference_backward: an int8 forward is for inference only")
+    matmul = _product(precision)  # a @ w.T
+    rounded = round_bfloat16 if precision == "bfloat16" else (lambda a: a)
     grads = {k: np.zeros_like(v) for k, v in params.items()}
     P, B = grad_out.shape[2] // D, mask.shape[1]
     d_layer_out = grad_out
@@ -244,19 +253,19 @@ def reference_backward(params, cache, grad_out, grad_h_n=None, grad_c_n=None):
                 m = mask[t][:, None]
                 dh_t = dh + np.where(m, dout[t], 0)
                 if w_hr is not None:
-                    grads[n["weight_hr"]] += (np.where(m, dh_t, 0)).T @ r
-                    dr = dh_t @ w_hr
+                    grads[n["weight_hr"]] += matmul(np.where(m, dh_t, 0).T, r.T)
+                    dr = matmul(dh_t, w_hr.T)
                 else:
                     dr = dh_t
                 dxp, dhp, direct, dc_prev = step_back(dr, dc, saved)
-                dxp, dhp = np.where(m, dxp, 0), np.where(m, dhp, 0)
-                grads[n["weight_ih"]] += dxp.T @ x_t
-                grads[n["weight_hh"]] += dhp.T @ h_prev
+                dxp, dhp = rounded(np.where(m, dxp, 0)), rounded(np.where(m, dhp, 0))
+                grads[n["weight_ih"]] += matmul(dxp.T, x_t.T)
+                grads[n["weight_hh"]] += matmul(dhp.T, h_prev.T)
                 if n["bias_ih"] in grads:
                     grads[n["bias_ih"]] += dxp.sum(0)
                     grads[n["bias_hh"]] += dhp.sum(0)
-                d_in[t] += dxp @ w_ih
-                dh = np.where(m, dhp @ w_hh + direct, dh)
+                d_in[t] += matmul(dxp, w_ih.T)
+                dh = np.where(m, matmul(dhp, w_hh.T) + direct, dh)
                 dc = np.where(m, dc_prev, dc)
             grad_h0[k], grad_c0[k] = dh, dc
         masks = cache["dropout_masks"]
