@@ -513,9 +513,10 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     and dL/dc_t of every step, the whole gradients of the states (for introspection).
     precision: NATIVE, or BFLOAT16 (float32 arrays; mixed-precision training, after a
     forward_layer of that precision): every product's operands rounded to bf16 (the weights
-    once; dL/dA, the pre-activations' gradients, once in place, so that the bias gradients sum
-    the rounded values the products read), summed in float32; the gate math, the state
-    gradients and the weight gradients' sums stay float32.
+    once; dL/dA, the pre-activations' gradients, once in place in gates and hidden_gates, so
+    that the bias gradients sum the rounded values the products read; x and hidden_prev are
+    read, not changed), summed in float32; the gate math, the state gradients and the weight
+    gradients' sums stay float32.
 
     Every array and every value of batch_sizes and offsets is checked first, as forward_layer
     checks its own.
@@ -655,11 +656,12 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
         if not packed:
             prepare_into(route, False, G, I, w_ih, I, bufs[2])
         if route != NATIVE:
-            # their operands rounded once: X (a copy), and in place H_{t-1}, dA (the GRU's
-            # two), R and dH (projection), which nothing reads after them
+            # their operands rounded once: X and H_{t-1} (the caller's: copies), and in place
+            # dA (the GRU's two), R and dH (projection), which nothing reads after them
             if floating is float:
                 x = <const floating *> _rounded_copy(N * I, <const float *> x, <float *> bufs[8])
-                _round(N * P, <float *> hidden_prev)
+                hidden_prev = <const floating *> _rounded_copy(
+                    N * P, <const float *> hidden_prev, <float *> bufs[8] + N * I)
                 _round(N * G, <float *> gates)
                 _round(N * G, <float *> hidden_gates)
                 _round(N * H, <float *> r)
@@ -699,7 +701,8 @@ cdef int _carve_backward(Workspace ws, int kind, Py_ssize_t N, Py_ssize_t I, Py_
     """bufs <- backward's workspace: first what every run of steps of a layer call shares (W_hh,
     W_hr, W_ih packed for `route`, the transposed dW_ih and dW_hh), then the bias gradients (the
     GRU's two differ), the projection's gradients (dL/dr_t of a step, dL/dh_t of every step),
-    the products' row buffers (buf_bytes for all threads) and, on a bf16 route, X rounded."""
+    the products' row buffers (buf_bytes for all threads) and, on a bf16 route, X and H_{t-1}
+    rounded."""
     cdef Py_ssize_t G = _n_gates(kind) * H
     cdef Py_ssize_t sizes[9]
     sizes[0] = prepared_size(route, G, P, bufs[0])
@@ -710,7 +713,7 @@ cdef int _carve_backward(Workspace ws, int kind, Py_ssize_t N, Py_ssize_t I, Py_
     sizes[5] = B * H if project else 0
     sizes[6] = N * P if project else 0
     sizes[7] = (buf_bytes + sizeof(floating) - 1) // sizeof(floating)
-    sizes[8] = N * I if route != NATIVE else 0
+    sizes[8] = N * (I + P) if route != NATIVE else 0
     return _carve(ws, sizes, bufs, 9)
 
 
