@@ -7,10 +7,10 @@
  * right operand (a weight matrix) is the same for every step, so it is packed ONCE per call into
  * column panels of NB = 2 vector widths: panel p holds op(B)[k][p*NB .. p*NB + NB) for k = 0..K-1,
  * contiguous, zero beyond N (a last panel of at most one vector of columns is one vector wide). The
- * product then walks the panels; for each it computes tiles of up to MR = 12 rows x NB columns in
- * 24 vector accumulators (one broadcast of A[r][k] times two vector loads of the panel per k), so a
- * panel is read from cache once per tile; a single row (batch 1) takes four panels at a time
- * instead, so that its sums do not wait on each other. Every sum starts from beta C and adds its
+ * product then walks the panels; for each it computes tiles of up to MR = 12 rows (6 on AVX2) x NB
+ * columns in 2 MR vector accumulators (one broadcast of A[r][k] times two vector loads of the panel
+ * per k), so a panel is read from cache once per tile; a single row (batch 1) takes four panels
+ * at a time instead, so that its sums do not wait on each other. Every sum starts from beta C and adds its
  * terms in k order, whatever the path, so a row's result does not depend on the other rows. The
  * same tiles serve the weight gradients (dW^T = X^T dA, A^T B with neither packed: lstm_gemm_tn),
  * so the engine never wakes BLAS's own threads.
@@ -28,14 +28,14 @@
 
 #include "lstm_cpu.h"
 
-#define LSTM_MR 12
+#define LSTM_MR 12  /* the tallest tile of any ISA (the accumulator arrays' size) */
 #define LSTM_NP 4
 #define LSTM_KC 256
 
-/* M rows are taken in LSTM_TILES(M) tiles of nearly equal height (at most MR), tile i from row
- * LSTM_TILE_ROW(M, i, tiles): 13 rows as 7 + 6, not 12 + 1, whose single row would wait on the
- * FMA latency at every k. */
-#define LSTM_TILES(M) (((M) + LSTM_MR - 1) / LSTM_MR)
+/* M rows are taken in LSTM_TILES(M, mr) tiles of nearly equal height (at most mr, the ISA's
+ * tile height), tile i from row LSTM_TILE_ROW(M, i, tiles): 13 rows as 7 + 6, not 12 + 1, whose
+ * single row would wait on the FMA latency at every k. */
+#define LSTM_TILES(M, mr) (((M) + (mr) - 1) / (mr))
 #define LSTM_TILE_ROW(M, i, tiles) ((M) * (i) / (tiles))
 
 /* Columns of the packed panel that starts at column p of N, panels being nb wide: a last panel of
@@ -67,8 +67,11 @@
 /* One tile: rows (<= MR) x ncols (<= nv vectors) of C from one panel of nv (1 or 2; both
  * constants where inlined) vectors' width, ldp apart from one k to the next, plus (when K2 > 0) a
  * second product A2 (rows x K2) times a panel of a second packed operand. A[r][k] is
- * A[r * ars + k * aks]: A row-major (ars = lda, aks = 1) or transposed (ars = 1, aks = lda). */
-#define LSTM_DEFINE_TILE(T, SUF, ISA, TARGET, BYTES)                                             \
+ * A[r * ars + k * aks]: A row-major (ars = lda, aks = 1) or transposed (ars = 1, aks = lda).
+ * MR, the ISA's tallest tile, keeps its 2 MR accumulators, two panel vectors and a broadcast in
+ * the vector registers: 12 rows of the 32 AVX-512 ones, 6 of the 16 AVX2 ones (12 there would
+ * spill accumulators to the stack at every k). */
+#define LSTM_DEFINE_TILE(T, SUF, ISA, TARGET, BYTES, MR)                                         \
 typedef T lstm_vec_##SUF##_##ISA __attribute__((vector_size(BYTES)));                           \
                                                                                                  \
 static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_##SUF##_##ISA(       \
@@ -231,7 +234,7 @@ __attribute__((target(TARGET))) static void lstm_gemm_nn_##SUF##_##ISA(         
         return;                                                                                  \
     }                                                                                            \
     for (ptrdiff_t p = 0; p < N; p += nb)                                                        \
-        for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                           \
+        for (ptrdiff_t i = 0, tiles = LSTM_TILES(M, MR); i < tiles; i++) {                       \
             ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles), mr = LSTM_TILE_ROW(M, i + 1, tiles) - m;   \
             lstm_tile_any_##SUF##_##ISA(mr, K, A + m * lda, lda, 1, packed + p * K,              \
                                         LSTM_PANEL_COLS(N, p, nb), K2, A2 + m * lda2, lda2,      \
@@ -246,7 +249,7 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tn_block_
     ptrdiff_t M, ptrdiff_t kc, const T *A, ptrdiff_t lda, const T *block, T beta, T *C,          \
     ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
 {                                                                                                \
-    for (ptrdiff_t i = 0, tiles = LSTM_TILES(M); i < tiles; i++) {                               \
+    for (ptrdiff_t i = 0, tiles = LSTM_TILES(M, MR); i < tiles; i++) {                           \
         ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles);                                                \
         lstm_tile_any_##SUF##_##ISA(LSTM_TILE_ROW(M, i + 1, tiles) - m, kc, A + m, 1, lda, block, \
                                     2 * BYTES / sizeof(T), 0, NULL, 0, NULL, beta, C + m * ldc,  \
@@ -303,10 +306,10 @@ __attribute__((target(TARGET))) static void lstm_gemm_tn_##SUF##_##ISA(         
     }                                                                                            \
 }
 
-LSTM_DEFINE_TILE(float, f, avx512, "arch=x86-64-v4", 64)
-LSTM_DEFINE_TILE(double, d, avx512, "arch=x86-64-v4", 64)
-LSTM_DEFINE_TILE(float, f, avx2, "arch=x86-64-v3", 32)
-LSTM_DEFINE_TILE(double, d, avx2, "arch=x86-64-v3", 32)
+LSTM_DEFINE_TILE(float, f, avx512, "arch=x86-64-v4", 64, 12)
+LSTM_DEFINE_TILE(double, d, avx512, "arch=x86-64-v4", 64, 12)
+LSTM_DEFINE_TILE(float, f, avx2, "arch=x86-64-v3", 32, 6)
+LSTM_DEFINE_TILE(double, d, avx2, "arch=x86-64-v3", 32, 6)
 
 #endif /* LSTM_HAVE_PACKED */
 
