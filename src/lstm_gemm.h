@@ -47,20 +47,18 @@
 
 /* The arguments lstm_tile_any passes on to lstm_tile after the row and vector counts. */
 #define LSTM_TILE_ARGS K, A, ars, aks, panel, ldp, K2, A2, lda2, panel2, beta, C, ldc, ncols
-#define LSTM_TILE_CASES(SUF, ISA, NV)                                                            \
+/* Case `n` of a switch on the tile height: none above the ISA's MR is ever taken, and its
+ * constant condition keeps them from being compiled at all. */
+#define LSTM_TILE_CASE(SUF, ISA, NV, MR, n)                                                      \
+    case n: if ((n) <= (MR)) lstm_tile_##SUF##_##ISA(n, NV, LSTM_TILE_ARGS); break;
+#define LSTM_TILE_CASES(SUF, ISA, NV, MR)                                                        \
     switch (rows) {                                                                              \
-    case 12: lstm_tile_##SUF##_##ISA(12, NV, LSTM_TILE_ARGS); break;                             \
-    case 11: lstm_tile_##SUF##_##ISA(11, NV, LSTM_TILE_ARGS); break;                             \
-    case 10: lstm_tile_##SUF##_##ISA(10, NV, LSTM_TILE_ARGS); break;                             \
-    case 9: lstm_tile_##SUF##_##ISA(9, NV, LSTM_TILE_ARGS); break;                               \
-    case 8: lstm_tile_##SUF##_##ISA(8, NV, LSTM_TILE_ARGS); break;                               \
-    case 7: lstm_tile_##SUF##_##ISA(7, NV, LSTM_TILE_ARGS); break;                               \
-    case 6: lstm_tile_##SUF##_##ISA(6, NV, LSTM_TILE_ARGS); break;                               \
-    case 5: lstm_tile_##SUF##_##ISA(5, NV, LSTM_TILE_ARGS); break;                               \
-    case 4: lstm_tile_##SUF##_##ISA(4, NV, LSTM_TILE_ARGS); break;                               \
-    case 3: lstm_tile_##SUF##_##ISA(3, NV, LSTM_TILE_ARGS); break;                               \
-    case 2: lstm_tile_##SUF##_##ISA(2, NV, LSTM_TILE_ARGS); break;                               \
-    case 1: lstm_tile_##SUF##_##ISA(1, NV, LSTM_TILE_ARGS); break;                               \
+    LSTM_TILE_CASE(SUF, ISA, NV, MR, 12) LSTM_TILE_CASE(SUF, ISA, NV, MR, 11)                    \
+    LSTM_TILE_CASE(SUF, ISA, NV, MR, 10) LSTM_TILE_CASE(SUF, ISA, NV, MR, 9)                     \
+    LSTM_TILE_CASE(SUF, ISA, NV, MR, 8) LSTM_TILE_CASE(SUF, ISA, NV, MR, 7)                      \
+    LSTM_TILE_CASE(SUF, ISA, NV, MR, 6) LSTM_TILE_CASE(SUF, ISA, NV, MR, 5)                      \
+    LSTM_TILE_CASE(SUF, ISA, NV, MR, 4) LSTM_TILE_CASE(SUF, ISA, NV, MR, 3)                      \
+    LSTM_TILE_CASE(SUF, ISA, NV, MR, 2) LSTM_TILE_CASE(SUF, ISA, NV, MR, 1)                      \
     default: break;                                                                              \
     }
 
@@ -156,9 +154,9 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_
     ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
 {                                                                                                \
     if (ncols > (ptrdiff_t)(BYTES / sizeof(T))) {                                                \
-        LSTM_TILE_CASES(SUF, ISA, 2)                                                             \
+        LSTM_TILE_CASES(SUF, ISA, 2, MR)                                                         \
     } else {                                                                                     \
-        LSTM_TILE_CASES(SUF, ISA, 1)                                                             \
+        LSTM_TILE_CASES(SUF, ISA, 1, MR)                                                         \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \
