@@ -29,7 +29,7 @@ from lstm_fast._lstm import CELL_KINDS  # noqa: E402
 from lstm_fast.nn import param_shapes  # noqa: E402
 from lstm_fast.testing import reference_backward, reference_forward  # noqa: E402
 
-from conftest import HERE, RTOL, assert_close  # noqa: E402
+from conftest import HERE, assert_close  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

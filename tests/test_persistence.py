@@ -11,12 +11,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 import zipfile
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 
 import lstm_fast
 from lstm_fast import LSTMClassifier, LSTMRegressor

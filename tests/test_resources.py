@@ -3,7 +3,6 @@ which sees the engine's own allocations) stays flat, absurd sizes are refused be
 is allocated, and Ctrl-C stops a long call within a second and leaves everything usable."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -67,7 +67,7 @@ torch_params = list(itertools.product([1, 2], [False, True], [False, True], [Tru
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("num_layers,bidirectional,use_lengths,bias", torch_params)
-def test_matches_torch(cell, dtype, num_layers, bidirectional, use_lengths, bias):
+def test_cells_match_torch(cell, dtype, num_layers, bidirectional, use_lengths, bias):
     rng = np.random.default_rng(0)
     config = dict(input_size=5, hidden_size=7, num_layers=num_layers,
                   bidirectional=bidirectional, bias=bias)
