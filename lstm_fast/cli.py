@@ -225,7 +225,7 @@ def bench(args, out=None):
                     "LSTM does not run on this CPU)")
         out.write("reduced-precision rows: torch = nn.LSTM.to(torch.bfloat16) for inference, "
                   f"{training} for training; float32 and bfloat16 = lstm_fast in those; their "
-                  "peak is their unit's (tile chains)\n")
+                  "peak is their unit's (tile or dot-product chains)\n")
     streams = []
     if args.stream_steps:
         streams = stream_latency(steps=args.stream_steps, torch="torch" in peers)

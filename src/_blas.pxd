@@ -222,8 +222,8 @@ cdef extern from "lstm_int8.h" nogil:
     Py_ssize_t lstm_i8_scales(Py_ssize_t N)
     Py_ssize_t lstm_i8_depth(Py_ssize_t K)
     Py_ssize_t lstm_i8_packed_bytes(Py_ssize_t K, Py_ssize_t N)
-    void lstm_pack_i8_amx(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
-                          void *packed)
+    void lstm_pack_i8(int trans, Py_ssize_t K, Py_ssize_t N, const float *B, Py_ssize_t ldb,
+                      void *packed)
     void lstm_pack_i8_float(int trans, Py_ssize_t K, Py_ssize_t N, const float *B,
                             Py_ssize_t ldb, void *packed)
     void lstm_i8_rows_float(Py_ssize_t rows, Py_ssize_t K, const float *A, Py_ssize_t lda,
@@ -231,13 +231,13 @@ cdef extern from "lstm_int8.h" nogil:
     void lstm_i8_dequantize(Py_ssize_t rows, Py_ssize_t N, const float *acc, Py_ssize_t ld_acc,
                             const float *row, const float *col, float beta, float *C,
                             Py_ssize_t ldc)
-    void lstm_gemm_i8_amx(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
-                          Py_ssize_t lda, const void *packed, Py_ssize_t N_all, Py_ssize_t c0,
-                          float beta, float *C, Py_ssize_t ldc, void *buf)
+    void lstm_gemm_i8(int route, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                      Py_ssize_t lda, const void *packed, Py_ssize_t N_all, Py_ssize_t c0,
+                      float beta, float *C, Py_ssize_t ldc, void *buf)
     int lstm_i8_unit(int *forced)
     int lstm_i8_route(Py_ssize_t batch)
     const char *lstm_i8_unit_name(int unit)
-    int LSTM_I8_MB, LSTM_I8_FLOAT32, LSTM_I8_AMX
+    int LSTM_I8_MB, LSTM_I8_FLOAT32, LSTM_I8_VNNI, LSTM_I8_AMX
 
 
 #: How the products of a call multiply: in the arrays' dtype, or (float32 arrays) in bfloat16 on
@@ -269,7 +269,7 @@ cdef inline Py_ssize_t buffer_bytes(int route, Py_ssize_t k1, Py_ssize_t k2,
         return lstm_bf16_buffer_size(k1, k2) * sizeof(uint16_t)
     if route == LSTM_I8_FLOAT32:  # row scales, quantised rows, the int sums of a row block
         return LSTM_I8_MB * (1 + max(k1, k2) + n) * sizeof(float)
-    if route == LSTM_I8_AMX:
+    if route == LSTM_I8_VNNI or route == LSTM_I8_AMX:
         return LSTM_I8_MB * (sizeof(float) + lstm_i8_depth(max(k1, k2)))
     return 0
 
@@ -278,7 +278,7 @@ cdef inline Py_ssize_t prepared_size(int route, int k, int n, const floating *li
     """Elements of `like`'s dtype that op(B) (k x n) takes packed for `route`."""
     if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
         return (lstm_bf16_packed_size(k, n) * 2 + sizeof(floating) - 1) // sizeof(floating)
-    if route == LSTM_I8_AMX:
+    if route == LSTM_I8_VNNI or route == LSTM_I8_AMX:
         return (lstm_i8_packed_bytes(k, n) + sizeof(floating) - 1) // sizeof(floating)
     if route == LSTM_I8_FLOAT32:
         return lstm_i8_scales(n) + packed_size(k, n, like)
@@ -292,8 +292,8 @@ cdef inline void prepare_into(int route, bint trans_b, int k, int n, const float
         if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
             lstm_pack_bf16(trans_b, k, n, b, ldb, <uint16_t *> packed)
             return
-        if route == LSTM_I8_AMX:
-            lstm_pack_i8_amx(trans_b, k, n, b, ldb, packed)
+        if route == LSTM_I8_VNNI or route == LSTM_I8_AMX:
+            lstm_pack_i8(trans_b, k, n, b, ldb, packed)
             return
         if route == LSTM_I8_FLOAT32:  # the scales, then the quantised op(B) packed as floats
             lstm_pack_i8_float(trans_b, k, n, b, ldb, packed)
@@ -316,7 +316,7 @@ cdef inline void product(const Products *p, int m, int n, int k, const floating 
         _packed_product(m, n, k, a, lda, <const floating *> packed, k2, a2, lda2,
                         <const floating *> packed2, beta, c, ldc, part, parts)
     elif floating is float:
-        if p.route == LSTM_I8_FLOAT32 or p.route == LSTM_I8_AMX:
+        if p.route == LSTM_I8_FLOAT32 or p.route == LSTM_I8_VNNI or p.route == LSTM_I8_AMX:
             # each segment alone: its rows have scales of their own
             _int8_product(p, m, n, k, a, lda, packed, beta, c, ldc, part, parts)
             if k2 > 0:
@@ -361,9 +361,10 @@ cdef inline void _int8_product(const Products *p, int m, int n, int k, const flo
     cdef float *row_scale = <float *> p.buf
     cdef float *q = row_scale + LSTM_I8_MB
     cdef float *acc = q + LSTM_I8_MB * k
-    if p.route == LSTM_I8_AMX:
-        if part_columns(n, 32, part, parts, &c0, &c1):
-            lstm_gemm_i8_amx(m, c1 - c0, k, a, lda, packed, n, c0, beta, c + c0, ldc, p.buf)
+    if p.route == LSTM_I8_VNNI or p.route == LSTM_I8_AMX:
+        if part_columns(n, 32, part, parts, &c0, &c1):  # whole blocks of two panels
+            lstm_gemm_i8(p.route, m, c1 - c0, k, a, lda, packed, n, c0, beta, c + c0, ldc,
+                         p.buf)
         return
     if width == 0:  # BLAS: part 0 takes every column
         c0, c1 = 0, n if part == 0 else 0

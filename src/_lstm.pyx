@@ -30,12 +30,12 @@ cnp.import_array()
 
 from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
                    _dim)
-from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX, NATIVE,
-                   Products, buffer_bytes, gemm_packed, gemm_tn2, lstm_aligned_alloc,
-                   lstm_bf16_round, lstm_bf16_route, lstm_bf16_unit, lstm_bf16_unit_name, lstm_i8_route,
-                   lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d, lstm_panel_width_f,
-                   pack_into, packed_kernel, packed_size, panel_width, prepare_into,
-                   prepared_size, product)
+from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX,
+                   LSTM_I8_FLOAT32, LSTM_I8_VNNI, NATIVE, Products, buffer_bytes, gemm_packed,
+                   gemm_tn2, lstm_aligned_alloc, lstm_bf16_round, lstm_bf16_route,
+                   lstm_bf16_unit, lstm_bf16_unit_name, lstm_i8_route, lstm_i8_unit,
+                   lstm_i8_unit_name, lstm_panel_width_d, lstm_panel_width_f, pack_into,
+                   packed_kernel, packed_size, panel_width, prepare_into, prepared_size, product)
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
                     lstm_gate_kernel)
 from _loops cimport _backward_steps, _backward_weights, _forward_steps
@@ -97,6 +97,23 @@ cpdef enum Prepared:
     PACK = 0
     PACKED = 1
     REUSE_PACKED = 2
+
+cdef str _route_name(int route):
+    if route == NATIVE:
+        return "native"
+    if route < LSTM_I8_FLOAT32:
+        return "bfloat16/" + lstm_bf16_unit_name(route).decode()
+    return "int8/" + lstm_i8_unit_name(route).decode()
+
+
+def reduced_route(str precision, Py_ssize_t batch):
+    """The route a layer call of `precision` ("bfloat16" or "int8") takes at `batch`, as
+    "precision/unit" (the unit as build_info names them)."""
+    if precision not in ("bfloat16", "int8"):
+        raise ValueError(f"reduced_route: precision {precision!r}")
+    return _route_name(lstm_bf16_route(batch) if precision == "bfloat16"
+                       else lstm_i8_route(batch))
+
 
 #: The precisions of the products: {"native": 0 (the arrays' dtype), "bfloat16": 1, "int8": 2}.
 PRECISIONS = {"native": NATIVE, "bfloat16": BFLOAT16, "int8": INT8}
@@ -164,7 +181,8 @@ cdef double _unit_peak(double (*chains)(long, int, double *) noexcept nogil, int
 
 def int8_peak(int threads=1, long iters=2_000_000):
     """G ops/s (a multiply-add is two) of the int8 unit run back to back on `threads` threads at
-    once (AMX tdpbssd), nothing else: the ceiling of any int8 product here (0.0 without it)."""
+    once (AMX tdpbssd, or vpdpbusd chains), nothing else: the ceiling of any int8 product here
+    (0.0 without an int8 unit)."""
     return _unit_peak(lstm_i8_chains_threads, threads, iters) / 1e9
 
 
@@ -226,6 +244,14 @@ cdef class Workspace:
     def nbytes(self):
         """Bytes the workspace holds."""
         return self.size
+
+    @property
+    def route(self):
+        """The route of the products its packed weights are for (see reduced_route): "native",
+        or e.g. "bfloat16/amx"; None before any call."""
+        if not self.packed.valid:
+            return None
+        return _route_name(self.packed.route)
 
     cdef char *reserve(self, size_t nbytes) except NULL:
         """At least nbytes (> 0), cache-line aligned; what was there before is kept."""
@@ -298,10 +324,11 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
                   Py_ssize_t out_col, bint reverse, gates=None, tanh_cell=None, cell_prev=None,
                   hidden_prev=None, int n_threads=0, Workspace workspace=None,
                   int prepared=PACK, int kind=CELL_LSTM, hidden_gates=None,
-                  int precision=NATIVE):
+                  int precision=NATIVE, Py_ssize_t route_batch=0):
     """Run one layer-direction of a cell over packed sequences.
 
-    Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are intp.
+    Arrays are C-contiguous, of x's dtype (float32 or float64); batch_sizes and offsets (T) are
+    intp.
     kind: the cell (see CELL_KINDS), with G = 4H (LSTM), 3H (GRU) or H (RNN) gate columns.
     x (N x I): packed input.  b_ih, b_hh (G): biases, or None.  w_hr (P x H), or None (LSTM only).
     hidden (B x P): h_0 in, h_n out.  cell (B x H): c_0 in, c_n out (LSTM; None for the others,
@@ -322,6 +349,8 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     products of bf16-rounded weights and inputs (x_t, h_{t-1}, r_t), summed in float32; INT8,
     those of int8 weights (a scale per output channel) and inputs (a scale per row and step),
     summed exactly (lstm_int8.h). The gates and state stay float32 (see PRECISIONS).
+    route_batch: the batch by which a reduced precision's route is chosen (0: B); a layer call
+    in runs of steps passes its largest batch, whatever run comes first.
 
     Every array's dtype, shape and layout and every value of batch_sizes and offsets are checked
     before the time loop: a wrong one is a ValueError or TypeError, never an access out of bounds.
@@ -373,13 +402,7 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
                                                                   args[3], args[4])
     if workspace is None:
         workspace = Workspace()
-    cdef int route = NATIVE
-    if precision != NATIVE:
-        # by batch (chosen, AMX asked of Linux and the units measured, before threads start);
-        # the later runs of steps of a layer call keep the first run's
-        route = lstm_bf16_route(B) if precision == BFLOAT16 else lstm_i8_route(B)
-        if prepared == PACKED and workspace.packed.valid and workspace.packed.route != NATIVE:
-            route = workspace.packed.route
+    cdef int route = _route(precision, route_batch or B, workspace, prepared)
     cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P, route)
     if dt == cnp.NPY_FLOAT32:
         _forward_layer(<float **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
@@ -387,6 +410,17 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
     else:
         _forward_layer(<double **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
                        n_threads, workspace, &key, prepared)
+
+
+cdef int _route(int precision, Py_ssize_t batch, Workspace workspace, int prepared):
+    """The products' route of a layer call: NATIVE, or a reduced precision's by batch (chosen,
+    AMX asked of Linux and the units measured, before threads start); the later runs of steps
+    of a layer call (PACKED) keep the first run's."""
+    if precision == NATIVE:
+        return NATIVE
+    if prepared == PACKED and workspace.packed.valid and workspace.packed.route != NATIVE:
+        return workspace.packed.route
+    return lstm_bf16_route(batch) if precision == BFLOAT16 else lstm_i8_route(batch)
 
 
 cdef void _fill_bias(int kind, Py_ssize_t H, const floating *b_ih, const floating *b_hh,
@@ -474,7 +508,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
             by_rows = not hoist and _split_by_rows(
                 B, I, G, H, P, project, nt,
                 2 if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX
-                else 1 if route == LSTM_I8_AMX else sizeof(floating),
+                else 1 if route == LSTM_I8_VNNI or route == LSTM_I8_AMX else sizeof(floating),
                 panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
@@ -489,7 +523,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
                    d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_w_hr, int n_threads=0,
                    Workspace workspace=None, int prepared=PACK, bint finish=True,
                    int kind=CELL_LSTM, hidden_gates=None, d_hidden_steps=None,
-                   d_cell_steps=None, int precision=NATIVE):
+                   d_cell_steps=None, int precision=NATIVE, Py_ssize_t route_batch=0):
     """Backpropagate through one layer-direction of a cell after a training forward_layer.
 
     Arrays as in forward_layer (C-contiguous, x's dtype; batch_sizes and offsets intp).
@@ -516,7 +550,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     once; dL/dA, the pre-activations' gradients, once in place in gates and hidden_gates, so
     that the bias gradients sum the rounded values the products read; x and hidden_prev are
     read, not changed), summed in float32; the gate math, the state gradients and the weight
-    gradients' sums stay float32.
+    gradients' sums stay float32. route_batch: as for forward_layer.
 
     Every array and every value of batch_sizes and offsets is checked first, as forward_layer
     checks its own.
@@ -570,11 +604,7 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     weights[3] = weights[4] = NULL
     if workspace is None:
         workspace = Workspace()  # held until the call returns: the buffers live in it
-    cdef int route = NATIVE
-    if precision != NATIVE:  # (as in forward_layer)
-        route = lstm_bf16_route(B)
-        if prepared == PACKED and workspace.packed.valid and workspace.packed.route != NATIVE:
-            route = workspace.packed.route
+    cdef int route = _route(precision, route_batch or B, workspace, prepared)
     cdef _Packed key = _packed_key(True, dt, kind, weights, I, H, P, route)
     if dt == cnp.NPY_FLOAT32:
         _backward_layer(<float **> args, kind, T, N, I, H, P, B, ld_out, out_col, reverse,
@@ -747,8 +777,9 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
     cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], part
     cdef Py_ssize_t size, c0, c1
     cdef floating *packed
-    if (a.shape[1] if trans_a else a.shape[0]) != m or (a.shape[0] if trans_a else a.shape[1]) != k \
-            or b.shape[1] != n or m == 0 or n == 0 or k == 0:
+    if ((a.shape[1] if trans_a else a.shape[0]) != m
+            or (a.shape[0] if trans_a else a.shape[1]) != k
+            or b.shape[1] != n or m == 0 or n == 0 or k == 0):
         raise ValueError("matmul: inconsistent shapes")
     cdef Workspace workspace = Workspace()
     size = 0 if trans_a else packed_size(k, n, &b[0, 0])
@@ -770,8 +801,8 @@ def matmul_reduced(str precision, const float[:, ::1] a, const float[:, ::1] b, 
                    bint beta, int parts=1, const float[:, ::1] a2=None,
                    const float[:, ::1] b2=None, str route=None):
     """c = a b [+ a2 b2] + beta c through the "bfloat16" or "int8" products (for tests: any
-    shape, in `parts` column parts one after the other), on `route`: "amx", "avx512_bf16" or
-    "float32" (what the CPU has), None the unit chosen here."""
+    shape, in `parts` column parts one after the other), on `route`: "amx", "avx512_bf16" (or
+    for int8 "avx512_vnni") or "float32" (what the CPU has), None the unit chosen here."""
     cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], k2 = 0, part, unit
     if a2 is not None and b2 is not None:
         k2 = b2.shape[0]

@@ -421,15 +421,16 @@ static int lstm_amx_permitted(void)
 
 /* The bf16 unit of this CPU (LSTM_BF16_*), asked once: AMX where the CPU has it and Linux grants
  * it, else AVX512-BF16, else none (the float32 route). LSTM_FAST_KERNEL forces one: "amx",
- * "avx512_bf16" (no AMX), or any of the lesser kernels ("avx512", "avx2", "blas": the float32
- * route, on that kernel); *forced says whether it was forced (it then runs at every batch). */
+ * "avx512_bf16" or "avx512_vnni" (the AVX-512 dot-product units, no AMX), or any of the lesser
+ * kernels ("avx512", "avx2", "blas": the float32 route, on that kernel); *forced says whether
+ * it was forced (it then runs at every batch). */
 static int lstm_bf16_unit(int *forced)
 {
     static int unit = 0, was_forced = 0;
     if (unit == 0) {
         const char *want = getenv("LSTM_FAST_KERNEL");
         int amx = want == NULL || strcmp(want, "amx") == 0;
-        int dot = amx || strcmp(want, "avx512_bf16") == 0;
+        int dot = amx || strcmp(want, "avx512_bf16") == 0 || strcmp(want, "avx512_vnni") == 0;
         was_forced = want != NULL;
         unit = LSTM_BF16_FLOAT32;
 #if LSTM_HAVE_PACKED

@@ -11,14 +11,18 @@
  * has scale 0 and quantises to zeros. The sums of products are exact (int32), then scaled in
  * float32 and added to C one segment after the other.
  *
- * Two routes, with the same numbers:
+ * Three routes, with the same numbers:
  *   - AMX tiles (tdpbssd, signed x signed into int32): blocks of 32 rows x 32 columns;
+ *   - AVX512-VNNI (vpdpbusd, unsigned x signed): tiles of up to 12 rows x 32 columns. Its left
+ *     operand is unsigned, so a row goes in as Q(A) + 128 (in [1, 255]) and the product takes
+ *     back 128 sum_k Q(B)[k][j], a column sum kept with the packed form;
  *   - float32: the engine's float32 products of the quantised values as floats, exact while a
  *     sum stays below 2^24 (K up to 1040 at full scale; beyond, float32 rounds it by 6e-8).
- * The packed form starts with the N column scales (padded to 16), then the quantised operand:
- * for AMX in panels of 16 columns, K padded to a multiple of 64, each group of 4 k one row of 16
- * columns x 4 (element (k, j) at [j / 16][k / 4][j % 16][k % 4]); for the float32 route as
- * lstm_gemm.h packs float32 operands.
+ * The packed form starts with the N column scales (padded to 16), then the N column sums
+ * (int32, padded alike; the float32 route has none), then the quantised operand: for AMX and
+ * VNNI in panels of 16 columns, K padded to a multiple of 64, each group of 4 k one row of 16
+ * columns x 4 (element (k, j) at [j / 16][k / 4][j % 16][k % 4]: the order both read); for the
+ * float32 route as lstm_gemm.h packs float32 operands.
  */
 #ifndef LSTM_FAST_INT8_H
 #define LSTM_FAST_INT8_H
@@ -34,7 +38,7 @@
 #define LSTM_I8_KB 64
 #define LSTM_I8_MB 32
 
-enum { LSTM_I8_FLOAT32 = 4, LSTM_I8_AMX = 5 };
+enum { LSTM_I8_FLOAT32 = 4, LSTM_I8_VNNI = 5, LSTM_I8_AMX = 6 };
 
 static inline ptrdiff_t lstm_i8_depth(ptrdiff_t K)
 {
@@ -47,10 +51,10 @@ static inline ptrdiff_t lstm_i8_scales(ptrdiff_t N)
     return (N + 15) / 16 * 16;
 }
 
-/* Bytes of the AMX packed form of a (K x N) operand, scales included. */
+/* Bytes of the AMX and VNNI packed form of a (K x N) operand, scales and sums included. */
 static ptrdiff_t lstm_i8_packed_bytes(ptrdiff_t K, ptrdiff_t N)
 {
-    return lstm_i8_scales(N) * (ptrdiff_t)sizeof(float)
+    return lstm_i8_scales(N) * (ptrdiff_t)(sizeof(float) + sizeof(int32_t))
            + lstm_i8_depth(K) * ((N + LSTM_I8_NB - 1) / LSTM_I8_NB * LSTM_I8_NB);
 }
 
@@ -81,20 +85,36 @@ static void lstm_i8_column_scales(int trans, ptrdiff_t K, ptrdiff_t N, const flo
         scales[j] = trans ? lstm_i8_scale(B + j * ldb, K, 1) : lstm_i8_scale(B + j, K, ldb);
 }
 
-/* AMX packed form (see the top) of op(B). */
-static void lstm_pack_i8_amx(int trans, ptrdiff_t K, ptrdiff_t N, const float *B, ptrdiff_t ldb,
-                             void *packed)
+/* The column sums and the quantised operand of the AMX and VNNI packed form. */
+static int32_t *lstm_i8_sums(const void *packed, ptrdiff_t N)
+{
+    return (int32_t *)((float *)packed + lstm_i8_scales(N));
+}
+
+static int8_t *lstm_i8_quantized(const void *packed, ptrdiff_t N)
+{
+    return (int8_t *)(lstm_i8_sums(packed, N) + lstm_i8_scales(N));
+}
+
+/* AMX and VNNI packed form (see the top) of op(B). */
+static void lstm_pack_i8(int trans, ptrdiff_t K, ptrdiff_t N, const float *B, ptrdiff_t ldb,
+                         void *packed)
 {
     float *scales = (float *)packed;
-    int8_t *q = (int8_t *)(scales + lstm_i8_scales(N));
+    int32_t *sums = lstm_i8_sums(packed, N);
+    int8_t *q = lstm_i8_quantized(packed, N);
     ptrdiff_t depth = lstm_i8_depth(K);
     lstm_i8_column_scales(trans, K, N, B, ldb, scales);
+    memset(sums, 0, (size_t)lstm_i8_scales(N) * sizeof(int32_t));
     memset(q, 0, (size_t)(depth * ((N + LSTM_I8_NB - 1) / LSTM_I8_NB * LSTM_I8_NB)));
     for (ptrdiff_t j = 0; j < N; j++)
-        for (ptrdiff_t k = 0; k < K; k++)
+        for (ptrdiff_t k = 0; k < K; k++) {
+            int8_t v = (int8_t)lstm_i8_quantize(trans ? B[j * ldb + k] : B[k * ldb + j],
+                                                scales[j]);
             q[j / LSTM_I8_NB * LSTM_I8_NB * depth + k / 4 * 4 * LSTM_I8_NB + j % LSTM_I8_NB * 4
-              + k % 4] = (int8_t)lstm_i8_quantize(trans ? B[j * ldb + k] : B[k * ldb + j],
-                                                  scales[j]);
+              + k % 4] = v;
+            sums[j] += v;
+        }
 }
 
 /* float32-route packed form: the scales, then op(B) packed as lstm_pack_f packs it, each
@@ -141,15 +161,21 @@ LSTM_DISPATCH static void lstm_i8_dequantize(ptrdiff_t rows, ptrdiff_t N, const 
 
 #if LSTM_HAVE_PACKED
 
-/* q (MB x depth) <- rows m0 .. m0 + rows - 1 of A quantised to int8, zeros after K and after
- * `rows`; scales (rows) their scales: lstm_i8_quantize 16 at a time (the same division, the same
- * rounding to nearest even under the default MXCSR, saturated to [-127, 127]). */
-__attribute__((target(LSTM_BF16_TARGET))) static void lstm_i8_rows_amx(
-    ptrdiff_t rows, ptrdiff_t K, const float *A, ptrdiff_t lda, int8_t *q, float *scales)
+#define LSTM_VNNI_TARGET LSTM_BF16_TARGET ",avx512vnni"
+
+/* q <- rows 0 .. rows - 1 of A quantised to int8 plus `offset` (0 for AMX's signed operand, 128
+ * for VNNI's unsigned one), as bytes: (r, k) at r * rs + k / 4 * gs + k % 4 (AMX: rows of depth
+ * bytes; VNNI: each group of 4 k of the MB rows together, so a tile's broadcasts walk one
+ * pointer). Padding after K holds the offset (a zero). scales (rows) <- their scales:
+ * lstm_i8_quantize 16 at a time (the same division, the same rounding to nearest even under the
+ * default MXCSR, clamped to [-127, 127]). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_i8_rows_avx512(
+    ptrdiff_t rows, ptrdiff_t K, const float *A, ptrdiff_t lda, int offset, ptrdiff_t rs,
+    ptrdiff_t gs, int8_t *q, float *scales)
 {
     ptrdiff_t depth = lstm_i8_depth(K);
     const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-    memset(q + rows * depth, 0, (size_t)((LSTM_I8_MB - rows) * depth));
+    const __m512i shift = _mm512_set1_epi32(offset);
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *a = A + r * lda;
         __m512 m = _mm512_setzero_ps();
@@ -165,8 +191,17 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_i8_rows_amx(
             x = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT
                                                                        | _MM_FROUND_NO_EXC),
                                             lo), hi);
-            _mm_storeu_si128((__m128i *)(q + r * depth + k),
-                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(x)));
+            /* in [-127, 255]: its low byte is the value, signed or (offset 128) unsigned */
+            __m128i bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(x), shift));
+            int8_t *dst = q + r * rs + k / 4 * gs;
+            if (gs == 4) {
+                _mm_storeu_si128((__m128i *)dst, bytes);
+            } else {
+                int8_t four[16];
+                _mm_storeu_si128((__m128i *)four, bytes);
+                for (int g = 0; g < 4; g++)
+                    memcpy(dst + g * gs, four + 4 * g, 4);
+            }
         }
     }
 }
@@ -205,16 +240,15 @@ lstm_i8_amx_block(const int two, const int wide, const int8_t *q, ptrdiff_t dept
         _tile_stored(3, acc + 16 * 32 + 16, 128);
 }
 
-/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with AMX tiles (packed by lstm_pack_i8_amx);
- * buf: MB x depth int8 and MB float scales. */
+/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with AMX tiles: columns c0 .. c0 + N - 1 of a
+ * form packed by lstm_pack_i8 (N_all columns); buf: MB float scales and MB x depth int8. */
 __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_amx(
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const void *packed,
     ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C, ptrdiff_t ldc, void *buf)
 {
     ptrdiff_t depth = lstm_i8_depth(K);
     const float *col = (const float *)packed + c0;
-    const int8_t *quantized = (const int8_t *)((const float *)packed + lstm_i8_scales(N_all))
-                              + c0 * depth;
+    const int8_t *quantized = lstm_i8_quantized(packed, N_all) + c0 * depth;
     float *rows_scale = (float *)buf;
     int8_t *q = (int8_t *)(rows_scale + LSTM_I8_MB);
     int32_t acc[32 * 32] __attribute__((aligned(64)));
@@ -222,7 +256,8 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
     lstm_amx_load_config();
     for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB) {
         ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB;
-        lstm_i8_rows_amx(rows, K, A + m0 * lda, lda, q, rows_scale);
+        memset(q + rows * depth, 0, (size_t)((LSTM_I8_MB - rows) * depth));
+        lstm_i8_rows_avx512(rows, K, A + m0 * lda, lda, 0, depth, 4, q, rows_scale);
         for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_I8_NB) {
             int wide = N - n0 > LSTM_I8_NB;
             ptrdiff_t cols = N - n0 < 32 ? N - n0 : 32;
@@ -242,6 +277,133 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
         }
     }
     _tile_release();
+}
+
+/* The exact sums of one vpdpbusd tile, scaled into C: C[r][j] = beta C[r][j] + (a_r w_j)
+ * (acc[r][j] - 128 s_j), for columns n0 .. n0 + 15 (lanes m) and the next 16 (nv == 2). */
+static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm_i8_vnni_store(
+    const int nv, __m512i acc0, __m512i acc1, float row_scale, const float *col,
+    const int32_t *sums, __mmask16 m0, __mmask16 m1, float beta, float *c)
+{
+    for (int v = 0; v < nv; v++) {
+        __mmask16 m = v ? m1 : m0;
+        __m512i sum = _mm512_maskz_loadu_epi32(m, sums + 16 * v);
+        __m512i exact = _mm512_sub_epi32(v ? acc1 : acc0, _mm512_slli_epi32(sum, 7));
+        __m512 scale = _mm512_mul_ps(_mm512_set1_ps(row_scale),
+                                     _mm512_maskz_loadu_ps(m, col + 16 * v));
+        __m512 out = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(exact));
+        if (beta != 0)
+            out = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + 16 * v), out);
+        _mm512_mask_storeu_ps(c + 16 * v, m, out);
+    }
+}
+
+/* *acc += the sums of four products of unsigned a and signed b bytes, lane by lane (vpdpbusd).
+ * In assembly: through the intrinsic, GCC 12 moves each accumulator between two registers at
+ * every use, an extra instruction for each multiply-add (the kernel ran at 45% of the peak). */
+static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm_i8_dpbusd(
+    __m512i *acc, __m512i a, __m512i b)
+{
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(a), "v"(b));
+}
+
+/* One vpdpbusd tile: `rows` (<= 12) rows of q (Q(A) + 128, in groups of 4 k of MB rows) times
+ * `nv` (1 or 2) panels b from column n0 of N, into C from beta C (rows and nv constants where
+ * inlined). */
+static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm_i8_vnni_tile(
+    const int rows, const int nv, const uint8_t *q, ptrdiff_t depth, const int8_t *b,
+    const float *row_scale, const float *col, const int32_t *sums, ptrdiff_t n0, ptrdiff_t N,
+    float beta, float *C, ptrdiff_t ldc)
+{
+    __m512i acc0[12], acc1[12];
+    __mmask16 m0 = lstm_bf16_lanes(N - n0), m1 = lstm_bf16_lanes(N - n0 - LSTM_I8_NB);
+    _Pragma("GCC unroll 12")
+    for (int r = 0; r < rows; r++)
+        acc0[r] = acc1[r] = _mm512_setzero_si512();
+    for (ptrdiff_t k = 0; k < depth; k += 4) {
+        /* 16 columns x 4 k of each panel: sum_k (Q(A)[r][k] + 128) Q(B)[k][j] */
+        __m512i b0 = _mm512_loadu_si512(b + k * LSTM_I8_NB), b1;
+        if (nv == 2)
+            b1 = _mm512_loadu_si512(b + (depth + k) * LSTM_I8_NB);
+        _Pragma("GCC unroll 12")
+        for (int r = 0; r < rows; r++) {
+            int32_t four;
+            memcpy(&four, q + k * LSTM_I8_MB + 4 * r, sizeof four);
+            __m512i ar = _mm512_set1_epi32(four);
+            lstm_i8_dpbusd(&acc0[r], ar, b0);
+            if (nv == 2)
+                lstm_i8_dpbusd(&acc1[r], ar, b1);
+        }
+    }
+    _Pragma("GCC unroll 12")
+    for (int r = 0; r < rows; r++)
+        lstm_i8_vnni_store(nv, acc0[r], acc1[r], row_scale[r], col + n0, sums + n0, m0, m1,
+                           beta, C + r * ldc + n0);
+}
+
+#define LSTM_I8_VNNI_CASE(R)                                                                     \
+    case R:                                                                                      \
+        if (nv == 2)                                                                             \
+            lstm_i8_vnni_tile(R, 2, q + 4 * m, depth, b, row_scale + m, col, sums, n0, N,        \
+                              beta, C + m * ldc, ldc);                                           \
+        else                                                                                     \
+            lstm_i8_vnni_tile(R, 1, q + 4 * m, depth, b, row_scale + m, col, sums, n0, N,        \
+                              beta, C + m * ldc, ldc);                                           \
+        break;
+
+/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with vpdpbusd: columns c0 .. c0 + N - 1 of a
+ * form packed by lstm_pack_i8 (N_all columns), MB rows at a time in tiles of nearly equal
+ * height (at most 12 rows) by 32 columns; buf as for lstm_gemm_i8_amx. */
+__attribute__((target(LSTM_VNNI_TARGET))) static void lstm_gemm_i8_vnni(
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const void *packed,
+    ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C, ptrdiff_t ldc, void *buf)
+{
+    ptrdiff_t depth = lstm_i8_depth(K);
+    const float *col = (const float *)packed + c0;
+    const int32_t *sums = lstm_i8_sums(packed, N_all) + c0;
+    const int8_t *quantized = lstm_i8_quantized(packed, N_all) + c0 * depth;
+    float *row_scale = (float *)buf;
+    uint8_t *q = (uint8_t *)(row_scale + LSTM_I8_MB);
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB, A += LSTM_I8_MB * lda, C += LSTM_I8_MB * ldc) {
+        ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB, tiles = (rows + 11) / 12;
+        lstm_i8_rows_avx512(rows, K, A, lda, 128, 4, 4 * LSTM_I8_MB, (int8_t *)q, row_scale);
+        for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_I8_NB) {
+            int nv = N - n0 > LSTM_I8_NB ? 2 : 1;
+            const int8_t *b = quantized + n0 * depth;
+            for (ptrdiff_t i = 0; i < tiles; i++) {
+                ptrdiff_t m = rows * i / tiles, mr = rows * (i + 1) / tiles - m;
+                switch (mr) {
+                    LSTM_I8_VNNI_CASE(12) LSTM_I8_VNNI_CASE(11) LSTM_I8_VNNI_CASE(10)
+                    LSTM_I8_VNNI_CASE(9) LSTM_I8_VNNI_CASE(8) LSTM_I8_VNNI_CASE(7)
+                    LSTM_I8_VNNI_CASE(6) LSTM_I8_VNNI_CASE(5) LSTM_I8_VNNI_CASE(4)
+                    LSTM_I8_VNNI_CASE(3) LSTM_I8_VNNI_CASE(2) LSTM_I8_VNNI_CASE(1)
+                    default: break;
+                }
+            }
+        }
+    }
+}
+
+/* The int8 peak of one core with vpdpbusd: twelve independent chains (as
+ * lstm_bf16_chains_avx512); returns the operations done (a multiply-add is two). */
+__attribute__((target(LSTM_VNNI_TARGET), noinline)) static double lstm_i8_chains_vnni(
+    long iters, float *sink)
+{
+    __m512i acc[12];
+    __m512i a = _mm512_set1_epi32(0x01020304), b = _mm512_set1_epi32(
+        (int)(0x01010101u + (uint32_t)(*sink != 0)));
+    for (int c = 0; c < 12; c++)
+        acc[c] = _mm512_set1_epi32(c);
+    for (long i = 0; i < iters; i++) {
+        _Pragma("GCC unroll 12")
+        for (int c = 0; c < 12; c++)
+            acc[c] = _mm512_dpbusd_epi32(acc[c], a, b);
+    }
+    __m512i s = acc[0];
+    for (int c = 1; c < 12; c++)
+        s = _mm512_add_epi32(s, acc[c]);
+    *sink = (float)_mm512_reduce_add_epi32(s);
+    return 12.0 * 16 * 4 * 2 * (double)iters;
 }
 
 /* The int8 peak of one core: tdpbssd back to back on four tiles (see lstm_bf16_chains_amx);
@@ -271,17 +433,41 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"), noinline)) static double lst
 
 #endif /* LSTM_HAVE_PACKED */
 
+/* Whether this CPU has vpdpbusd on 512-bit vectors (AVX512-VNNI), and LSTM_FAST_KERNEL allows
+ * it: unset, "amx", or one of the AVX-512 dot-product kernels ("avx512_vnni", "avx512_bf16"). */
+static int lstm_i8_vnni(void)
+{
+    static int vnni = -1;
+    if (vnni < 0) {
+        const char *want = getenv("LSTM_FAST_KERNEL");
+        vnni = 0;
+#if LSTM_HAVE_PACKED
+        __builtin_cpu_init();
+        vnni = (want == NULL || strcmp(want, "amx") == 0 || strcmp(want, "avx512_vnni") == 0
+                || strcmp(want, "avx512_bf16") == 0)
+               && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")
+               && __builtin_cpu_supports("avx512vl") && lstm_packed_vector_bytes() == 64;
+#else
+        (void)want;
+#endif
+    }
+    return vnni;
+}
+
 /* The int8 unit of this CPU, asked once: AMX-INT8 where the CPU has it and Linux grants it
- * (as for bf16), else none (the float32 route); LSTM_FAST_KERNEL as for bf16. */
+ * (as for bf16), else AVX512-VNNI, else none (the float32 route); LSTM_FAST_KERNEL as for
+ * bf16 ("avx512_vnni" as "avx512_bf16": the dot-product units, no AMX). */
 static int lstm_i8_unit(int *forced)
 {
     static int unit = 0;
     int bf16 = lstm_bf16_unit(forced);
     if (unit == 0) {
-        unit = LSTM_I8_FLOAT32;
+        unit = lstm_i8_vnni() ? LSTM_I8_VNNI : LSTM_I8_FLOAT32;
 #if LSTM_HAVE_PACKED
         if (bf16 == LSTM_BF16_AMX && __builtin_cpu_supports("amx-int8"))
             unit = LSTM_I8_AMX;
+#else
+        (void)bf16;
 #endif
     }
     return unit;
@@ -289,15 +475,38 @@ static int lstm_i8_unit(int *forced)
 
 static const char *lstm_i8_unit_name(int unit)
 {
-    return unit == LSTM_I8_AMX ? "amx" : "float32";
+    return unit == LSTM_I8_AMX ? "amx" : unit == LSTM_I8_VNNI ? "avx512_vnni" : "float32";
 }
 
-/* The int8 route of a product whose rows are a batch of `batch` (see lstm_bf16_route). */
+/* The int8 route of a product whose rows are a batch of `batch`: AMX tiles from
+ * LSTM_AMX_MIN_BATCH (or forced), below it vpdpbusd where the CPU has it: four multiply-adds
+ * of a lane an instruction, against the FMA's one, pay from a single row. */
 static int lstm_i8_route(ptrdiff_t batch)
 {
     int forced, unit = lstm_i8_unit(&forced);
-    return unit == LSTM_I8_AMX && (forced || batch >= LSTM_AMX_MIN_BATCH) ? LSTM_I8_AMX
-                                                                         : LSTM_I8_FLOAT32;
+    if (unit == LSTM_I8_AMX && (forced || batch >= LSTM_AMX_MIN_BATCH))
+        return LSTM_I8_AMX;
+    return lstm_i8_vnni() ? LSTM_I8_VNNI : LSTM_I8_FLOAT32;
+}
+
+/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) on `route` (AMX or VNNI): columns c0 ..
+ * c0 + N - 1 of a form packed by lstm_pack_i8 (N_all columns); buf: the caller's MB float
+ * scales and MB x lstm_i8_depth(K) bytes, one buffer per thread. */
+static void lstm_gemm_i8(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
+                         ptrdiff_t lda, const void *packed, ptrdiff_t N_all, ptrdiff_t c0,
+                         float beta, float *C, ptrdiff_t ldc, void *buf)
+{
+    if (M <= 0 || N <= 0)
+        return;
+#if LSTM_HAVE_PACKED
+    if (route == LSTM_I8_AMX)
+        lstm_gemm_i8_amx(M, N, K, A, lda, packed, N_all, c0, beta, C, ldc, buf);
+    else if (route == LSTM_I8_VNNI)
+        lstm_gemm_i8_vnni(M, N, K, A, lda, packed, N_all, c0, beta, C, ldc, buf);
+#else
+    (void)route; (void)K; (void)A; (void)lda; (void)packed; (void)N_all; (void)c0; (void)beta;
+    (void)C; (void)ldc; (void)buf;
+#endif
 }
 
 /* The int8 unit's probe (see lstm_chains_threads). */
@@ -305,8 +514,9 @@ static double lstm_i8_chains_threads(long iters, int threads, double *sink)
 {
     double (*chains)(long, float *) = NULL;
 #if LSTM_HAVE_PACKED
-    if (lstm_i8_unit(NULL) == LSTM_I8_AMX)
-        chains = lstm_i8_chains_amx;
+    int unit = lstm_i8_unit(NULL);
+    chains = unit == LSTM_I8_AMX ? lstm_i8_chains_amx
+             : unit == LSTM_I8_VNNI ? lstm_i8_chains_vnni : NULL;
 #endif
     return lstm_chains_threads(chains, iters, threads, sink);
 }

@@ -1,7 +1,8 @@
 /*
  * The FMA peak of one core: independent chains of vector fused multiply-adds, nothing else, at the
  * widest vector width the packed kernel uses here (lstm_gemm.h).  No product of matrices can run
- * faster on this core, so it is the hardware ceiling `lstm-fast bench` prints next to the BLAS roof.
+ * faster on this core, so it is the hardware ceiling `lstm-fast bench` prints next to the BLAS
+ * roof.
  * Twelve chains cover the FMA latency (4 cycles) times two pipes with room to spare.
  */
 #ifndef LSTM_FAST_PEAK_H
@@ -12,9 +13,11 @@
 #if LSTM_HAVE_PACKED
 
 /* Runs `iters` rounds of 12 vector FMAs; returns a value that depends on all of them.  The chains
- * start from different values, derived from `seed` at run time, so none can be merged or folded. */
+ * start from different values, derived from `seed` at run time, so none can be merged or folded.
+ * noipa: a caller that times the chains and drops their value (lstm_bf16_dot_pays) would
+ * otherwise see the call of a pure function removed, and an FMA peak of thousands of TF/s. */
 #define LSTM_DEFINE_CHAINS(T, SUF, ISA, TARGET, BYTES)                                           \
-__attribute__((target(TARGET), noinline)) static T lstm_fma_chains_##SUF##_##ISA(long iters,     \
+__attribute__((target(TARGET), noipa)) static T lstm_fma_chains_##SUF##_##ISA(long iters,        \
                                                                                 T seed)          \
 {                                                                                                \
     typedef T V __attribute__((vector_size(BYTES)));                                             \
@@ -39,7 +42,8 @@ LSTM_DEFINE_CHAINS(double, d, avx2, "arch=x86-64-v3", 32)
 #define LSTM_CHAIN_FLOPS(iters, lanes) (24.0 * (double)(iters) * (double)(lanes))
 
 /* Runs the chains at the packed kernel's width; returns their flop count (0: no packed kernel),
- * and the chains' value (24 seed, once converged) through *sink so that nothing is optimised away. */
+ * and the chains' value (24 seed, once converged) through *sink so that nothing is optimised
+ * away. */
 static double lstm_fma_chains(int dbl, long iters, double seed, double *sink)
 {
     int bytes = lstm_packed_vector_bytes();
@@ -65,7 +69,8 @@ static double lstm_fma_chains(int dbl, long iters, double seed, double *sink)
 
 #endif /* LSTM_HAVE_PACKED */
 
-/* The chains on `threads` threads at once (OpenMP, where built with it); returns the flops of all. */
+/* The chains on `threads` threads at once (OpenMP, where built with it); returns the flops of
+ * all. */
 static double lstm_fma_chains_threads(int dbl, long iters, int threads, double *sink)
 {
     double flops = 0, value = 0;

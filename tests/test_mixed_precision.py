@@ -33,11 +33,11 @@ def _layers():
     yield "rnn_tanh", dict(bidirectional=True)
 
 
-def _trained(cell, kwargs, x, hx, g, precision, lengths=None, threads=1, run_rows=None):
-    """(output, grad_x, grad_hx, grads, layer) of one training step of a fresh float32 layer,
-    its engine calls run_rows packed rows at most (None: the layer's choice)."""
-    layer = CELLS[cell](x.shape[2], 72 if x.shape[0] == 1 else 48, dtype=np.float32,
-                        random_state=0, **kwargs)
+def _trained(cell, kwargs, x, hx, g, precision, H=48, lengths=None, threads=1,
+             run_rows=None):
+    """(output, grad_x, grad_hx, grads, layer) of one training step of a fresh float32 layer of
+    hidden size H, its engine calls run_rows packed rows at most (None: the layer's choice)."""
+    layer = CELLS[cell](x.shape[2], H, dtype=np.float32, random_state=0, **kwargs)
     if run_rows is not None:  # several runs of steps per layer call (PACKED weights)
         layer._call_rows = [(run_rows, run_rows)] * layer.num_layers
     with threadpool_limits(limits=threads):
@@ -67,7 +67,7 @@ def _step_agreement(cell, kwargs, threads=1, B=40, I=7):
     hx = (h0, c0) if cell == "lstm" else h0
     g = rng.standard_normal((1, B, D * P)).astype(np.float32)
     _, grad_x, grad_hx, grads, layer = _trained(cell, kwargs, x, hx, lambda s: g, "bfloat16",
-                                                threads=threads)
+                                                H=H, threads=threads)
     _, _, _, cache = reference_forward(layer.state_dict(), x, h0,
                                        c0 if cell == "lstm" else np.zeros((D, B, 0), np.float32),
                                        np.ones(B, int), 1, D == 2, cell=cell,
@@ -90,7 +90,8 @@ def _float32_errors(cell, kwargs):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((40, 11, 9)).astype(np.float32)
     lengths = rng.integers(1, 41, size=11)
-    results = [_trained(cell, kwargs, x, None, _gradient, precision, lengths, run_rows=48)
+    results = [_trained(cell, kwargs, x, None, _gradient, precision, lengths=lengths,
+                        run_rows=48)
                for precision in (None, "bfloat16")]
     (out, gx, ghx, grads, _), (out16, gx16, ghx16, grads16, _) = results
     rel = lambda a, b: np.abs(a - b).max() / np.abs(b).max()

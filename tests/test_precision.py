@@ -8,7 +8,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import lstm_fast
-from lstm_fast._lstm import build_info, matmul_reduced
+from lstm_fast._lstm import bfloat16_peak, build_info, fma_peak, matmul_reduced, reduced_route
 from lstm_fast.testing import quantize_int8, reference_forward, round_bfloat16
 
 from conftest import run_in_subprocess
@@ -23,6 +23,8 @@ STEP_RTOL = 1e-5
 VS_FLOAT32 = {"bfloat16": 1e-2, "int8": 3e-2}
 RNN_VS_FLOAT32 = {"bfloat16": 3e-2, "int8": 9e-2}
 PRECISIONS = ["bfloat16", "int8"]
+# The units of each precision, lesser first (build_info names the best this CPU allows).
+UNITS = {"bfloat16": ["float32", "avx512_bf16", "amx"], "int8": ["float32", "avx512_vnni", "amx"]}
 
 CELLS = {"lstm": lstm_fast.LSTM, "gru": lstm_fast.GRU, "rnn_tanh": lstm_fast.RNN}
 
@@ -68,7 +70,7 @@ def test_quantisation_is_per_row_to_nearest_even():
 
 def _routes(precision):
     """The routes of `precision` this CPU (and LSTM_FAST_KERNEL) can run."""
-    order = ["float32", "avx512_bf16", "amx"] if precision == "bfloat16" else ["float32", "amx"]
+    order = UNITS[precision]
     return order[:order.index(build_info()[f"{precision}_kernel"]) + 1]
 
 
@@ -173,9 +175,10 @@ def _layer_errors(precision):
 def _expected_kernel(forced, precision):
     """The unit of `precision` that LSTM_FAST_KERNEL=forced should choose on this CPU."""
     best = build_info()[f"{precision}_kernel"]  # this process's: the best the CPU and OS allow
-    order = ["float32", "avx512_bf16", "amx"] if precision == "bfloat16" else ["float32", "amx"]
-    cap = {"auto": "amx", "amx": "amx", "avx512_bf16": "avx512_bf16"}.get(forced, "float32")
-    return order[min(order.index(best), order.index(cap) if cap in order else 0)]
+    order = UNITS[precision]
+    # either AVX-512 dot-product kernel forced means both (no AMX); lesser kernels: float32
+    cap = {"auto": 2, "amx": 2, "avx512_bf16": 1, "avx512_vnni": 1}.get(forced, 0)
+    return order[min(order.index(best), cap)]
 
 
 def _run(call, kernel):
@@ -186,7 +189,8 @@ def _run(call, kernel):
         {} if kernel == "auto" else {"LSTM_FAST_KERNEL": kernel})
 
 
-@pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512", "avx2", "blas"])
+@pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512_vnni", "avx512", "avx2",
+                                    "blas"])
 def test_every_kernel_matches_the_emulation(kernel):
     """Forced, a unit runs at every batch (B = 6 here, below where the tiles pay); lesser kernels
     take the float32 route on their own products (AVX2, BLAS)."""
@@ -203,6 +207,17 @@ def test_every_kernel_matches_the_emulation(kernel):
         assert float(vs_float32) <= 1, f"{precision}: against float32 {vs_float32} x the bound"
 
 
+def test_small_batches_take_vdpbf16ps_where_it_outruns_the_fmas():
+    """Below the tiles' batch (and without AMX) bf16 takes vdpbf16ps only where its chains beat
+    the FMA chains by 1.25x, as measured once at load; here the same probes, longer."""
+    if build_info()["bfloat16_kernel"] != "avx512_bf16":
+        pytest.skip("no AVX512-BF16 without AMX here")
+    ratio = bfloat16_peak(1, 5_000_000) / fma_peak(False, 1, 5_000_000)
+    if 1.1 < ratio < 1.4:
+        pytest.skip(f"vdpbf16ps {ratio:.2f}x the FMAs: too near the threshold to tell")
+    assert build_info()["bfloat16_batch_1"] == ("avx512_bf16" if ratio > 1.25 else "float32")
+
+
 def test_products_here_match_the_emulation():
     assert _product_errors() <= PRODUCT_RTOL
 
@@ -214,6 +229,24 @@ def test_each_step_matches_the_emulation(cell, kwargs, threads, precision):
     kwargs = {k: v for k, v in kwargs.items() if k != "num_layers"}
     assert _teacher_forced_errors(cell, kwargs, precision, B=40, H=72,
                                   threads=threads) <= STEP_RTOL
+
+
+@pytest.mark.parametrize("precision,training", [("bfloat16", False), ("bfloat16", True),
+                                                ("int8", False)])
+def test_runs_of_steps_take_the_route_of_the_largest_batch(precision, training):
+    """A layer call in runs of steps chooses its route by its largest batch, whichever run comes
+    first: the reverse direction's first run, and the backward's, is the last, here of batch 1.
+    The route depends on the batch on AMX machines (tiles from batch 8) and where vdpbf16ps
+    does not outrun the FMAs; elsewhere every batch takes the same one."""
+    layer = lstm_fast.LSTM(3, 8, bidirectional=True, dtype=np.float32, random_state=0)
+    layer._call_rows = [(16, 16)]  # runs of at most 16 rows
+    x = np.random.default_rng(7).standard_normal((6, 16, 3)).astype(np.float32)
+    lengths = [6] + [1] * 15  # steps of 16, 1, 1, 1, 1, 1 sequences
+    out, _ = layer.forward(x, lengths=lengths, precision=precision, training=training)
+    if training:
+        layer.backward(np.ones_like(out))
+    for d in (0, 1):
+        assert layer._workspaces[0, d][0].route == reduced_route(precision, 16), d
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

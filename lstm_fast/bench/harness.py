@@ -319,7 +319,8 @@ def bfloat16_peak(threads, iters=2_000_000, repeat=3):
 
 
 def int8_peak(threads, iters=2_000_000, repeat=3):
-    """G ops/s of the int8 unit (AMX tdpbssd chains, see `fma_peak`); 0.0 without one."""
+    """G ops/s of the int8 unit (AMX tdpbssd or AVX512-VNNI vpdpbusd chains, see `fma_peak`);
+    0.0 without one."""
     from .._lstm import int8_peak as chains
 
     return max(chains(threads, iters) for _ in range(repeat))

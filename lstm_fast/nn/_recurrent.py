@@ -414,7 +414,7 @@ class RecurrentLayer:
                               offsets, h[:b], _at(c, slice(0, b)), out[r0:r1], direction * P,
                               direction, *part[:4], threads, workspace,
                               Prepared.PACKED if i > 0 else first, self._kind, part[4],
-                              precision)
+                              precision, packing.batch_sizes[0])
         self._workspaces[layer, direction] = (workspace, version)
         return stored if training or keep else None
 
@@ -527,7 +527,8 @@ class RecurrentLayer:
                            d_out[r0:r1], direction * P, bool(direction), d_h[:b],
                            _at(d_c, slice(0, b)), *part[:4], d_in[r0:r1], *grads, threads,
                            workspace, Prepared.PACKED if i > 0 else Prepared.PACK,
-                           i == len(runs) - 1, self._kind, *part[4:], precision)
+                           i == len(runs) - 1, self._kind, *part[4:], precision,
+                           packing.batch_sizes[0])
         self._workspaces[layer, direction] = (workspace, None)
         self._spare[layer, direction] = stored
         return d_in, steps

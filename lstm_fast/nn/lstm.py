@@ -144,8 +144,9 @@ class LSTM(RecurrentLayer):
             float32 by about 1e-3 relative. ``"int8"`` (float32 layers, inference): weights
             quantised once to int8 with a scale per output channel, each step's inputs with a
             scale per sequence (dynamic quantisation), the sums exact, then scaled to float32
-            (the scheme of fbgemm's and ONNX Runtime's quantised LSTMs): on AMX-INT8 tiles where
-            the CPU has them, else the float32 products of the quantised values; about 1e-2
+            (the scheme of fbgemm's and ONNX Runtime's quantised LSTMs): on AMX-INT8 tiles or
+            AVX512-VNNI instructions where the CPU has them, else the float32 products of the
+            quantised values (the same numbers); about 1e-2
             from float32. With ``training=True``, ``"bfloat16"`` is mixed-precision training:
             the forward's products as above and ``backward``'s too (dL/dh_t, the gradients
             dL/dA of the pre-activations and their other operands rounded to bfloat16), while
