@@ -264,7 +264,8 @@ def info(out=None):
               f"avx2={flags['avx2']}, avx512f={flags['avx512f']}\n")
     out.write(f"  matmul kernel: {flags['matmul_kernel']}; gate kernels: "
               f"{flags['gate_kernels']}; bfloat16 kernel: {flags['bfloat16_kernel']} (at batch 1: "
-              f"{flags['bfloat16_batch_1']}); int8 kernel: {flags['int8_kernel']}\n")
+              f"{flags['bfloat16_batch_1']}); int8 kernel: {flags['int8_kernel']} (at batch 1: "
+              f"{flags['int8_batch_1']})\n")
     out.write(f"  numpy {np.__version__}\n")
     return 0
 

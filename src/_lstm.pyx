@@ -87,6 +87,7 @@ def build_info():
                 bfloat16_kernel=lstm_bf16_unit_name(lstm_bf16_unit(NULL)).decode(),
                 bfloat16_batch_1=lstm_bf16_unit_name(lstm_bf16_route(1)).decode(),
                 int8_kernel=lstm_i8_unit_name(lstm_i8_unit(NULL)).decode(),
+                int8_batch_1=lstm_i8_unit_name(lstm_i8_route(1)).decode(),
                 max_threads=lstm_max_threads())
 
 
@@ -402,6 +403,8 @@ def forward_layer(x, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, offsets, hidden,
                                                                   args[3], args[4])
     if workspace is None:
         workspace = Workspace()
+    if route_batch < 0:
+        raise ValueError(f"{fn}: route_batch must be >= 0, got {route_batch}")
     cdef int route = _route(precision, route_batch or B, workspace, prepared)
     cdef _Packed key = _packed_key(False, dt, kind, weights, I, H, P, route)
     if dt == cnp.NPY_FLOAT32:
@@ -604,6 +607,8 @@ def backward_layer(x, w_ih, w_hh, w_hr, batch_sizes, offsets, d_out, Py_ssize_t 
     weights[3] = weights[4] = NULL
     if workspace is None:
         workspace = Workspace()  # held until the call returns: the buffers live in it
+    if route_batch < 0:
+        raise ValueError(f"{fn}: route_batch must be >= 0, got {route_batch}")
     cdef int route = _route(precision, route_batch or B, workspace, prepared)
     cdef _Packed key = _packed_key(True, dt, kind, weights, I, H, P, route)
     if dt == cnp.NPY_FLOAT32:

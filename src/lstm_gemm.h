@@ -11,9 +11,9 @@
  * columns in 2 MR vector accumulators (one broadcast of A[r][k] times two vector loads of the panel
  * per k), so a panel is read from cache once per tile; a single row (batch 1) takes four panels
  * at a time instead, so that its sums do not wait on each other. Every sum starts from beta C and
- * adds its terms in k order, whatever the path, so a row's result does not depend on the other rows. The
- * same tiles serve the weight gradients (dW^T = X^T dA, A^T B with neither packed: lstm_gemm_tn),
- * so the engine never wakes BLAS's own threads.
+ * adds its terms in k order, whatever the path, so a row's result does not depend on the other
+ * rows. The same tiles serve the weight gradients (dW^T = X^T dA, A^T B with neither packed:
+ * lstm_gemm_tn), so the engine never wakes BLAS's own threads.
  *
  * Written once with GCC vector extensions over float and double, compiled for AVX-512 (64-byte
  * vectors) and AVX2+FMA (32-byte vectors); the CPU is asked once which it has. Elsewhere (other

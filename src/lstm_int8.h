@@ -45,7 +45,7 @@ static inline ptrdiff_t lstm_i8_depth(ptrdiff_t K)
     return (K + LSTM_I8_KB - 1) / LSTM_I8_KB * LSTM_I8_KB;
 }
 
-/* Floats before the quantised operand in a packed form: the column scales. */
+/* Elements (padded) of the column scales, and of the column sums, of a packed form. */
 static inline ptrdiff_t lstm_i8_scales(ptrdiff_t N)
 {
     return (N + 15) / 16 * 16;
@@ -86,12 +86,12 @@ static void lstm_i8_column_scales(int trans, ptrdiff_t K, ptrdiff_t N, const flo
 }
 
 /* The column sums and the quantised operand of the AMX and VNNI packed form. */
-static int32_t *lstm_i8_sums(const void *packed, ptrdiff_t N)
+static int32_t *lstm_i8_sums(void *packed, ptrdiff_t N)
 {
     return (int32_t *)((float *)packed + lstm_i8_scales(N));
 }
 
-static int8_t *lstm_i8_quantized(const void *packed, ptrdiff_t N)
+static int8_t *lstm_i8_quantized(void *packed, ptrdiff_t N)
 {
     return (int8_t *)(lstm_i8_sums(packed, N) + lstm_i8_scales(N));
 }
@@ -161,7 +161,8 @@ LSTM_DISPATCH static void lstm_i8_dequantize(ptrdiff_t rows, ptrdiff_t N, const 
 
 #if LSTM_HAVE_PACKED
 
-#define LSTM_VNNI_TARGET LSTM_BF16_TARGET ",avx512vnni"
+#define LSTM_I8_TARGET "avx512f,avx512bw,avx512vl"
+#define LSTM_VNNI_TARGET LSTM_I8_TARGET ",avx512vnni"
 
 /* q <- rows 0 .. rows - 1 of A quantised to int8 plus `offset` (0 for AMX's signed operand, 128
  * for VNNI's unsigned one), as bytes: (r, k) at r * rs + k / 4 * gs + k % 4 (AMX: rows of depth
@@ -169,7 +170,7 @@ LSTM_DISPATCH static void lstm_i8_dequantize(ptrdiff_t rows, ptrdiff_t N, const 
  * pointer). Padding after K holds the offset (a zero). scales (rows) <- their scales:
  * lstm_i8_quantize 16 at a time (the same division, the same rounding to nearest even under the
  * default MXCSR, clamped to [-127, 127]). */
-__attribute__((target(LSTM_BF16_TARGET))) static void lstm_i8_rows_avx512(
+__attribute__((target(LSTM_I8_TARGET))) static void lstm_i8_rows_avx512(
     ptrdiff_t rows, ptrdiff_t K, const float *A, ptrdiff_t lda, int offset, ptrdiff_t rs,
     ptrdiff_t gs, int8_t *q, float *scales)
 {
@@ -240,15 +241,16 @@ lstm_i8_amx_block(const int two, const int wide, const int8_t *q, ptrdiff_t dept
         _tile_stored(3, acc + 16 * 32 + 16, 128);
 }
 
-/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with AMX tiles: columns c0 .. c0 + N - 1 of a
- * form packed by lstm_pack_i8 (N_all columns); buf: MB float scales and MB x depth int8. */
+/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with AMX tiles: columns c0 .. c0 + N - 1 (c0 a
+ * panel's first, a multiple of 16) of a form packed by lstm_pack_i8 (N_all columns); buf: MB
+ * float scales and MB x depth int8. */
 __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_amx(
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const void *packed,
     ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C, ptrdiff_t ldc, void *buf)
 {
     ptrdiff_t depth = lstm_i8_depth(K);
     const float *col = (const float *)packed + c0;
-    const int8_t *quantized = lstm_i8_quantized(packed, N_all) + c0 * depth;
+    const int8_t *quantized = lstm_i8_quantized((void *)packed, N_all) + c0 * depth;
     float *rows_scale = (float *)buf;
     int8_t *q = (int8_t *)(rows_scale + LSTM_I8_MB);
     int32_t acc[32 * 32] __attribute__((aligned(64)));
@@ -311,16 +313,17 @@ static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm
  * `nv` (1 or 2) panels b from column n0 of N, into C from beta C (rows and nv constants where
  * inlined). */
 static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm_i8_vnni_tile(
-    const int rows, const int nv, const uint8_t *q, ptrdiff_t depth, const int8_t *b,
+    const int rows, const int nv, const uint8_t *q, ptrdiff_t K, ptrdiff_t depth, const int8_t *b,
     const float *row_scale, const float *col, const int32_t *sums, ptrdiff_t n0, ptrdiff_t N,
     float beta, float *C, ptrdiff_t ldc)
 {
     __m512i acc0[12], acc1[12];
+    ptrdiff_t k4 = (K + 3) / 4 * 4;  /* the padding to depth (zeros in B) adds nothing */
     __mmask16 m0 = lstm_bf16_lanes(N - n0), m1 = lstm_bf16_lanes(N - n0 - LSTM_I8_NB);
     _Pragma("GCC unroll 12")
     for (int r = 0; r < rows; r++)
         acc0[r] = acc1[r] = _mm512_setzero_si512();
-    for (ptrdiff_t k = 0; k < depth; k += 4) {
+    for (ptrdiff_t k = 0; k < k4; k += 4) {
         /* 16 columns x 4 k of each panel: sum_k (Q(A)[r][k] + 128) Q(B)[k][j] */
         __m512i b0 = _mm512_loadu_si512(b + k * LSTM_I8_NB), b1;
         if (nv == 2)
@@ -341,33 +344,77 @@ static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm
                            beta, C + r * ldc + n0);
 }
 
+/* A single row (batch 1) of q times np (1-4) panels b from column n0 of N, into C from beta C:
+ * its k groups alternate between two sums a panel, so 2 np sums are in flight instead of a
+ * tile's two, which would wait on vpdpbusd's latency at every k (as lstm_gemm.h's single row).
+ * Integer sums: the order changes nothing. */
+static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm_i8_vnni_row(
+    const int np, const uint8_t *q, ptrdiff_t K, ptrdiff_t depth, const int8_t *b,
+    float row_scale, const float *col, const int32_t *sums, ptrdiff_t n0, ptrdiff_t N,
+    float beta, float *C)
+{
+    __m512i acc[4][2];
+    ptrdiff_t k4 = (K + 3) / 4 * 4;
+    for (int p = 0; p < np; p++)
+        acc[p][0] = acc[p][1] = _mm512_setzero_si512();
+    for (ptrdiff_t k = 0; k < k4; k += 8) {
+        for (int h = 0; h < 2 && k + 4 * h < k4; h++) {  /* groups k / 4 and the next */
+            int32_t four;
+            memcpy(&four, q + (k + 4 * h) * LSTM_I8_MB, sizeof four);
+            __m512i a = _mm512_set1_epi32(four);
+            _Pragma("GCC unroll 4")
+            for (int p = 0; p < np; p++)
+                lstm_i8_dpbusd(&acc[p][h], a, _mm512_loadu_si512(
+                                                  b + (p * depth + k + 4 * h) * LSTM_I8_NB));
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < np; p++) {
+        ptrdiff_t j = n0 + p * LSTM_I8_NB;
+        lstm_i8_vnni_store(1, _mm512_add_epi32(acc[p][0], acc[p][1]), acc[p][1], row_scale,
+                           col + j, sums + j, lstm_bf16_lanes(N - j), 0, beta, C + j);
+    }
+}
+
+#define LSTM_I8_VNNI_ROW_CASE(P)                                                                 \
+    case P:                                                                                      \
+        lstm_i8_vnni_row(P, q, K, depth, b, row_scale[0], col, sums, n0, N, beta, C);            \
+        break;
+
 #define LSTM_I8_VNNI_CASE(R)                                                                     \
     case R:                                                                                      \
         if (nv == 2)                                                                             \
-            lstm_i8_vnni_tile(R, 2, q + 4 * m, depth, b, row_scale + m, col, sums, n0, N,        \
+            lstm_i8_vnni_tile(R, 2, q + 4 * m, K, depth, b, row_scale + m, col, sums, n0, N,     \
                               beta, C + m * ldc, ldc);                                           \
         else                                                                                     \
-            lstm_i8_vnni_tile(R, 1, q + 4 * m, depth, b, row_scale + m, col, sums, n0, N,        \
+            lstm_i8_vnni_tile(R, 1, q + 4 * m, K, depth, b, row_scale + m, col, sums, n0, N,     \
                               beta, C + m * ldc, ldc);                                           \
         break;
 
-/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with vpdpbusd: columns c0 .. c0 + N - 1 of a
- * form packed by lstm_pack_i8 (N_all columns), MB rows at a time in tiles of nearly equal
- * height (at most 12 rows) by 32 columns; buf as for lstm_gemm_i8_amx. */
+/* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with vpdpbusd: columns c0 .. c0 + N - 1 (c0 a
+ * multiple of 16) of a form packed by lstm_pack_i8 (N_all columns), MB rows at a time in tiles
+ * of nearly equal height (at most 12 rows) by 32 columns; buf as for lstm_gemm_i8_amx. */
 __attribute__((target(LSTM_VNNI_TARGET))) static void lstm_gemm_i8_vnni(
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const void *packed,
     ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C, ptrdiff_t ldc, void *buf)
 {
     ptrdiff_t depth = lstm_i8_depth(K);
     const float *col = (const float *)packed + c0;
-    const int32_t *sums = lstm_i8_sums(packed, N_all) + c0;
-    const int8_t *quantized = lstm_i8_quantized(packed, N_all) + c0 * depth;
+    const int32_t *sums = lstm_i8_sums((void *)packed, N_all) + c0;
+    const int8_t *quantized = lstm_i8_quantized((void *)packed, N_all) + c0 * depth;
     float *row_scale = (float *)buf;
     uint8_t *q = (uint8_t *)(row_scale + LSTM_I8_MB);
     for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB, A += LSTM_I8_MB * lda, C += LSTM_I8_MB * ldc) {
         ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB, tiles = (rows + 11) / 12;
         lstm_i8_rows_avx512(rows, K, A, lda, 128, 4, 4 * LSTM_I8_MB, (int8_t *)q, row_scale);
-        for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_I8_NB) {
+        for (ptrdiff_t n0 = 0; rows == 1 && n0 < N; n0 += 4 * LSTM_I8_NB) {
+            const int8_t *b = quantized + n0 * depth;
+            switch ((N - n0 + LSTM_I8_NB - 1) / LSTM_I8_NB) {
+                LSTM_I8_VNNI_ROW_CASE(1) LSTM_I8_VNNI_ROW_CASE(2) LSTM_I8_VNNI_ROW_CASE(3)
+                default: LSTM_I8_VNNI_ROW_CASE(4)
+            }
+        }
+        for (ptrdiff_t n0 = 0; rows > 1 && n0 < N; n0 += 2 * LSTM_I8_NB) {
             int nv = N - n0 > LSTM_I8_NB ? 2 : 1;
             const int8_t *b = quantized + n0 * depth;
             for (ptrdiff_t i = 0; i < tiles; i++) {
@@ -397,7 +444,7 @@ __attribute__((target(LSTM_VNNI_TARGET), noinline)) static double lstm_i8_chains
     for (long i = 0; i < iters; i++) {
         _Pragma("GCC unroll 12")
         for (int c = 0; c < 12; c++)
-            acc[c] = _mm512_dpbusd_epi32(acc[c], a, b);
+            lstm_i8_dpbusd(&acc[c], a, b);
     }
     __m512i s = acc[0];
     for (int c = 1; c < 12; c++)
@@ -490,8 +537,8 @@ static int lstm_i8_route(ptrdiff_t batch)
 }
 
 /* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) on `route` (AMX or VNNI): columns c0 ..
- * c0 + N - 1 of a form packed by lstm_pack_i8 (N_all columns); buf: the caller's MB float
- * scales and MB x lstm_i8_depth(K) bytes, one buffer per thread. */
+ * c0 + N - 1 (c0 a multiple of 16) of a form packed by lstm_pack_i8 (N_all columns); buf: the
+ * caller's MB float scales and MB x lstm_i8_depth(K) bytes, one buffer per thread. */
 static void lstm_gemm_i8(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
                          ptrdiff_t lda, const void *packed, ptrdiff_t N_all, ptrdiff_t c0,
                          float beta, float *C, ptrdiff_t ldc, void *buf)
