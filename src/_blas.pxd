@@ -212,6 +212,11 @@ cdef extern from "lstm_bf16.h" nogil:
     void lstm_bf16_round_rows(Py_ssize_t m0, Py_ssize_t rows, Py_ssize_t K1, const float *A1,
                               Py_ssize_t lda1, Py_ssize_t K2, const float *A2, Py_ssize_t lda2,
                               float *buf)
+    Py_ssize_t lstm_bf16_tn_buffer_bytes(Py_ssize_t M, Py_ssize_t M2)
+    void lstm_bf16_gemm_tn(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+                           Py_ssize_t lda, const float *B, Py_ssize_t ldb, float beta, float *C,
+                           Py_ssize_t ldc, Py_ssize_t M2, const float *A2, Py_ssize_t lda2,
+                           float *C2, Py_ssize_t ldc2, float *colsum, void *buf)
     int lstm_bf16_unit(int *forced)
     int lstm_bf16_route(Py_ssize_t batch)
     const char *lstm_bf16_unit_name(int unit)
@@ -338,6 +343,22 @@ cdef inline void product(const Products *p, int m, int n, int k, const floating 
                            <const uint16_t *> packed + c0 * lstm_bf16_depth(k), k2, a2, lda2,
                            <const uint16_t *> packed2 + c0 * lstm_bf16_depth(k2) if k2 > 0
                            else NULL, beta, c + c0, ldc, <uint16_t *> p.buf)
+
+
+cdef inline void tn_product(const Products *p, int m, int n, int k, const floating *a, int lda,
+                            const floating *b, int ldb, floating beta, floating *c, int ldc,
+                            int m2, const floating *a2, int lda2, floating *c2, int ldc2,
+                            floating *colsum) noexcept nogil:
+    """gemm_tn2 (the weight gradients' products) on p's route: on AVX512-BF16 its vdpbf16ps
+    kernel, rounding the operands to bf16 as it reads them (p.buf, this thread's, at least
+    lstm_bf16_tn_buffer_bytes(m, m2)); else gemm_tn2 (on a bf16 route, of operands rounded
+    beforehand)."""
+    if floating is float:
+        if p.route == LSTM_BF16_AVX512:
+            lstm_bf16_gemm_tn(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2,
+                              colsum, p.buf)
+            return
+    gemm_tn2(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2, colsum)
 
 
 cdef inline void _packed_product(int m, int n, int k, const floating *a, int lda,

@@ -5,7 +5,7 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
-from _blas cimport Products, gemm_tn2, product
+from _blas cimport Products, product, tn_product
 from _gates cimport CELL_GRU, _cell_backward, _cell_forward, _n_gates
 from _team cimport _Split, _first, _split, _step_rows, lstm_barrier, lstm_team_barrier
 
@@ -202,14 +202,14 @@ cdef inline void _backward_weights(int part, int parts, int kind, Py_ssize_t N, 
     if hidden_gates == NULL:
         # dW_ih^T = X^T dA, dW_hh^T = H_prev^T dA, cols j0..j1   (I x N) (N x G), (P x N) (N x G)
         # db = the sums of dA's columns, on the way
-        gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, beta, w_t + j0, G,
-                 P, hidden_prev, P, w_t + I * G + j0, G, d_bias + j0)
+        tn_product(&p, I, j1 - j0, N, x, I, gates + j0, G, beta, w_t + j0, G,
+                   P, hidden_prev, P, w_t + I * G + j0, G, d_bias + j0)
     else:
         # dW_ih^T = X^T dA_x, dW_hh^T = H_prev^T dA_h             (I x N) (N x G), (P x N) (N x G)
-        gemm_tn2(I, j1 - j0, N, x, I, gates + j0, G, beta, w_t + j0, G, 0, NULL, 1, NULL, 1,
-                 d_bias + j0)
-        gemm_tn2(P, j1 - j0, N, hidden_prev, P, hidden_gates + j0, G, beta, w_t + I * G + j0, G,
-                 0, NULL, 1, NULL, 1, d_bias + G + j0)
+        tn_product(&p, I, j1 - j0, N, x, I, gates + j0, G, beta, w_t + j0, G, 0, NULL, 1, NULL,
+                   1, d_bias + j0)
+        tn_product(&p, P, j1 - j0, N, hidden_prev, P, hidden_gates + j0, G, beta,
+                   w_t + I * G + j0, G, 0, NULL, 1, NULL, 1, d_bias + G + j0)
     if finish:
         _add_transposed(j0, j1, I, w_t, G, d_w_ih)
         _add_transposed(j0, j1, P, w_t + I * G, G, d_w_hh)
@@ -218,8 +218,8 @@ cdef inline void _backward_weights(int part, int parts, int kind, Py_ssize_t N, 
             0, 1)
     if r != NULL:
         # dW_hr += dH^T R, columns h0..h1                          (P x N) (N x H)
-        gemm_tn2(P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1, NULL, 1,
-                 NULL)
+        tn_product(&p, P, h1 - h0, N, d_hidden_all, P, r + h0, H, 1, d_w_hr + h0, H, 0, NULL, 1,
+                   NULL, 1, NULL)
 
 
 cdef inline void _add_transposed(Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t n, const floating *src,

@@ -33,9 +33,10 @@ from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _che
 from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX,
                    LSTM_I8_FLOAT32, LSTM_I8_VNNI, NATIVE, Products, buffer_bytes, gemm_packed,
                    gemm_tn2, lstm_aligned_alloc, lstm_bf16_round, lstm_bf16_route,
-                   lstm_bf16_unit, lstm_bf16_unit_name, lstm_i8_route, lstm_i8_unit,
-                   lstm_i8_unit_name, lstm_panel_width_d, lstm_panel_width_f, pack_into,
-                   packed_kernel, packed_size, panel_width, prepare_into, prepared_size, product)
+                   lstm_bf16_tn_buffer_bytes, lstm_bf16_unit, lstm_bf16_unit_name,
+                   lstm_i8_route, lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d,
+                   lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width,
+                   prepare_into, prepared_size, product)
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
                     lstm_gate_kernel)
 from _loops cimport _backward_steps, _backward_weights, _forward_steps
@@ -656,6 +657,8 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
     cdef Products products
     products.route = route
     products.buf_size = buffer_bytes(route, max(G, P), 0, max(I, H, P))
+    if route == LSTM_BF16_AVX512:  # and the weight gradients' products (tn_product)
+        products.buf_size = max(products.buf_size, lstm_bf16_tn_buffer_bytes(max(I, P), P))
     cdef floating *bufs[9]
     _carve_backward(ws, kind, N, I, H, P, B, project, route, nt * products.buf_size, bufs)
     products.w_hh, products.w_hr, products.w_ih = bufs[0], bufs[1], bufs[2]

@@ -355,6 +355,156 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_avx512(
     }
 }
 
+/* The weight gradients' products, C = beta C + A^T B (A K x M, B K x N, row-major: X^T dA and
+ * the like, K every packed row), on vdpbf16ps: K is taken KC rows at a time, and in a block each
+ * pair of rows k, k + 1 of A, and of each 32-column panel of B, is rounded and interleaved into
+ * 32-bit pairs (the order vdpbf16ps reads: k low, k + 1 high; a last odd row pairs with zero). */
+#define LSTM_BF16_KC 256
+
+/* Bytes of the buffer lstm_bf16_gemm_tn takes: A's and A2's pairs of a block, and B's panel. */
+static ptrdiff_t lstm_bf16_tn_buffer_bytes(ptrdiff_t M, ptrdiff_t M2)
+{
+    return LSTM_BF16_KC / 2 * (M + M2 + 2 * LSTM_BF16_NB) * (ptrdiff_t)sizeof(uint32_t);
+}
+
+/* dst (w 32-bit lanes) <- (bf16(r0[j]), bf16(r1[j])) for j < n, zeros from n; r1 NULL: zeros. */
+__attribute__((target(LSTM_BF16_TARGET))) static inline void lstm_bf16_pairs(
+    ptrdiff_t n, ptrdiff_t w, const float *r0, const float *r1, uint32_t *dst)
+{
+    const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                           24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                           16, 0);
+    for (ptrdiff_t j = 0; j < w; j += 16) {
+        __mmask16 in = lstm_bf16_lanes(n - j);
+        __m512 lo = _mm512_maskz_loadu_ps(in, r0 + j);
+        __m512 hi = r1 != NULL ? _mm512_maskz_loadu_ps(in, r1 + j) : _mm512_setzero_ps();
+        /* 16 bf16 of r0, then 16 of r1; interleaved: element 2j from r0, 2j + 1 from r1 */
+        __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_mask_storeu_epi32(dst + j, lstm_bf16_lanes(w - j),
+                                 _mm512_permutexvar_epi16(order, both));
+    }
+}
+
+/* One tile of C = beta C + A^T B: `rows` (<= 12) rows of A^T from pairs a (a row's pair i at
+ * a[i * lda]) times 16 nv (1 or 2) columns of pairs b (pair i at b[i * 32]), `ncols` of them in
+ * C (rows and nv constants where inlined). */
+static inline __attribute__((always_inline, target(LSTM_BF16_TARGET))) void lstm_bf16_tn_tile(
+    const int rows, const int nv, ptrdiff_t pairs, const uint32_t *a, ptrdiff_t lda,
+    const uint32_t *b, float beta, float *C, ptrdiff_t ldc, ptrdiff_t ncols)
+{
+    __m512 acc0[12], acc1[12];
+    __mmask16 m0 = lstm_bf16_lanes(ncols), m1 = lstm_bf16_lanes(ncols - LSTM_BF16_NB);
+    _Pragma("GCC unroll 12")
+    for (int r = 0; r < rows; r++) {
+        acc0[r] = beta != 0 ? _mm512_maskz_loadu_ps(m0, C + r * ldc) : _mm512_setzero_ps();
+        if (nv == 2)
+            acc1[r] = beta != 0 ? _mm512_maskz_loadu_ps(m1, C + r * ldc + LSTM_BF16_NB)
+                                : _mm512_setzero_ps();
+    }
+    for (ptrdiff_t i = 0; i < pairs; i++) {
+        /* sum over k of A[k][r] B[k][j], two k at a time            (rows x 2) (2 x 16 nv) */
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + i * 2 * LSTM_BF16_NB), b1;
+        if (nv == 2)
+            b1 = (__m512bh)_mm512_loadu_si512(b + i * 2 * LSTM_BF16_NB + LSTM_BF16_NB);
+        _Pragma("GCC unroll 12")
+        for (int r = 0; r < rows; r++) {
+            __m512bh ar = (__m512bh)_mm512_set1_epi32((int)a[i * lda + r]);
+            acc0[r] = _mm512_dpbf16_ps(acc0[r], ar, b0);
+            if (nv == 2)
+                acc1[r] = _mm512_dpbf16_ps(acc1[r], ar, b1);
+        }
+    }
+    _Pragma("GCC unroll 12")
+    for (int r = 0; r < rows; r++) {
+        _mm512_mask_storeu_ps(C + r * ldc, m0, acc0[r]);
+        if (nv == 2)
+            _mm512_mask_storeu_ps(C + r * ldc + LSTM_BF16_NB, m1, acc1[r]);
+    }
+}
+
+#define LSTM_BF16_TN_CASE(R)                                                                     \
+    case R:                                                                                      \
+        if (nv == 2)                                                                             \
+            lstm_bf16_tn_tile(R, 2, pairs, a + m, M, b, beta, C + m * ldc, ldc, ncols);          \
+        else                                                                                     \
+            lstm_bf16_tn_tile(R, 1, pairs, a + m, M, b, beta, C + m * ldc, ldc, ncols);          \
+        break;
+
+/* C (M x ncols) = beta C + A^T B for one block: A's pairs a (pair i of row m at a[i * M + m]),
+ * one panel's pairs b, in tiles of nearly equal height (at most 12 rows). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_tn_block(
+    ptrdiff_t M, ptrdiff_t pairs, const uint32_t *a, const uint32_t *b, float beta, float *C,
+    ptrdiff_t ldc, ptrdiff_t ncols)
+{
+    int nv = ncols > LSTM_BF16_NB ? 2 : 1;
+    for (ptrdiff_t i = 0, tiles = (M + 11) / 12; i < tiles; i++) {
+        ptrdiff_t m = M * i / tiles, mr = M * (i + 1) / tiles - m;
+        switch (mr) {
+            LSTM_BF16_TN_CASE(12) LSTM_BF16_TN_CASE(11) LSTM_BF16_TN_CASE(10)
+            LSTM_BF16_TN_CASE(9) LSTM_BF16_TN_CASE(8) LSTM_BF16_TN_CASE(7)
+            LSTM_BF16_TN_CASE(6) LSTM_BF16_TN_CASE(5) LSTM_BF16_TN_CASE(4)
+            LSTM_BF16_TN_CASE(3) LSTM_BF16_TN_CASE(2) LSTM_BF16_TN_CASE(1)
+            default: break;
+        }
+    }
+}
+
+/* sums (n <= 32) <- [sums +] the sums of the n columns of rows (kc x n, ld ldb), in k order. */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_column_sums(
+    ptrdiff_t kc, ptrdiff_t n, const float *rows, ptrdiff_t ldb, int add, float *sums)
+{
+    __mmask16 m0 = lstm_bf16_lanes(n), m1 = lstm_bf16_lanes(n - LSTM_BF16_NB);
+    __m512 s0 = add ? _mm512_maskz_loadu_ps(m0, sums) : _mm512_setzero_ps();
+    __m512 s1 = add ? _mm512_maskz_loadu_ps(m1, sums + LSTM_BF16_NB) : _mm512_setzero_ps();
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(m0, rows + k * ldb));
+        s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m1, rows + k * ldb + LSTM_BF16_NB));
+    }
+    _mm512_mask_storeu_ps(sums, m0, s0);
+    _mm512_mask_storeu_ps(sums + LSTM_BF16_NB, m1, s1);
+}
+
+/* A's rows k0 .. k0 + kc - 1 (M wide) as pairs: pair i of row m at pairs[i * M + m]. */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_row_pairs(
+    ptrdiff_t kc, ptrdiff_t M, const float *A, ptrdiff_t lda, uint32_t *pairs)
+{
+    for (ptrdiff_t k = 0; k < kc; k += 2)
+        lstm_bf16_pairs(M, M, A + k * lda, k + 1 < kc ? A + (k + 1) * lda : NULL,
+                        pairs + k / 2 * M);
+}
+
+/* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B with vdpbf16ps, the operands
+ * rounded to bf16 (see above), from float32 arrays as lstm_gemm_tn2 takes them (M2 = 0: no
+ * second product); colsum (N; unless NULL) <- the float32 sums of B's columns. buf: the caller's
+ * lstm_bf16_tn_buffer_bytes(M, M2). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_tn(
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *B,
+    ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc, ptrdiff_t M2, const float *A2,
+    ptrdiff_t lda2, float *C2, ptrdiff_t ldc2, float *colsum, void *buf)
+{
+    uint32_t *a = (uint32_t *)buf, *a2 = a + LSTM_BF16_KC / 2 * M;
+    uint32_t *b = a2 + LSTM_BF16_KC / 2 * M2;
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += LSTM_BF16_KC) {
+        ptrdiff_t kc = K - k0 < LSTM_BF16_KC ? K - k0 : LSTM_BF16_KC, pairs = (kc + 1) / 2;
+        float first = k0 == 0 ? beta : 1.0f;
+        lstm_bf16_row_pairs(kc, M, A + k0 * lda, lda, a);
+        if (M2 > 0)
+            lstm_bf16_row_pairs(kc, M2, A2 + k0 * lda2, lda2, a2);
+        for (ptrdiff_t p = 0; p < N; p += 2 * LSTM_BF16_NB) {
+            ptrdiff_t ncols = N - p < 2 * LSTM_BF16_NB ? N - p : 2 * LSTM_BF16_NB;
+            const float *rows = B + k0 * ldb + p;
+            for (ptrdiff_t k = 0; k < kc; k += 2)
+                lstm_bf16_pairs(ncols, 2 * LSTM_BF16_NB, rows + k * ldb,
+                                k + 1 < kc ? rows + (k + 1) * ldb : NULL,
+                                b + k / 2 * 2 * LSTM_BF16_NB);
+            if (colsum != NULL)
+                lstm_bf16_column_sums(kc, ncols, rows, ldb, k0 > 0, colsum + p);
+            lstm_bf16_tn_block(M, pairs, a, b, first, C + p, ldc, ncols);
+            if (M2 > 0)
+                lstm_bf16_tn_block(M2, pairs, a2, b, first, C2 + p, ldc2, ncols);
+        }
+    }
+}
 
 /* The bf16 peak of one core: back-to-back tdpbf16ps on four tiles from two A and two B tiles
  * already loaded (AMX), or twelve independent vdpbf16ps chains (AVX512-BF16), nothing else: the
