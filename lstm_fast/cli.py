@@ -266,6 +266,8 @@ def info(out=None):
               f"{flags['gate_kernels']}; bfloat16 kernel: {flags['bfloat16_kernel']} (at batch 1: "
               f"{flags['bfloat16_batch_1']}); int8 kernel: {flags['int8_kernel']} (at batch 1: "
               f"{flags['int8_batch_1']})\n")
+    out.write(f"  tuned to this core: L2 {flags['l2_bytes'] // 1024} KiB, float32 FMA rate "
+              f"{flags['fma_rate'] / 1e9:.0f} GF/s\n")
     out.write(f"  numpy {np.__version__}\n")
     return 0
 

@@ -40,8 +40,8 @@ from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
                     lstm_gate_kernel)
 from _loops cimport _backward_steps, _backward_weights, _forward_steps
-from _team cimport (_first, _split_by_rows, lstm_max_threads, lstm_team_barrier,
-                   lstm_team_size)
+from _team cimport (_first, _split_by_rows, lstm_l2_bytes, lstm_max_threads,
+                   lstm_team_barrier, lstm_team_size)
 
 cdef extern from "lstm_checks.h" nogil:
     int lstm_all_finite_f(const float *a, Py_ssize_t n)
@@ -89,7 +89,8 @@ def build_info():
                 bfloat16_batch_1=lstm_bf16_unit_name(lstm_bf16_route(1)).decode(),
                 int8_kernel=lstm_i8_unit_name(lstm_i8_unit(NULL)).decode(),
                 int8_batch_1=lstm_i8_unit_name(lstm_i8_route(1)).decode(),
-                max_threads=lstm_max_threads())
+                max_threads=lstm_max_threads(), l2_bytes=lstm_l2_bytes(),
+                fma_rate=lstm_fma_rate())
 
 
 #: What an engine call does with the weights packed in its workspace (its `prepared`): PACK
@@ -125,12 +126,13 @@ CELL_KINDS = {"lstm": CELL_LSTM, "gru": CELL_GRU, "rnn_tanh": CELL_RNN_TANH,
               "rnn_relu": CELL_RNN_RELU}
 
 
-# The input projection is computed for about this many bytes of gate rows at a time (at least one
-# step): they stay in L1/L2 next to the weights until the recurrent steps add to them, and inference
-# needs only O(B*H) workspace.  (Measured on rows 4-5 of the standard grid: 64 KiB was 2-5% faster
-# than 1-2 MiB, whose rows had left L2 by the time their step ran.)
-cdef enum:
-    CHUNK_BYTES = 1 << 16
+# The input projection is computed for about a sixteenth of L2 in gate rows at a time (at least
+# one step): they stay in L1/L2 next to the weights until the recurrent steps add to them, and
+# inference needs only O(B*H) workspace.  (Measured on rows 4-5 of the standard grid on a 1 MiB
+# L2: 64 KiB was 2-5% faster than 1-2 MiB, whose rows had left L2 by the time their step ran.)
+cdef inline Py_ssize_t _chunk_bytes() noexcept nogil:
+    return lstm_l2_bytes() // 16
+
 
 # Below this batch the input projection is hoisted out of the time loop (above), so that its
 # product has chunk x B rows: the packed kernel runs at ~40% of its speed with one row, but at full
@@ -140,16 +142,18 @@ cdef enum:
 cdef enum:
     HOIST_BELOW_BATCH = 4
 
-# Threads: a call whose recurrent product has at least this many multiply-adds per step runs in
-# one parallel region, where every thread walks the same time loop: each product is split between
-# them by column panels and each element-wise pass by rows, with a barrier after each.  Below it the
-# call runs on one thread: the barriers (BASELINE.md: a core-to-core round trip is 0.1-0.4 us here)
-# would cost more than the second core saves.
-cdef enum:
-    PARALLEL_MIN_MACS = 1 << 18
+# Threads: a call whose recurrent product takes at least PARALLEL_MIN_SECONDS a step on one core
+# (at its FMA rate, as measured) runs in one parallel region, where every thread walks the same
+# time loop: each product is split between them by column panels and each element-wise pass by
+# rows, with a barrier after each.  Below it the call runs on one thread: the barriers (BASELINE.md:
+# a core-to-core round trip is 0.1-0.4 us here) would cost more than the second core saves.  (Set
+# as 2^18 multiply-adds at the 117 GF/s of a one-FMA-unit core; a core with two does them in half
+# the time, so it needs twice as many.)
+cdef double PARALLEL_MIN_SECONDS = 4.5e-6
 
 cdef extern from "lstm_peak.h" nogil:
     double lstm_fma_chains_threads(int dbl, long iters, int threads, double *sink)
+    double lstm_fma_rate()
 
 
 def fma_peak(bint double=False, int threads=1, long iters=20_000_000):
@@ -208,7 +212,15 @@ cpdef int threads_for(Py_ssize_t B, Py_ssize_t H, Py_ssize_t P, int n_gates=4) n
     """Threads a layer-direction call with batch B, hidden H, output P and n_gates gate blocks
     runs on: OpenMP's current limit if its recurrent product (B x P) (P x n_gates H) is large
     enough to pay, else 1."""
-    return 1 if B * n_gates * H * P < PARALLEL_MIN_MACS else lstm_max_threads()
+    return 1 if B * n_gates * H * P < parallel_min_macs() else lstm_max_threads()
+
+
+cpdef double parallel_min_macs() noexcept nogil:
+    """Multiply-adds a step's recurrent product needs for a call to run on more than one thread
+    (see threads_for): PARALLEL_MIN_SECONDS of this core's FMA rate (2^18 without the packed
+    kernel)."""
+    cdef double rate = lstm_fma_rate()
+    return rate * PARALLEL_MIN_SECONDS / 2 if rate > 0 else 1 << 18
 
 
 cdef struct _Packed:
@@ -470,9 +482,9 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
     cdef floating *bufs[8]
     cdef Products products
     # Small batches: the input projection a chunk of steps at a time, just before those steps run,
-    # so that its output is still in cache when the recurrent products add to it (see CHUNK_BYTES).
+    # so that its output is still in cache when the recurrent products add to it (see _chunk_bytes).
     hoist = B < HOIST_BELOW_BATCH
-    chunk = max(1, min(T, CHUNK_BYTES // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
+    chunk = max(1, min(T, _chunk_bytes() // (B * G * <Py_ssize_t> sizeof(floating)))) if hoist else 1
     nt = n_threads if n_threads > 0 else threads_for(B, H, P, _n_gates(kind))
     # The workspace: first the bias and the packed weights (the same for every run of steps of
     # a layer call), then the pre-activations of a chunk of steps, r_t (projection), the GRU's

@@ -11,16 +11,20 @@ cdef extern from "lstm_team.h" nogil:
     int lstm_split_override() noexcept
 
 
+cdef extern from "lstm_cpu.h" nogil:
+    long lstm_l2_bytes() noexcept
+
+
 # How threads share a time loop (see _forward_steps): by rows, each thread runs its own
 # sequences with no barrier at all, but multiplies them by all of the weights, which must then
-# stay in its core's L2 (1 MiB here) from step to step; by columns, each reads half of the
-# weights, but the threads meet two or three times a step.  Measured at 2 threads: rows were as
-# fast or faster from 4 sequences a thread up (rows 3 and 8 of the grid: 1.1-1.7x), columns with 2
-# a thread (batch 4: 0.9x).  With weights beyond L2 (1.3 MiB, row 4), rows streamed them from the
-# shared L3: as fast as columns in some processes, 1.6x slower in others (12 or 20 ms, inference).
+# stay in its core's L2 from step to step (with room for the rows: up to half of it); by columns,
+# each reads half of the weights, but the threads meet two or three times a step.  Measured at 2
+# threads on a 1 MiB L2: rows were as fast or faster from 4 sequences a thread up (rows 3 and 8 of
+# the grid: 1.1-1.7x), columns with 2 a thread (batch 4: 0.9x).  With weights beyond L2 (1.3 MiB,
+# row 4), rows streamed them from the shared L3: as fast as columns in some processes, 1.6x
+# slower in others (12 or 20 ms, inference).
 cdef enum:
     ROWS_MIN_BATCH = 4
-    ROWS_MAX_WEIGHT_BYTES = 1 << 19
 
 
 cdef inline bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t G, Py_ssize_t H,
@@ -37,7 +41,7 @@ cdef inline bint _split_by_rows(Py_ssize_t B, Py_ssize_t I, Py_ssize_t G, Py_ssi
     # W_ih, W_hh and (projecting) W_hr: what each thread multiplies at every step
     return (B >= ROWS_MIN_BATCH * threads
             and ((I + P) * G + (H * P if project else 0)) * itemsize
-            <= ROWS_MAX_WEIGHT_BYTES)
+            <= lstm_l2_bytes() // 2)
 
 
 cdef inline Py_ssize_t _first(Py_ssize_t n, int part, int parts) noexcept nogil:

@@ -9,6 +9,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 12
 #define LSTM_HAVE_PACKED 1
@@ -53,6 +59,27 @@ static int lstm_packed_vector_bytes(void) { return 0; }
 #define LSTM_DISPATCH
 #define LSTM_DISPATCH_NAME "baseline only"
 #endif
+
+/* Bytes of one core's L2 cache, asked once: sysconf (glibc reads it from cpuid), else cpuid leaf
+ * 0x80000006 (its size in KiB in ECX bits 31-16, on AMD and Intel alike), else 1 MiB. The
+ * engine sizes what must stay in L2 from step to step by it (_team.pxd, _lstm.pyx). */
+static long lstm_l2_bytes(void)
+{
+    static long bytes = 0;
+    if (bytes == 0) {
+        long size = 0;
+#if (defined(__unix__) || defined(__APPLE__)) && defined(_SC_LEVEL2_CACHE_SIZE)
+        size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+#if defined(__GNUC__) && defined(__x86_64__)
+        unsigned int eax, ebx, ecx, edx;
+        if (size <= 0 && __get_cpuid(0x80000006, &eax, &ebx, &ecx, &edx))
+            size = (long)(ecx >> 16) * 1024;
+#endif
+        bytes = size > 0 ? size : 1L << 20;
+    }
+    return bytes;
+}
 
 /* `bytes` of memory aligned to a cache line (64 bytes), to be released with free(); NULL if
  * memory is short. Vectors read from it never straddle two lines: a batch-1 step, which loads a

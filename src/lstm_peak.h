@@ -8,6 +8,8 @@
 #ifndef LSTM_FAST_PEAK_H
 #define LSTM_FAST_PEAK_H
 
+#include <time.h>
+
 #include "lstm_gemm.h"
 
 #if LSTM_HAVE_PACKED
@@ -86,6 +88,34 @@ static double lstm_fma_chains_threads(int dbl, long iters, int threads, double *
     }
     *sink = value;
     return flops;
+}
+
+/* Seconds between two readings of the monotonic clock. */
+static double lstm_seconds(const struct timespec *t0, const struct timespec *t1)
+{
+    return (double)(t1->tv_sec - t0->tv_sec) + 1e-9 * (double)(t1->tv_nsec - t0->tv_nsec);
+}
+
+/* The float32 FMA rate of one core (flop/s; 0 without a packed kernel), measured once: the best
+ * of three runs of the chains of about a tenth of a millisecond each, so that one run slowed by
+ * another tenant does not set it. How many FMA units a core has (one or two) shows here. */
+static double lstm_fma_rate(void)
+{
+    static double rate = -1;
+    if (rate < 0) {
+        double best = 0, sink = 0;
+        for (int run = 0; run < 3; run++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            double flops = lstm_fma_chains(0, 30000, 1.0, &sink);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double seconds = lstm_seconds(&t0, &t1);
+            if (seconds > 0 && flops / seconds > best)
+                best = flops / seconds;
+        }
+        rate = best;
+    }
+    return rate;
 }
 
 #endif /* LSTM_FAST_PEAK_H */

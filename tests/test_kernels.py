@@ -219,18 +219,57 @@ def test_teams_in_several_threads_at_once(dtype):
     assert int(differ) == 0
 
 
+def _hidden_filling(budget, I, project):
+    """The largest H whose float32 weights (I + H) 4H [+ H H] fit in `budget` bytes."""
+    H = 1
+    while ((I + H + 1) * 4 * (H + 1) + (H + 1) ** 2 * project) * 4 <= budget:
+        H += 1
+    return H
+
+
 @needs_packed_kernel
 def test_split_by_rows_counts_the_projection_only_when_there_is_one():
-    """The split by rows needs every weight a thread multiplies in its share of L2: W_ih and
-    W_hh, and W_hr only with a projection. (I + P) 4H floats of 4 bytes just under 512 KiB, and
-    H * P more would go over it."""
+    """The split by rows needs every weight a thread multiplies in its share of L2 (half of it):
+    W_ih and W_hh, and W_hr only with a projection. H chosen so that (I + H) 4H floats of 4
+    bytes just fit, and H * P more would go over it."""
     from lstm_fast._lstm import split_choice
 
     if os.environ.get("LSTM_FAST_SPLIT"):
         pytest.skip("LSTM_FAST_SPLIT forces the split")
-    B, I, H = 16, 100, 128
-    assert (I + H) * 4 * H * 4 <= 1 << 19 < ((I + H) * 4 * H + H * H) * 4
+    budget = build_info()["l2_bytes"] // 2
+    B, I = 16, 100
+    H = _hidden_filling(budget, I, False)
+    assert (I + H) * 4 * H * 4 <= budget < ((I + H) * 4 * H + H * H) * 4
     assert split_choice(B, I, H, H, False, 2, 4) == "rows"
+    assert split_choice(B, I, H + 1, H + 1, False, 2, 4) == "columns"
     assert split_choice(B, I, H, H - 1, True, 2, 4) == "columns"
     assert split_choice(B, I, H, H, False, 2, 8) == "columns"  # float64: twice the bytes
     assert split_choice(7, I, H, H, False, 2, 4) == "columns"  # under 4 sequences a thread
+
+
+def test_l2_is_this_cores():
+    """The engine's cache budgets come from this CPU's L2, as the OS reports it."""
+    sysconf = os.sysconf("SC_LEVEL2_CACHE_SIZE") if "SC_LEVEL2_CACHE_SIZE" in os.sysconf_names \
+        else 0
+    l2 = build_info()["l2_bytes"]
+    assert l2 == (sysconf if sysconf > 0 else l2) and 64 * 1024 <= l2 <= 64 << 20
+
+
+@needs_packed_kernel
+def test_parallel_threshold_follows_this_cores_fma_rate():
+    """A call runs on several threads from 4.5 us of FMA work a step, at this core's measured FMA
+    rate (the best of three short probes at load, near a longer probe's): one multiply-add below
+    the threshold stays on one thread, one above takes them all."""
+    from lstm_fast._lstm import fma_peak, parallel_min_macs, threads_for
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core")
+    rate = build_info()["fma_rate"]
+    assert 0.6 < rate / (fma_peak(False, 1, 5_000_000) * 1e9) < 1.6
+    macs = parallel_min_macs()
+    assert macs == pytest.approx(rate * 4.5e-6 / 2)
+    P = 64
+    below, above = int(macs) // (4 * P * P), int(macs) // (4 * P * P) + 1
+    with threadpool_limits(2, user_api="openmp"):
+        assert threads_for(below, P, P) == 1
+        assert threads_for(above, P, P) == 2
