@@ -213,7 +213,7 @@ cdef extern from "lstm_bf16.h" nogil:
                               Py_ssize_t lda1, Py_ssize_t K2, const float *A2, Py_ssize_t lda2,
                               float *buf)
     Py_ssize_t lstm_bf16_tn_buffer_bytes(Py_ssize_t M, Py_ssize_t M2)
-    void lstm_bf16_gemm_tn(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
+    void lstm_bf16_gemm_tn(int route, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A,
                            Py_ssize_t lda, const float *B, Py_ssize_t ldb, float beta, float *C,
                            Py_ssize_t ldc, Py_ssize_t M2, const float *A2, Py_ssize_t lda2,
                            float *C2, Py_ssize_t ldc2, float *colsum, void *buf)
@@ -349,14 +349,14 @@ cdef inline void tn_product(const Products *p, int m, int n, int k, const floati
                             const floating *b, int ldb, floating beta, floating *c, int ldc,
                             int m2, const floating *a2, int lda2, floating *c2, int ldc2,
                             floating *colsum) noexcept nogil:
-    """gemm_tn2 (the weight gradients' products) on p's route: on AVX512-BF16 its vdpbf16ps
-    kernel, rounding the operands to bf16 as it reads them (p.buf, this thread's, at least
+    """gemm_tn2 (the weight gradients' products) on p's route: on AVX512-BF16 and AMX their
+    kernels, rounding the operands to bf16 as they read them (p.buf, this thread's, at least
     lstm_bf16_tn_buffer_bytes(m, m2)); else gemm_tn2 (on a bf16 route, of operands rounded
     beforehand)."""
     if floating is float:
-        if p.route == LSTM_BF16_AVX512:
-            lstm_bf16_gemm_tn(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2,
-                              colsum, p.buf)
+        if p.route == LSTM_BF16_AVX512 or p.route == LSTM_BF16_AMX:
+            lstm_bf16_gemm_tn(p.route, m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2,
+                              ldc2, colsum, p.buf)
             return
     gemm_tn2(m, n, k, a, lda, b, ldb, beta, c, ldc, m2, a2, lda2, c2, ldc2, colsum)
 

@@ -30,8 +30,8 @@ cnp.import_array()
 
 from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
                    _dim)
-from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_I8_AMX,
-                   LSTM_I8_FLOAT32, LSTM_I8_VNNI, NATIVE, Products, buffer_bytes, gemm_packed,
+from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_BF16_FLOAT32,
+                   LSTM_I8_AMX, LSTM_I8_FLOAT32, LSTM_I8_VNNI, NATIVE, Products, buffer_bytes, gemm_packed,
                    gemm_tn2, lstm_aligned_alloc, lstm_bf16_round, lstm_bf16_route,
                    lstm_bf16_tn_buffer_bytes, lstm_bf16_unit, lstm_bf16_unit_name,
                    lstm_i8_route, lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d,
@@ -669,7 +669,7 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
     cdef Products products
     products.route = route
     products.buf_size = buffer_bytes(route, max(G, P), 0, max(I, H, P))
-    if route == LSTM_BF16_AVX512:  # and the weight gradients' products (tn_product)
+    if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:  # and tn_product's
         products.buf_size = max(products.buf_size, lstm_bf16_tn_buffer_bytes(max(I, P), P))
     cdef floating *bufs[9]
     _carve_backward(ws, kind, N, I, H, P, B, project, route, nt * products.buf_size, bufs)
@@ -706,12 +706,15 @@ cdef void _backward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N,
         if not packed:
             prepare_into(route, False, G, I, w_ih, I, bufs[2])
         if route != NATIVE:
-            # their operands rounded once: X and H_{t-1} (the caller's: copies), and in place
-            # dA (the GRU's two), R and dH (projection), which nothing reads after them
+            # their operands rounded once: X and H_{t-1} (the caller's: copies, unless the
+            # kernel rounds them), and in place dA (the GRU's two: the bias gradients sum them
+            # rounded), R and dH (projection), which nothing reads after them
             if floating is float:
-                x = <const floating *> _rounded_copy(N * I, <const float *> x, <float *> bufs[8])
-                hidden_prev = <const floating *> _rounded_copy(
-                    N * P, <const float *> hidden_prev, <float *> bufs[8] + N * I)
+                if _rounds_beforehand(route):
+                    x = <const floating *> _rounded_copy(N * I, <const float *> x,
+                                                         <float *> bufs[8])
+                    hidden_prev = <const floating *> _rounded_copy(
+                        N * P, <const float *> hidden_prev, <float *> bufs[8] + N * I)
                 _round(N * G, <float *> gates)
                 _round(N * G, <float *> hidden_gates)
                 _round(N * H, <float *> r)
@@ -751,8 +754,8 @@ cdef int _carve_backward(Workspace ws, int kind, Py_ssize_t N, Py_ssize_t I, Py_
     """bufs <- backward's workspace: first what every run of steps of a layer call shares (W_hh,
     W_hr, W_ih packed for `route`, the transposed dW_ih and dW_hh), then the bias gradients (the
     GRU's two differ), the projection's gradients (dL/dr_t of a step, dL/dh_t of every step),
-    the products' row buffers (buf_bytes for all threads) and, on a bf16 route, X and H_{t-1}
-    rounded."""
+    the products' row buffers (buf_bytes for all threads) and, on a bf16 route that needs them
+    (_rounds_beforehand), X and H_{t-1} rounded."""
     cdef Py_ssize_t G = _n_gates(kind) * H
     cdef Py_ssize_t sizes[9]
     sizes[0] = prepared_size(route, G, P, bufs[0])
@@ -763,8 +766,15 @@ cdef int _carve_backward(Workspace ws, int kind, Py_ssize_t N, Py_ssize_t I, Py_
     sizes[5] = B * H if project else 0
     sizes[6] = N * P if project else 0
     sizes[7] = (buf_bytes + sizeof(floating) - 1) // sizeof(floating)
-    sizes[8] = N * (I + P) if route != NATIVE else 0
+    sizes[8] = N * (I + P) if _rounds_beforehand(route) else 0
     return _carve(ws, sizes, bufs, 9)
+
+
+cdef inline bint _rounds_beforehand(int route) noexcept nogil:
+    """Whether a bf16 route's weight-gradient products (tn_product) need X and H_{t-1} rounded
+    beforehand, into copies: the float32 route's (the bf16 units' kernels round as they
+    read)."""
+    return route == LSTM_BF16_FLOAT32
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tanh_x, bint avx512):

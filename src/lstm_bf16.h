@@ -203,13 +203,8 @@ static inline __attribute__((always_inline, target(LSTM_BF16_TARGET))) void lstm
     }
 }
 
-#define LSTM_BF16_TILE_CASE(R)                                                                   \
-    case R:                                                                                      \
-        if (nv == 2)                                                                             \
-            lstm_bf16_tile_avx512(R, 2, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);   \
-        else                                                                                     \
-            lstm_bf16_tile_avx512(R, 1, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc);   \
-        break;
+#define LSTM_BF16_TILE(R, nv)                                                                    \
+    lstm_bf16_tile_avx512(R, nv, o, buf + m * o->width, n0, N, beta, C + m * ldc, ldc)
 
 /* The rows in buf (<= MB) times columns [0, N) with vdpbf16ps: tiles of nearly equal height (at
  * most 12 rows) by 32 columns (16 for a last panel alone). */
@@ -217,17 +212,14 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_block_avx512(
     const lstm_bf16_operands *o, ptrdiff_t rows, ptrdiff_t N, const uint16_t *buf, float beta,
     float *C, ptrdiff_t ldc)
 {
-    ptrdiff_t tiles = (rows + 11) / 12;
+    ptrdiff_t tiles = LSTM_TILES(rows, 12);
     for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_BF16_NB) {
-        int nv = N - n0 > LSTM_BF16_NB ? 2 : 1;
         for (ptrdiff_t i = 0; i < tiles; i++) {
-            ptrdiff_t m = rows * i / tiles, mr = rows * (i + 1) / tiles - m;
-            switch (mr) {
-                LSTM_BF16_TILE_CASE(12) LSTM_BF16_TILE_CASE(11) LSTM_BF16_TILE_CASE(10)
-                LSTM_BF16_TILE_CASE(9) LSTM_BF16_TILE_CASE(8) LSTM_BF16_TILE_CASE(7)
-                LSTM_BF16_TILE_CASE(6) LSTM_BF16_TILE_CASE(5) LSTM_BF16_TILE_CASE(4)
-                LSTM_BF16_TILE_CASE(3) LSTM_BF16_TILE_CASE(2) LSTM_BF16_TILE_CASE(1)
-                default: break;
+            ptrdiff_t m = LSTM_TILE_ROW(rows, i, tiles), mr = LSTM_TILE_ROW(rows, i + 1, tiles) - m;
+            if (N - n0 > LSTM_BF16_NB) {
+                LSTM_FOR_HEIGHT(mr, LSTM_BF16_TILE, 2)
+            } else {
+                LSTM_FOR_HEIGHT(mr, LSTM_BF16_TILE, 1)
             }
         }
     }
@@ -254,38 +246,74 @@ __attribute__((target("amx-tile"))) static inline void lstm_amx_load_config(void
     _tile_loadconfig(&config);
 }
 
-/* One block of C: rows 0-15 (and 16-31 if `two`) of buf times one panel from column n0 (two if
- * `wide`), from beta C, over both segments (two and wide constants where inlined). A block that
- * is not whole in C goes through `edge` (32 x 32, zeros outside C). */
-static inline __attribute__((always_inline, target(LSTM_AMX_TARGET))) void lstm_bf16_amx_block(
-    const int two, const int wide, const lstm_bf16_operands *o, const uint16_t *buf,
-    ptrdiff_t rows, ptrdiff_t n0, ptrdiff_t N, float beta, float *C, ptrdiff_t ldc)
+/* Where the tiles read and write a 32 x 32 block of C that has `rows` x `cols` in C (row-major,
+ * ldc): C itself if that fills the tiles used (`two` row halves, `wide` two panels), else a copy
+ * in the caller's `edge` (32 x 32, zeros outside C). */
+typedef struct {
+    float *c;
+    ptrdiff_t ld;
+    int full;
+} lstm_amx_c;
+
+/* Tiles 0-3 <- beta times the block of C (see lstm_amx_c; two and wide constants where inlined). */
+static inline __attribute__((always_inline, target(LSTM_AMX_TARGET))) lstm_amx_c lstm_amx_c_load(
+    const int two, const int wide, float *C, ptrdiff_t ldc, ptrdiff_t rows, ptrdiff_t cols,
+    float beta, float *edge)
 {
-    float edge[32 * 32] __attribute__((aligned(64)));
-    ptrdiff_t cols = N - n0 < 32 ? N - n0 : 32;
-    int full = rows >= (two ? 32 : 16) && cols >= (wide ? 32 : 16);
-    float *c = full ? C + n0 : edge;
-    ptrdiff_t ld = full ? ldc : 32, stride = ld * (ptrdiff_t)sizeof(float);
-    ptrdiff_t a_stride = o->width * (ptrdiff_t)sizeof(uint16_t);
-    if (!full) {
-        memset(edge, 0, sizeof edge);
+    lstm_amx_c t = {C, ldc, rows >= (two ? 32 : 16) && cols >= (wide ? 32 : 16)};
+    if (!t.full) {
+        t.c = edge;
+        t.ld = 32;
+        memset(edge, 0, 32 * 32 * sizeof(float));
         for (ptrdiff_t r = 0; beta != 0 && r < rows; r++)
-            memcpy(edge + r * 32, C + r * ldc + n0, (size_t)cols * sizeof(float));
+            memcpy(edge + r * 32, C + r * ldc, (size_t)cols * sizeof(float));
     }
-    if (beta != 0 || !full) {
-        _tile_loadd(0, c, stride);
+    ptrdiff_t stride = t.ld * (ptrdiff_t)sizeof(float);
+    if (beta != 0 || !t.full) {
+        _tile_loadd(0, t.c, stride);
         if (wide)
-            _tile_loadd(1, c + 16, stride);
+            _tile_loadd(1, t.c + 16, stride);
         if (two)
-            _tile_loadd(2, c + 16 * ld, stride);
+            _tile_loadd(2, t.c + 16 * t.ld, stride);
         if (two && wide)
-            _tile_loadd(3, c + 16 * ld + 16, stride);
+            _tile_loadd(3, t.c + 16 * t.ld + 16, stride);
     } else {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
     }
+    return t;
+}
+
+/* The block of C <- tiles 0-3 (through the edge copy if there was one). */
+static inline __attribute__((always_inline, target(LSTM_AMX_TARGET))) void lstm_amx_c_store(
+    const int two, const int wide, lstm_amx_c t, float *C, ptrdiff_t ldc, ptrdiff_t rows,
+    ptrdiff_t cols)
+{
+    ptrdiff_t stride = t.ld * (ptrdiff_t)sizeof(float);
+    _tile_stored(0, t.c, stride);
+    if (wide)
+        _tile_stored(1, t.c + 16, stride);
+    if (two)
+        _tile_stored(2, t.c + 16 * t.ld, stride);
+    if (two && wide)
+        _tile_stored(3, t.c + 16 * t.ld + 16, stride);
+    if (!t.full)
+        for (ptrdiff_t r = 0; r < rows; r++)
+            memcpy(C + r * ldc, t.c + r * 32, (size_t)cols * sizeof(float));
+}
+
+/* One block of C: rows 0-15 (and 16-31 if `two`) of buf times one panel from column n0 (two if
+ * `wide`), from beta C, over both segments (two and wide constants where inlined). */
+static inline __attribute__((always_inline, target(LSTM_AMX_TARGET))) void lstm_bf16_amx_block(
+    const int two, const int wide, const lstm_bf16_operands *o, const uint16_t *buf,
+    ptrdiff_t rows, ptrdiff_t n0, ptrdiff_t N, float beta, float *C, ptrdiff_t ldc)
+{
+    float edge[32 * 32] __attribute__((aligned(64)));
+    ptrdiff_t cols = N - n0 < 32 ? N - n0 : 32;
+    ptrdiff_t a_stride = o->width * (ptrdiff_t)sizeof(uint16_t);
+    lstm_amx_c t = lstm_amx_c_load(two, wide, C + n0, ldc, rows, cols, beta, edge);
     for (int s = 0; s < 2; s++) {
         ptrdiff_t depth = s ? o->d2 : o->d1;
         const uint16_t *a = buf + (s ? o->d1 : 0);
@@ -306,16 +334,7 @@ static inline __attribute__((always_inline, target(LSTM_AMX_TARGET))) void lstm_
                 _tile_dpbf16ps(3, 5, 7);
         }
     }
-    _tile_stored(0, c, stride);
-    if (wide)
-        _tile_stored(1, c + 16, stride);
-    if (two)
-        _tile_stored(2, c + 16 * ld, stride);
-    if (two && wide)
-        _tile_stored(3, c + 16 * ld + 16, stride);
-    if (!full)
-        for (ptrdiff_t r = 0; r < rows; r++)
-            memcpy(C + r * ldc + n0, edge + r * 32, (size_t)cols * sizeof(float));
+    lstm_amx_c_store(two, wide, t, C + n0, ldc, rows, cols);
 }
 
 /* The whole product with AMX tiles, MB rows at a time. */
@@ -361,10 +380,12 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_avx512(
  * 32-bit pairs (the order vdpbf16ps reads: k low, k + 1 high; a last odd row pairs with zero). */
 #define LSTM_BF16_KC 256
 
-/* Bytes of the buffer lstm_bf16_gemm_tn takes: A's and A2's pairs of a block, and B's panel. */
+/* Bytes of the buffer lstm_bf16_gemm_tn takes: A's and A2's pairs of a block (rows rounded up
+ * to 16 for the AMX tiles), and B's panel. */
 static ptrdiff_t lstm_bf16_tn_buffer_bytes(ptrdiff_t M, ptrdiff_t M2)
 {
-    return LSTM_BF16_KC / 2 * (M + M2 + 2 * LSTM_BF16_NB) * (ptrdiff_t)sizeof(uint32_t);
+    return LSTM_BF16_KC / 2 * ((M + 15) / 16 * 16 + (M2 + 15) / 16 * 16 + 2 * LSTM_BF16_NB)
+           * (ptrdiff_t)sizeof(uint32_t);
 }
 
 /* dst (w 32-bit lanes) <- (bf16(r0[j]), bf16(r1[j])) for j < n, zeros from n; r1 NULL: zeros. */
@@ -422,13 +443,8 @@ static inline __attribute__((always_inline, target(LSTM_BF16_TARGET))) void lstm
     }
 }
 
-#define LSTM_BF16_TN_CASE(R)                                                                     \
-    case R:                                                                                      \
-        if (nv == 2)                                                                             \
-            lstm_bf16_tn_tile(R, 2, pairs, a + m, M, b, beta, C + m * ldc, ldc, ncols);          \
-        else                                                                                     \
-            lstm_bf16_tn_tile(R, 1, pairs, a + m, M, b, beta, C + m * ldc, ldc, ncols);          \
-        break;
+#define LSTM_BF16_TN_TILE(R, nv)                                                                 \
+    lstm_bf16_tn_tile(R, nv, pairs, a + m, M, b, beta, C + m * ldc, ldc, ncols)
 
 /* C (M x ncols) = beta C + A^T B for one block: A's pairs a (pair i of row m at a[i * M + m]),
  * one panel's pairs b, in tiles of nearly equal height (at most 12 rows). */
@@ -436,15 +452,12 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_tn_block(
     ptrdiff_t M, ptrdiff_t pairs, const uint32_t *a, const uint32_t *b, float beta, float *C,
     ptrdiff_t ldc, ptrdiff_t ncols)
 {
-    int nv = ncols > LSTM_BF16_NB ? 2 : 1;
-    for (ptrdiff_t i = 0, tiles = (M + 11) / 12; i < tiles; i++) {
-        ptrdiff_t m = M * i / tiles, mr = M * (i + 1) / tiles - m;
-        switch (mr) {
-            LSTM_BF16_TN_CASE(12) LSTM_BF16_TN_CASE(11) LSTM_BF16_TN_CASE(10)
-            LSTM_BF16_TN_CASE(9) LSTM_BF16_TN_CASE(8) LSTM_BF16_TN_CASE(7)
-            LSTM_BF16_TN_CASE(6) LSTM_BF16_TN_CASE(5) LSTM_BF16_TN_CASE(4)
-            LSTM_BF16_TN_CASE(3) LSTM_BF16_TN_CASE(2) LSTM_BF16_TN_CASE(1)
-            default: break;
+    for (ptrdiff_t i = 0, tiles = LSTM_TILES(M, 12); i < tiles; i++) {
+        ptrdiff_t m = LSTM_TILE_ROW(M, i, tiles), mr = LSTM_TILE_ROW(M, i + 1, tiles) - m;
+        if (ncols > LSTM_BF16_NB) {
+            LSTM_FOR_HEIGHT(mr, LSTM_BF16_TN_TILE, 2)
+        } else {
+            LSTM_FOR_HEIGHT(mr, LSTM_BF16_TN_TILE, 1)
         }
     }
 }
@@ -473,11 +486,24 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_row_pairs(
                         pairs + k / 2 * M);
 }
 
+/* B's panel of a block (kc rows, ncols <= 32 columns from `rows`, ld ldb) as pairs b (pair i of
+ * column j at b[i * 32 + j]), and zero pairs after them up to `padded`. */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_panel_pairs(
+    ptrdiff_t kc, ptrdiff_t padded, ptrdiff_t ncols, const float *rows, ptrdiff_t ldb,
+    uint32_t *b)
+{
+    for (ptrdiff_t k = 0; k < kc; k += 2)
+        lstm_bf16_pairs(ncols, 2 * LSTM_BF16_NB, rows + k * ldb,
+                        k + 1 < kc ? rows + (k + 1) * ldb : NULL, b + k / 2 * 2 * LSTM_BF16_NB);
+    memset(b + (kc + 1) / 2 * 2 * LSTM_BF16_NB, 0,
+           (size_t)(padded - (kc + 1) / 2) * 2 * LSTM_BF16_NB * sizeof(uint32_t));
+}
+
 /* C (M x N) = beta C + A^T B and C2 (M2 x N) = beta C2 + A2^T B with vdpbf16ps, the operands
  * rounded to bf16 (see above), from float32 arrays as lstm_gemm_tn2 takes them (M2 = 0: no
  * second product); colsum (N; unless NULL) <- the float32 sums of B's columns. buf: the caller's
  * lstm_bf16_tn_buffer_bytes(M, M2). */
-__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_tn(
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_tn_avx512(
     ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *B,
     ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc, ptrdiff_t M2, const float *A2,
     ptrdiff_t lda2, float *C2, ptrdiff_t ldc2, float *colsum, void *buf)
@@ -493,10 +519,7 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_tn(
         for (ptrdiff_t p = 0; p < N; p += 2 * LSTM_BF16_NB) {
             ptrdiff_t ncols = N - p < 2 * LSTM_BF16_NB ? N - p : 2 * LSTM_BF16_NB;
             const float *rows = B + k0 * ldb + p;
-            for (ptrdiff_t k = 0; k < kc; k += 2)
-                lstm_bf16_pairs(ncols, 2 * LSTM_BF16_NB, rows + k * ldb,
-                                k + 1 < kc ? rows + (k + 1) * ldb : NULL,
-                                b + k / 2 * 2 * LSTM_BF16_NB);
+            lstm_bf16_panel_pairs(kc, pairs, ncols, rows, ldb, b);
             if (colsum != NULL)
                 lstm_bf16_column_sums(kc, ncols, rows, ldb, k0 > 0, colsum + p);
             lstm_bf16_tn_block(M, pairs, a, b, first, C + p, ldc, ncols);
@@ -504,6 +527,94 @@ __attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_gemm_tn(
                 lstm_bf16_tn_block(M2, pairs, a2, b, first, C2 + p, ldc2, ncols);
         }
     }
+}
+
+/* A's rows k0 .. k0 + kc - 1 (M wide) as the rows of A^T that AMX tiles load: pair i of row m at
+ * t[m * KC / 2 + i]; pairs from (kc + 1) / 2 to `padded`, and rows from M to a multiple of 16,
+ * zero. Each 16 pairs of a row pair of A go to 16 rows of t at once (a scatter). */
+__attribute__((target(LSTM_BF16_TARGET))) static void lstm_bf16_amx_rows_t(
+    ptrdiff_t kc, ptrdiff_t padded, ptrdiff_t M, const float *A, ptrdiff_t lda, uint32_t *t)
+{
+    const ptrdiff_t kp = LSTM_BF16_KC / 2, rows = (M + 15) / 16 * 16;
+    const __m512i apart = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
+                                                              5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32((int)kp));
+    uint32_t pairs[16] __attribute__((aligned(64)));
+    for (ptrdiff_t k = 0; k < kc; k += 2)
+        for (ptrdiff_t m = 0; m < rows; m += 16) {
+            lstm_bf16_pairs(M - m, 16, A + k * lda + m, k + 1 < kc ? A + (k + 1) * lda + m : NULL,
+                            pairs);
+            _mm512_i32scatter_epi32(t + m * kp + k / 2, apart, _mm512_load_si512(pairs), 4);
+        }
+    for (ptrdiff_t m = 0; m < rows; m++)
+        memset(t + m * kp + (kc + 1) / 2, 0, (size_t)(padded - (kc + 1) / 2) * sizeof(uint32_t));
+}
+
+/* C (M x ncols) = beta C + A^T B for one block with AMX tiles: rows of A^T t (see
+ * lstm_bf16_amx_rows_t, `padded` pairs), one panel's pairs b (see lstm_bf16_panel_pairs), 32
+ * rows x 32 columns at a time. */
+__attribute__((target(LSTM_AMX_TARGET))) static void lstm_bf16_tn_amx_block(
+    ptrdiff_t M, ptrdiff_t padded, const uint32_t *t, const uint32_t *b, float beta, float *C,
+    ptrdiff_t ldc, ptrdiff_t ncols)
+{
+    const ptrdiff_t stride = LSTM_BF16_KC / 2 * (ptrdiff_t)sizeof(uint32_t);
+    float edge[32 * 32] __attribute__((aligned(64)));
+    int wide = ncols > LSTM_BF16_NB;
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += 32) {
+        ptrdiff_t rows = M - m0 < 32 ? M - m0 : 32;
+        int two = rows > 16;
+        const uint32_t *a = t + m0 * LSTM_BF16_KC / 2;
+        float *c = C + m0 * ldc;
+        lstm_amx_c tiles = lstm_amx_c_load(two, wide, c, ldc, rows, ncols, beta, edge);
+        for (ptrdiff_t i = 0; i < padded; i += 16) {
+            /* sum over 32 k of A[k][m] B[k][j]             (16 x 32) (32 x 16), up to 4 tiles */
+            _tile_loadd(4, a + i, stride);
+            _tile_loadd(6, b + i * 2 * LSTM_BF16_NB, 2 * LSTM_BF16_NB * sizeof(uint32_t));
+            _tile_dpbf16ps(0, 4, 6);
+            if (wide) {
+                _tile_loadd(7, b + i * 2 * LSTM_BF16_NB + LSTM_BF16_NB,
+                            2 * LSTM_BF16_NB * sizeof(uint32_t));
+                _tile_dpbf16ps(1, 4, 7);
+            }
+            if (two) {
+                _tile_loadd(5, a + 16 * LSTM_BF16_KC / 2 + i, stride);
+                _tile_dpbf16ps(2, 5, 6);
+            }
+            if (two && wide)
+                _tile_dpbf16ps(3, 5, 7);
+        }
+        lstm_amx_c_store(two, wide, tiles, c, ldc, rows, ncols);
+    }
+}
+
+/* lstm_bf16_gemm_tn_avx512's products with AMX tiles (its arguments, its buffer). */
+__attribute__((target(LSTM_AMX_TARGET))) static void lstm_bf16_gemm_tn_amx(
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *B,
+    ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc, ptrdiff_t M2, const float *A2,
+    ptrdiff_t lda2, float *C2, ptrdiff_t ldc2, float *colsum, void *buf)
+{
+    uint32_t *a = (uint32_t *)buf, *a2 = a + LSTM_BF16_KC / 2 * ((M + 15) / 16 * 16);
+    uint32_t *b = a2 + LSTM_BF16_KC / 2 * ((M2 + 15) / 16 * 16);
+    lstm_amx_load_config();
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += LSTM_BF16_KC) {
+        ptrdiff_t kc = K - k0 < LSTM_BF16_KC ? K - k0 : LSTM_BF16_KC;
+        ptrdiff_t padded = ((kc + 1) / 2 + 15) / 16 * 16;  /* pairs: whole tiles of 16 */
+        float first = k0 == 0 ? beta : 1.0f;
+        lstm_bf16_amx_rows_t(kc, padded, M, A + k0 * lda, lda, a);
+        if (M2 > 0)
+            lstm_bf16_amx_rows_t(kc, padded, M2, A2 + k0 * lda2, lda2, a2);
+        for (ptrdiff_t p = 0; p < N; p += 2 * LSTM_BF16_NB) {
+            ptrdiff_t ncols = N - p < 2 * LSTM_BF16_NB ? N - p : 2 * LSTM_BF16_NB;
+            const float *rows = B + k0 * ldb + p;
+            lstm_bf16_panel_pairs(kc, padded, ncols, rows, ldb, b);
+            if (colsum != NULL)
+                lstm_bf16_column_sums(kc, ncols, rows, ldb, k0 > 0, colsum + p);
+            lstm_bf16_tn_amx_block(M, padded, a, b, first, C + p, ldc, ncols);
+            if (M2 > 0)
+                lstm_bf16_tn_amx_block(M2, padded, a2, b, first, C2 + p, ldc2, ncols);
+        }
+    }
+    _tile_release();
 }
 
 /* The bf16 peak of one core: back-to-back tdpbf16ps on four tiles from two A and two B tiles
@@ -533,25 +644,36 @@ __attribute__((target(LSTM_AMX_TARGET), noinline)) static double lstm_bf16_chain
     return 4.0 * 2 * 16 * 16 * 32 * (double)iters;
 }
 
-__attribute__((target(LSTM_BF16_TARGET), noinline)) static double lstm_bf16_chains_avx512(
-    long iters, float *sink)
-{
-    __m512 acc[12];
-    __m512bh a = (__m512bh)_mm512_set1_epi32(0x3c003c00), b = (__m512bh)_mm512_set1_epi32(
-        (int)(0x3a003a00u + (uint32_t)(*sink != 0)));
-    for (int c = 0; c < 12; c++)
-        acc[c] = _mm512_set1_ps((float)c);
-    for (long i = 0; i < iters; i++) {
-        _Pragma("GCC unroll 12")
-        for (int c = 0; c < 12; c++)
-            acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
-    }
-    __m512 s = acc[0];
-    for (int c = 1; c < 12; c++)
-        s = _mm512_add_ps(s, acc[c]);
-    *sink = _mm512_reduce_add_ps(s);
-    return 12.0 * 16 * 2 * 2 * (double)iters;
+/* NAME(iters, sink): twelve independent chains acc = DOT(acc, a, b) of a dot-product instruction
+ * on ACC sums, a and b OPERAND vectors of the 32-bit patterns A_BITS and B_BITS (b's known only
+ * at run time, through *sink, so that nothing folds), nothing else; the sums end in *sink.
+ * Returns the operations done: OPS each instruction. Through the intrinsics, whose chains GCC
+ * keeps in registers (lstm_int8.h's asm vpdpbusd, given array elements, went through the stack
+ * and measured 40% of the unit). */
+#define LSTM_DOT_CHAINS(NAME, TARGET, ACC, OPERAND, SET, DOT, ADD, REDUCE, A_BITS, B_BITS, OPS)  \
+__attribute__((target(TARGET), noinline)) static double NAME(long iters, float *sink)           \
+{                                                                                                \
+    ACC acc[12];                                                                                 \
+    OPERAND a = (OPERAND)_mm512_set1_epi32(A_BITS);                                              \
+    OPERAND b = (OPERAND)_mm512_set1_epi32((int)((B_BITS) + (uint32_t)(*sink != 0)));            \
+    for (int c = 0; c < 12; c++)                                                                 \
+        acc[c] = SET(c);                                                                         \
+    for (long i = 0; i < iters; i++) {                                                           \
+        _Pragma("GCC unroll 12")                                                                 \
+        for (int c = 0; c < 12; c++)                                                             \
+            acc[c] = DOT(acc[c], a, b);                                                          \
+    }                                                                                            \
+    ACC s = acc[0];                                                                              \
+    for (int c = 1; c < 12; c++)                                                                 \
+        s = ADD(s, acc[c]);                                                                      \
+    *sink = (float)REDUCE(s);                                                                    \
+    return 12.0 * (OPS) * (double)iters;                                                         \
 }
+
+/* vdpbf16ps: 16 lanes, each two multiply-adds of bf16 pairs. */
+LSTM_DOT_CHAINS(lstm_bf16_chains_avx512, LSTM_BF16_TARGET, __m512, __m512bh, _mm512_set1_ps,
+                _mm512_dpbf16_ps, _mm512_add_ps, _mm512_reduce_add_ps, 0x3c003c00, 0x3a003a00u,
+                16 * 2 * 2)
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -663,6 +785,27 @@ static void lstm_gemm_bf16(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K1, co
         lstm_bf16_gemm_avx512(&o, M, N, beta, C, ldc, buf);
 #else
     (void)route; (void)o; (void)beta; (void)C; (void)ldc; (void)buf;
+#endif
+}
+
+/* The weight gradients' products C = beta C + A^T B, C2 = beta C2 + A2^T B (and colsum) on the
+ * bf16 units, `route` AMX or AVX512 (see lstm_bf16_gemm_tn_avx512, whose arguments and buffer
+ * both take). */
+static void lstm_bf16_gemm_tn(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
+                              ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta, float *C,
+                              ptrdiff_t ldc, ptrdiff_t M2, const float *A2, ptrdiff_t lda2,
+                              float *C2, ptrdiff_t ldc2, float *colsum, void *buf)
+{
+#if LSTM_HAVE_PACKED
+    if (route == LSTM_BF16_AMX)
+        lstm_bf16_gemm_tn_amx(M, N, K, A, lda, B, ldb, beta, C, ldc, M2, A2, lda2, C2, ldc2,
+                              colsum, buf);
+    else if (route == LSTM_BF16_AVX512)
+        lstm_bf16_gemm_tn_avx512(M, N, K, A, lda, B, ldb, beta, C, ldc, M2, A2, lda2, C2, ldc2,
+                                 colsum, buf);
+#else
+    (void)route; (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)beta; (void)C;
+    (void)ldc; (void)M2; (void)A2; (void)lda2; (void)C2; (void)ldc2; (void)colsum; (void)buf;
 #endif
 }
 

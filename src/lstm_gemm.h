@@ -47,20 +47,23 @@
 
 /* The arguments lstm_tile_any passes on to lstm_tile after the row and vector counts. */
 #define LSTM_TILE_ARGS K, A, ars, aks, panel, ldp, K2, A2, lda2, panel2, beta, C, ldc, ncols
-/* Case `n` of a switch on the tile height: none above the ISA's MR is ever taken, and its
- * constant condition keeps them from being compiled at all. */
-#define LSTM_TILE_CASE(SUF, ISA, NV, MR, n)                                                      \
-    case n: if ((n) <= (MR)) lstm_tile_##SUF##_##ISA(n, NV, LSTM_TILE_ARGS); break;
-#define LSTM_TILE_CASES(SUF, ISA, NV, MR)                                                        \
+/* CALL(n, ...) for n == rows (1..12) as a constant: a switch that compiles the tile CALL calls
+ * once for each height, its loops over rows unrolled. */
+#define LSTM_FOR_HEIGHT(rows, CALL, ...)                                                         \
     switch (rows) {                                                                              \
-    LSTM_TILE_CASE(SUF, ISA, NV, MR, 12) LSTM_TILE_CASE(SUF, ISA, NV, MR, 11)                    \
-    LSTM_TILE_CASE(SUF, ISA, NV, MR, 10) LSTM_TILE_CASE(SUF, ISA, NV, MR, 9)                     \
-    LSTM_TILE_CASE(SUF, ISA, NV, MR, 8) LSTM_TILE_CASE(SUF, ISA, NV, MR, 7)                      \
-    LSTM_TILE_CASE(SUF, ISA, NV, MR, 6) LSTM_TILE_CASE(SUF, ISA, NV, MR, 5)                      \
-    LSTM_TILE_CASE(SUF, ISA, NV, MR, 4) LSTM_TILE_CASE(SUF, ISA, NV, MR, 3)                      \
-    LSTM_TILE_CASE(SUF, ISA, NV, MR, 2) LSTM_TILE_CASE(SUF, ISA, NV, MR, 1)                      \
+    case 12: CALL(12, __VA_ARGS__); break; case 11: CALL(11, __VA_ARGS__); break;                \
+    case 10: CALL(10, __VA_ARGS__); break; case 9: CALL(9, __VA_ARGS__); break;                  \
+    case 8: CALL(8, __VA_ARGS__); break; case 7: CALL(7, __VA_ARGS__); break;                    \
+    case 6: CALL(6, __VA_ARGS__); break; case 5: CALL(5, __VA_ARGS__); break;                    \
+    case 4: CALL(4, __VA_ARGS__); break; case 3: CALL(3, __VA_ARGS__); break;                    \
+    case 2: CALL(2, __VA_ARGS__); break; case 1: CALL(1, __VA_ARGS__); break;                    \
     default: break;                                                                              \
     }
+
+/* The packed kernel's tile of height n: none above the ISA's MR is ever called, and the constant
+ * condition keeps them from being compiled at all. */
+#define LSTM_TILE_CALL(n, SUF, ISA, NV, MR)                                                      \
+    if ((n) <= (MR)) lstm_tile_##SUF##_##ISA(n, NV, LSTM_TILE_ARGS)
 
 /* One tile: rows (<= MR) x ncols (<= nv vectors) of C from one panel of nv (1 or 2; both
  * constants where inlined) vectors' width, ldp apart from one k to the next, plus (when K2 > 0) a
@@ -154,9 +157,9 @@ static inline __attribute__((always_inline, target(TARGET))) void lstm_tile_any_
     ptrdiff_t ldc, ptrdiff_t ncols)                                                              \
 {                                                                                                \
     if (ncols > (ptrdiff_t)(BYTES / sizeof(T))) {                                                \
-        LSTM_TILE_CASES(SUF, ISA, 2, MR)                                                         \
+        LSTM_FOR_HEIGHT(rows, LSTM_TILE_CALL, SUF, ISA, 2, MR)                                   \
     } else {                                                                                     \
-        LSTM_TILE_CASES(SUF, ISA, 1, MR)                                                         \
+        LSTM_FOR_HEIGHT(rows, LSTM_TILE_CALL, SUF, ISA, 1, MR)                                   \
     }                                                                                            \
 }                                                                                                \
                                                                                                  \

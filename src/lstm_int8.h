@@ -207,6 +207,29 @@ __attribute__((target(LSTM_I8_TARGET))) static void lstm_i8_rows_avx512(
     }
 }
 
+/* Exact int sums scaled into C: C[r][j] = beta C[r][j] + (a_r w_j) acc[r][j] for columns 0 .. 15
+ * (lanes m0) and the next 16 (nv == 2) of a row, less 128 s_j (sums s: VNNI's rows, offset by
+ * 128 to be unsigned) unless sums is NULL (AMX's, signed). As lstm_i8_dequantize computes it. */
+static inline __attribute__((always_inline, target(LSTM_I8_TARGET))) void lstm_i8_store(
+    const int nv, __m512i acc0, __m512i acc1, float row_scale, const float *col,
+    const int32_t *sums, __mmask16 m0, __mmask16 m1, float beta, float *c)
+{
+    for (int v = 0; v < nv; v++) {
+        __mmask16 m = v ? m1 : m0;
+        __m512i exact = v ? acc1 : acc0;
+        if (sums != NULL) {
+            __m512i sum = _mm512_maskz_loadu_epi32(m, sums + 16 * v);
+            exact = _mm512_sub_epi32(exact, _mm512_slli_epi32(sum, 7));
+        }
+        __m512 scale = _mm512_mul_ps(_mm512_set1_ps(row_scale),
+                                     _mm512_maskz_loadu_ps(m, col + 16 * v));
+        __m512 out = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(exact));
+        if (beta != 0)
+            out = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + 16 * v), out);
+        _mm512_mask_storeu_ps(c + 16 * v, m, out);
+    }
+}
+
 /* One 32 x 32 block of one segment with AMX: acc (32 x 32 int32) <- rows 0-15 (and 16-31 if
  * `two`) of q times one panel from column n0 (two if `wide`). */
 static inline __attribute__((always_inline, target(LSTM_AMX_TARGET ",amx-int8"))) void
@@ -254,7 +277,6 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
     float *rows_scale = (float *)buf;
     int8_t *q = (int8_t *)(rows_scale + LSTM_I8_MB);
     int32_t acc[32 * 32] __attribute__((aligned(64)));
-    float acc_f[32 * 32] __attribute__((aligned(64)));
     lstm_amx_load_config();
     for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB) {
         ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB;
@@ -262,7 +284,7 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
         lstm_i8_rows_avx512(rows, K, A + m0 * lda, lda, 0, depth, 4, q, rows_scale);
         for (ptrdiff_t n0 = 0; n0 < N; n0 += 2 * LSTM_I8_NB) {
             int wide = N - n0 > LSTM_I8_NB;
-            ptrdiff_t cols = N - n0 < 32 ? N - n0 : 32;
+            __mmask16 lanes0 = lstm_bf16_lanes(N - n0), lanes1 = lstm_bf16_lanes(N - n0 - 16);
             const int8_t *b = quantized + n0 * depth;
             if (rows > 16 && wide)
                 lstm_i8_amx_block(1, 1, q, depth, b, acc);
@@ -272,32 +294,19 @@ __attribute__((target(LSTM_AMX_TARGET ",amx-int8"))) static void lstm_gemm_i8_am
                 lstm_i8_amx_block(0, 1, q, depth, b, acc);
             else
                 lstm_i8_amx_block(0, 0, q, depth, b, acc);
-            for (ptrdiff_t i = 0; i < rows * 32; i++)
-                acc_f[i] = (float)acc[i];
-            lstm_i8_dequantize(rows, cols, acc_f, 32, rows_scale, col + n0, beta,
-                               C + m0 * ldc + n0, ldc);
+            for (ptrdiff_t r = 0; r < rows; r++) {  /* scaled while the sums are in L1 */
+                __m512i sum0 = _mm512_load_si512(acc + 32 * r);
+                float *c = C + (m0 + r) * ldc + n0;
+                if (wide)
+                    lstm_i8_store(2, sum0, _mm512_load_si512(acc + 32 * r + 16), rows_scale[r],
+                                  col + n0, NULL, lanes0, lanes1, beta, c);
+                else
+                    lstm_i8_store(1, sum0, sum0, rows_scale[r], col + n0, NULL, lanes0, 0, beta,
+                                  c);
+            }
         }
     }
     _tile_release();
-}
-
-/* The exact sums of one vpdpbusd tile, scaled into C: C[r][j] = beta C[r][j] + (a_r w_j)
- * (acc[r][j] - 128 s_j), for columns n0 .. n0 + 15 (lanes m) and the next 16 (nv == 2). */
-static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm_i8_vnni_store(
-    const int nv, __m512i acc0, __m512i acc1, float row_scale, const float *col,
-    const int32_t *sums, __mmask16 m0, __mmask16 m1, float beta, float *c)
-{
-    for (int v = 0; v < nv; v++) {
-        __mmask16 m = v ? m1 : m0;
-        __m512i sum = _mm512_maskz_loadu_epi32(m, sums + 16 * v);
-        __m512i exact = _mm512_sub_epi32(v ? acc1 : acc0, _mm512_slli_epi32(sum, 7));
-        __m512 scale = _mm512_mul_ps(_mm512_set1_ps(row_scale),
-                                     _mm512_maskz_loadu_ps(m, col + 16 * v));
-        __m512 out = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(exact));
-        if (beta != 0)
-            out = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + 16 * v), out);
-        _mm512_mask_storeu_ps(c + 16 * v, m, out);
-    }
 }
 
 /* *acc += the sums of four products of unsigned a and signed b bytes, lane by lane (vpdpbusd).
@@ -340,7 +349,7 @@ static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm
     }
     _Pragma("GCC unroll 12")
     for (int r = 0; r < rows; r++)
-        lstm_i8_vnni_store(nv, acc0[r], acc1[r], row_scale[r], col + n0, sums + n0, m0, m1,
+        lstm_i8_store(nv, acc0[r], acc1[r], row_scale[r], col + n0, sums + n0, m0, m1,
                            beta, C + r * ldc + n0);
 }
 
@@ -371,7 +380,7 @@ static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm
     _Pragma("GCC unroll 4")
     for (int p = 0; p < np; p++) {
         ptrdiff_t j = n0 + p * LSTM_I8_NB;
-        lstm_i8_vnni_store(1, _mm512_add_epi32(acc[p][0], acc[p][1]), acc[p][1], row_scale,
+        lstm_i8_store(1, _mm512_add_epi32(acc[p][0], acc[p][1]), acc[p][1], row_scale,
                            col + j, sums + j, lstm_bf16_lanes(N - j), 0, beta, C + j);
     }
 }
@@ -381,15 +390,9 @@ static inline __attribute__((always_inline, target(LSTM_VNNI_TARGET))) void lstm
         lstm_i8_vnni_row(P, q, K, depth, b, row_scale[0], col, sums, n0, N, beta, C);            \
         break;
 
-#define LSTM_I8_VNNI_CASE(R)                                                                     \
-    case R:                                                                                      \
-        if (nv == 2)                                                                             \
-            lstm_i8_vnni_tile(R, 2, q + 4 * m, K, depth, b, row_scale + m, col, sums, n0, N,     \
-                              beta, C + m * ldc, ldc);                                           \
-        else                                                                                     \
-            lstm_i8_vnni_tile(R, 1, q + 4 * m, K, depth, b, row_scale + m, col, sums, n0, N,     \
-                              beta, C + m * ldc, ldc);                                           \
-        break;
+#define LSTM_I8_VNNI_TILE(R, nv)                                                                 \
+    lstm_i8_vnni_tile(R, nv, q + 4 * m, K, depth, b, row_scale + m, col, sums, n0, N, beta,      \
+                      C + m * ldc, ldc)
 
 /* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) with vpdpbusd: columns c0 .. c0 + N - 1 (c0 a
  * multiple of 16) of a form packed by lstm_pack_i8 (N_all columns), MB rows at a time in tiles
@@ -405,7 +408,7 @@ __attribute__((target(LSTM_VNNI_TARGET))) static void lstm_gemm_i8_vnni(
     float *row_scale = (float *)buf;
     uint8_t *q = (uint8_t *)(row_scale + LSTM_I8_MB);
     for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB, A += LSTM_I8_MB * lda, C += LSTM_I8_MB * ldc) {
-        ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB, tiles = (rows + 11) / 12;
+        ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB, tiles = LSTM_TILES(rows, 12);
         lstm_i8_rows_avx512(rows, K, A, lda, 128, 4, 4 * LSTM_I8_MB, (int8_t *)q, row_scale);
         for (ptrdiff_t n0 = 0; rows == 1 && n0 < N; n0 += 4 * LSTM_I8_NB) {
             const int8_t *b = quantized + n0 * depth;
@@ -415,45 +418,25 @@ __attribute__((target(LSTM_VNNI_TARGET))) static void lstm_gemm_i8_vnni(
             }
         }
         for (ptrdiff_t n0 = 0; rows > 1 && n0 < N; n0 += 2 * LSTM_I8_NB) {
-            int nv = N - n0 > LSTM_I8_NB ? 2 : 1;
             const int8_t *b = quantized + n0 * depth;
             for (ptrdiff_t i = 0; i < tiles; i++) {
-                ptrdiff_t m = rows * i / tiles, mr = rows * (i + 1) / tiles - m;
-                switch (mr) {
-                    LSTM_I8_VNNI_CASE(12) LSTM_I8_VNNI_CASE(11) LSTM_I8_VNNI_CASE(10)
-                    LSTM_I8_VNNI_CASE(9) LSTM_I8_VNNI_CASE(8) LSTM_I8_VNNI_CASE(7)
-                    LSTM_I8_VNNI_CASE(6) LSTM_I8_VNNI_CASE(5) LSTM_I8_VNNI_CASE(4)
-                    LSTM_I8_VNNI_CASE(3) LSTM_I8_VNNI_CASE(2) LSTM_I8_VNNI_CASE(1)
-                    default: break;
+                ptrdiff_t m = LSTM_TILE_ROW(rows, i, tiles);
+                ptrdiff_t mr = LSTM_TILE_ROW(rows, i + 1, tiles) - m;
+                if (N - n0 > LSTM_I8_NB) {
+                    LSTM_FOR_HEIGHT(mr, LSTM_I8_VNNI_TILE, 2)
+                } else {
+                    LSTM_FOR_HEIGHT(mr, LSTM_I8_VNNI_TILE, 1)
                 }
             }
         }
     }
 }
 
-/* The int8 peak of one core with vpdpbusd: twelve independent chains (as
- * lstm_bf16_chains_avx512); returns the operations done (a multiply-add is two). Through the
- * intrinsic: here GCC keeps the chains in registers, where lstm_i8_dpbusd's asm, given array
- * elements, sent each through the stack (the probe then measured 40% of the unit). */
-__attribute__((target(LSTM_VNNI_TARGET), noinline)) static double lstm_i8_chains_vnni(
-    long iters, float *sink)
-{
-    __m512i acc[12];
-    __m512i a = _mm512_set1_epi32(0x01020304), b = _mm512_set1_epi32(
-        (int)(0x01010101u + (uint32_t)(*sink != 0)));
-    for (int c = 0; c < 12; c++)
-        acc[c] = _mm512_set1_epi32(c);
-    for (long i = 0; i < iters; i++) {
-        _Pragma("GCC unroll 12")
-        for (int c = 0; c < 12; c++)
-            acc[c] = _mm512_dpbusd_epi32(acc[c], a, b);
-    }
-    __m512i s = acc[0];
-    for (int c = 1; c < 12; c++)
-        s = _mm512_add_epi32(s, acc[c]);
-    *sink = (float)_mm512_reduce_add_epi32(s);
-    return 12.0 * 16 * 4 * 2 * (double)iters;
-}
+/* The int8 peak of one core with vpdpbusd (see LSTM_DOT_CHAINS): 16 lanes, each four
+ * multiply-adds of u8 by s8. */
+LSTM_DOT_CHAINS(lstm_i8_chains_vnni, LSTM_VNNI_TARGET, __m512i, __m512i, _mm512_set1_epi32,
+                _mm512_dpbusd_epi32, _mm512_add_epi32, _mm512_reduce_add_epi32, 0x01020304,
+                0x01010101u, 16 * 4 * 2)
 
 /* The int8 peak of one core: tdpbssd back to back on four tiles (see lstm_bf16_chains_amx);
  * returns the operations done (a multiply-add is two). */
