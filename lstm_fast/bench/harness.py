@@ -285,9 +285,21 @@ def _interleaved_medians(impls, repeat, rounds, pause):
     for r in range(rounds):
         share = repeat * (r + 1) // rounds - repeat * r // rounds
         for impl, n, taken in zip(impls, calls, samples):
+            _wake_threads(impl)
             taken += _samples(impl, share, n)
             _let_threads_idle(pause)
     return [statistics.median(taken) for taken in samples]
+
+
+def _wake_threads(fn, seconds=0.1):
+    """Run ``fn`` untimed for about ``seconds`` (at least once). After a pause, the first calls
+    of a multi-threaded implementation ran at one thread's speed for tens of milliseconds (its
+    threads woke on one CPU until the scheduler spread them), and that fell on whichever one was
+    timed first."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < seconds:
+        fn()
 
 
 def _let_threads_idle(pause):
