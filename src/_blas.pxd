@@ -241,8 +241,9 @@ cdef extern from "lstm_int8.h" nogil:
                       float beta, float *C, Py_ssize_t ldc, void *buf)
     int lstm_i8_unit(int *forced)
     int lstm_i8_route(Py_ssize_t batch)
+    int lstm_i8_runs(int route)
     const char *lstm_i8_unit_name(int unit)
-    int LSTM_I8_MB, LSTM_I8_FLOAT32, LSTM_I8_VNNI, LSTM_I8_AMX
+    int LSTM_I8_MB, LSTM_I8_FLOAT32, LSTM_I8_VNNI, LSTM_I8_AMX, LSTM_I8_AVX_VNNI
 
 
 #: How the products of a call multiply: in the arrays' dtype, or (float32 arrays) in bfloat16 on
@@ -264,6 +265,11 @@ cdef struct Products:
     Py_ssize_t buf_size
 
 
+cdef inline bint _packs_i8(int route) noexcept nogil:
+    """Whether `route` multiplies lstm_pack_i8's packed form (the int8 units: AMX, VNNI)."""
+    return route == LSTM_I8_VNNI or route == LSTM_I8_AMX or route == LSTM_I8_AVX_VNNI
+
+
 cdef inline Py_ssize_t buffer_bytes(int route, Py_ssize_t k1, Py_ssize_t k2,
                                     Py_ssize_t n) noexcept nogil:
     """Bytes of a thread's row buffer for products (depths k1 + k2, at most n columns) on a
@@ -274,7 +280,7 @@ cdef inline Py_ssize_t buffer_bytes(int route, Py_ssize_t k1, Py_ssize_t k2,
         return lstm_bf16_buffer_size(k1, k2) * sizeof(uint16_t)
     if route == LSTM_I8_FLOAT32:  # row scales, quantised rows, the int sums of a row block
         return LSTM_I8_MB * (1 + max(k1, k2) + n) * sizeof(float)
-    if route == LSTM_I8_VNNI or route == LSTM_I8_AMX:
+    if _packs_i8(route):
         return LSTM_I8_MB * (sizeof(float) + lstm_i8_depth(max(k1, k2)))
     return 0
 
@@ -283,7 +289,7 @@ cdef inline Py_ssize_t prepared_size(int route, int k, int n, const floating *li
     """Elements of `like`'s dtype that op(B) (k x n) takes packed for `route`."""
     if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
         return (lstm_bf16_packed_size(k, n) * 2 + sizeof(floating) - 1) // sizeof(floating)
-    if route == LSTM_I8_VNNI or route == LSTM_I8_AMX:
+    if _packs_i8(route):
         return (lstm_i8_packed_bytes(k, n) + sizeof(floating) - 1) // sizeof(floating)
     if route == LSTM_I8_FLOAT32:
         return lstm_i8_scales(n) + packed_size(k, n, like)
@@ -297,7 +303,7 @@ cdef inline void prepare_into(int route, bint trans_b, int k, int n, const float
         if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX:
             lstm_pack_bf16(trans_b, k, n, b, ldb, <uint16_t *> packed)
             return
-        if route == LSTM_I8_VNNI or route == LSTM_I8_AMX:
+        if _packs_i8(route):
             lstm_pack_i8(trans_b, k, n, b, ldb, packed)
             return
         if route == LSTM_I8_FLOAT32:  # the scales, then the quantised op(B) packed as floats
@@ -321,7 +327,7 @@ cdef inline void product(const Products *p, int m, int n, int k, const floating 
         _packed_product(m, n, k, a, lda, <const floating *> packed, k2, a2, lda2,
                         <const floating *> packed2, beta, c, ldc, part, parts)
     elif floating is float:
-        if p.route == LSTM_I8_FLOAT32 or p.route == LSTM_I8_VNNI or p.route == LSTM_I8_AMX:
+        if p.route == LSTM_I8_FLOAT32 or _packs_i8(p.route):
             # each segment alone: its rows have scales of their own
             _int8_product(p, m, n, k, a, lda, packed, beta, c, ldc, part, parts)
             if k2 > 0:
@@ -382,7 +388,7 @@ cdef inline void _int8_product(const Products *p, int m, int n, int k, const flo
     cdef float *row_scale = <float *> p.buf
     cdef float *q = row_scale + LSTM_I8_MB
     cdef float *acc = q + LSTM_I8_MB * k
-    if p.route == LSTM_I8_VNNI or p.route == LSTM_I8_AMX:
+    if _packs_i8(p.route):
         if part_columns(n, 32, part, parts, &c0, &c1):  # whole blocks of two panels
             lstm_gemm_i8(p.route, m, c1 - c0, k, a, lda, packed, n, c0, beta, c + c0, ldc,
                          p.buf)

@@ -31,10 +31,11 @@ cnp.import_array()
 from _args cimport (_array_type, _check_absent, _check_kind, _check_layout, _check_steps, _data,
                    _dim)
 from _blas cimport (BFLOAT16, INT8, LSTM_BF16_AMX, LSTM_BF16_AVX512, LSTM_BF16_FLOAT32,
-                   LSTM_I8_AMX, LSTM_I8_FLOAT32, LSTM_I8_VNNI, NATIVE, Products, buffer_bytes, gemm_packed,
+                   LSTM_I8_AMX, LSTM_I8_AVX_VNNI, LSTM_I8_FLOAT32, LSTM_I8_VNNI, NATIVE,
+                   Products, _packs_i8, buffer_bytes, gemm_packed,
                    gemm_tn2, lstm_aligned_alloc, lstm_bf16_round, lstm_bf16_route,
                    lstm_bf16_tn_buffer_bytes, lstm_bf16_unit, lstm_bf16_unit_name,
-                   lstm_i8_route, lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d,
+                   lstm_i8_route, lstm_i8_runs, lstm_i8_unit, lstm_i8_unit_name, lstm_panel_width_d,
                    lstm_panel_width_f, pack_into, packed_kernel, packed_size, panel_width,
                    prepare_into, prepared_size, product)
 from _gates cimport (CELL_GRU, CELL_LSTM, CELL_RNN_RELU, CELL_RNN_TANH, _n_gates, activations_,
@@ -524,7 +525,7 @@ cdef void _forward_layer(floating **args, int kind, Py_ssize_t T, Py_ssize_t N, 
             by_rows = not hoist and _split_by_rows(
                 B, I, G, H, P, project, nt,
                 2 if route == LSTM_BF16_AVX512 or route == LSTM_BF16_AMX
-                else 1 if route == LSTM_I8_VNNI or route == LSTM_I8_AMX else sizeof(floating),
+                else 1 if _packs_i8(route) else sizeof(floating),
                 panel_width(x) != 0)
             team.arrived = team.generation = 0
             with parallel(num_threads=nt):
@@ -827,12 +828,29 @@ def matmul(bint trans_a, const floating[:, ::1] a, const floating[:, ::1] b, flo
                 gemm_packed(m, n, k, &a[0, 0], a.shape[1], packed, beta, &c[0, 0], n, part, parts)
 
 
+cdef dict _runnable_routes(str precision):
+    """{unit name: route} of the routes of `precision` that run here."""
+    if precision == "bfloat16":
+        return {lstm_bf16_unit_name(r).decode(): r for r in range(1, lstm_bf16_unit(NULL) + 1)}
+    return {lstm_i8_unit_name(r).decode(): r
+            for r in (LSTM_I8_FLOAT32, LSTM_I8_AVX_VNNI, LSTM_I8_VNNI, LSTM_I8_AMX)
+            if lstm_i8_runs(r)}
+
+
+def reduced_routes(str precision):
+    """The units ("float32", "avx512_bf16", "avx_vnni", ...) whose products of `precision`
+    ("bfloat16" or "int8") run on this CPU under LSTM_FAST_KERNEL (matmul_reduced's routes)."""
+    if precision not in ("bfloat16", "int8"):
+        raise ValueError(f"reduced_routes: precision {precision!r}")
+    return list(_runnable_routes(precision))
+
+
 def matmul_reduced(str precision, const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
                    bint beta, int parts=1, const float[:, ::1] a2=None,
                    const float[:, ::1] b2=None, str route=None):
     """c = a b [+ a2 b2] + beta c through the "bfloat16" or "int8" products (for tests: any
-    shape, in `parts` column parts one after the other), on `route`: "amx", "avx512_bf16" (or
-    for int8 "avx512_vnni") or "float32" (what the CPU has), None the unit chosen here."""
+    shape, in `parts` column parts one after the other), on `route`: one of reduced_routes
+    (precision), None the unit chosen here."""
     cdef int m = c.shape[0], n = c.shape[1], k = b.shape[0], k2 = 0, part, unit
     if a2 is not None and b2 is not None:
         k2 = b2.shape[0]
@@ -840,14 +858,10 @@ def matmul_reduced(str precision, const float[:, ::1] a, const float[:, ::1] b, 
             raise ValueError("matmul_reduced: inconsistent shapes")
     if a.shape[0] != m or a.shape[1] != k or b.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError("matmul_reduced: inconsistent shapes")
-    if precision == "bfloat16":
-        unit = lstm_bf16_unit(NULL)
-        names = {lstm_bf16_unit_name(r).decode(): r for r in range(1, unit + 1)}
-    elif precision == "int8":
-        unit = lstm_i8_unit(NULL)
-        names = {lstm_i8_unit_name(r).decode(): r for r in range(4, unit + 1)}
-    else:
+    if precision not in ("bfloat16", "int8"):
         raise ValueError(f"matmul_reduced: precision {precision!r}")
+    unit = lstm_bf16_unit(NULL) if precision == "bfloat16" else lstm_i8_unit(NULL)
+    names = _runnable_routes(precision)
     if route is not None and route not in names:
         raise ValueError(f"matmul_reduced: route {route!r} does not run here ({list(names)})")
     cdef Workspace workspace = Workspace()

@@ -645,7 +645,8 @@ __attribute__((target(LSTM_AMX_TARGET), noinline)) static double lstm_bf16_chain
 }
 
 /* NAME(iters, sink): twelve independent chains acc = DOT(acc, a, b) of a dot-product instruction
- * on ACC sums, a and b OPERAND vectors of the 32-bit patterns A_BITS and B_BITS (b's known only
+ * on ACC sums set by SET, a and b OPERAND vectors of the 32-bit patterns A_BITS and B_BITS (set by
+ * SET_bits) (b's known only
  * at run time, through *sink, so that nothing folds), nothing else; the sums end in *sink.
  * Returns the operations done: OPS each instruction. Through the intrinsics, whose chains GCC
  * keeps in registers (lstm_int8.h's asm vpdpbusd, given array elements, went through the stack
@@ -654,8 +655,8 @@ __attribute__((target(LSTM_AMX_TARGET), noinline)) static double lstm_bf16_chain
 __attribute__((target(TARGET), noinline)) static double NAME(long iters, float *sink)           \
 {                                                                                                \
     ACC acc[12];                                                                                 \
-    OPERAND a = (OPERAND)_mm512_set1_epi32(A_BITS);                                              \
-    OPERAND b = (OPERAND)_mm512_set1_epi32((int)((B_BITS) + (uint32_t)(*sink != 0)));            \
+    OPERAND a = (OPERAND)SET##_bits(A_BITS);                                                     \
+    OPERAND b = (OPERAND)SET##_bits((int)((B_BITS) + (uint32_t)(*sink != 0)));                   \
     for (int c = 0; c < 12; c++)                                                                 \
         acc[c] = SET(c);                                                                         \
     for (long i = 0; i < iters; i++) {                                                           \
@@ -669,6 +670,11 @@ __attribute__((target(TARGET), noinline)) static double NAME(long iters, float *
     *sink = (float)REDUCE(s);                                                                    \
     return 12.0 * (OPS) * (double)iters;                                                         \
 }
+
+/* Every lane of a vector of 32-bit patterns set to `bits`, for LSTM_DOT_CHAINS. */
+#define _mm512_set1_ps_bits _mm512_set1_epi32
+#define _mm512_set1_epi32_bits _mm512_set1_epi32
+#define _mm256_set1_epi32_bits _mm256_set1_epi32
 
 /* vdpbf16ps: 16 lanes, each two multiply-adds of bf16 pairs. */
 LSTM_DOT_CHAINS(lstm_bf16_chains_avx512, LSTM_BF16_TARGET, __m512, __m512bh, _mm512_set1_ps,

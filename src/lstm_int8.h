@@ -38,7 +38,7 @@
 #define LSTM_I8_KB 64
 #define LSTM_I8_MB 32
 
-enum { LSTM_I8_FLOAT32 = 4, LSTM_I8_VNNI = 5, LSTM_I8_AMX = 6 };
+enum { LSTM_I8_FLOAT32 = 4, LSTM_I8_VNNI = 5, LSTM_I8_AMX = 6, LSTM_I8_AVX_VNNI = 7 };
 
 static inline ptrdiff_t lstm_i8_depth(ptrdiff_t K)
 {
@@ -144,6 +144,21 @@ LSTM_DISPATCH static void lstm_i8_rows_float(ptrdiff_t rows, ptrdiff_t K, const 
         scales[r] = lstm_i8_scale(A + r * lda, K, 1);
         for (ptrdiff_t k = 0; k < K; k++)
             q[r * K + k] = lstm_i8_quantize(A[r * lda + k], scales[r]);
+    }
+}
+
+/* lstm_i8_rows_avx512's quantised rows (see it) in portable C, for the 256-bit kernels: the same
+ * scales, the same rounding, the same layout. */
+LSTM_DISPATCH static void lstm_i8_rows_bytes(ptrdiff_t rows, ptrdiff_t K, const float *A,
+                                             ptrdiff_t lda, int offset, ptrdiff_t rs,
+                                             ptrdiff_t gs, int8_t *q, float *scales)
+{
+    ptrdiff_t depth = lstm_i8_depth(K);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        scales[r] = lstm_i8_scale(A + r * lda, K, 1);
+        for (ptrdiff_t k = 0; k < depth; k++)
+            q[r * rs + k / 4 * gs + k % 4] = (int8_t)(uint8_t)(
+                (k < K ? (int)lstm_i8_quantize(A[r * lda + k], scales[r]) : 0) + offset);
     }
 }
 
@@ -432,11 +447,171 @@ __attribute__((target(LSTM_VNNI_TARGET))) static void lstm_gemm_i8_vnni(
     }
 }
 
+/* 256-bit vpdpbusd: AVX-VNNI's VEX form, for CPUs that have it without AVX-512, and the same
+ * code in the EVEX form (AVX512-VNNI with AVX512-VL) where LSTM_FAST_KERNEL=avx_vnni forces it on
+ * an AVX-512 CPU, so that it is tested there. The AVX512-VNNI kernel's scheme at half the width:
+ * rows quantised + 128 (lstm_i8_rows_bytes), tiles of up to 6 rows x one panel (16 columns: two
+ * vectors of 8 columns x 4 k; 12 sums, two panel vectors and a broadcast fill the 16 registers),
+ * a single row over up to 4 panels (8 sums in flight), the same exact sums and scaling. */
+#define LSTM_I8_VNNI256_TILE(R, ISA)                                                             \
+    if ((R) <= 6)                                                                                \
+        lstm_i8_tile256_##ISA(R, q + 4 * m, k4, b, row_scale + m, col + n0, sums + n0, N - n0,   \
+                              beta, C + m * ldc + n0, ldc)
+
+#define LSTM_I8_VNNI256_ROW_CASE(P, ISA)                                                         \
+    case P:                                                                                      \
+        lstm_i8_row256_##ISA(P, q, k4, depth, b, row_scale[0], col, sums, n0, N, beta, C);       \
+        break;
+
+#define LSTM_DEFINE_I8_VNNI256(ISA, TARGET, DPBUSD)                                              \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_i8_dpbusd_##ISA(           \
+    __m256i *acc, __m256i a, __m256i b)                                                          \
+{                                                                                                \
+    __asm__(DPBUSD " %2, %1, %0" : "+x"(*acc) : "x"(a), "x"(b));                                 \
+}                                                                                                \
+                                                                                                 \
+/* C[j] = beta C[j] + (a w_j) (acc[j] - 128 s_j) for the ncols (<= 16 here) of a panel. */       \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_i8_store256_##ISA(         \
+    __m256i acc0, __m256i acc1, float row_scale, const float *col, const int32_t *sums,           \
+    ptrdiff_t ncols, float beta, float *c)                                                       \
+{                                                                                                \
+    __m256 a = _mm256_set1_ps(row_scale), out[2];                                                \
+    for (int v = 0; v < 2; v++) {                                                                \
+        __m256i sum = _mm256_loadu_si256((const __m256i *)(sums + 8 * v));                       \
+        __m256i exact = _mm256_sub_epi32(v ? acc1 : acc0, _mm256_slli_epi32(sum, 7));            \
+        out[v] = _mm256_mul_ps(_mm256_mul_ps(a, _mm256_loadu_ps(col + 8 * v)),                    \
+                               _mm256_cvtepi32_ps(exact));                                       \
+    }                                                                                            \
+    if (ncols >= 16) {                                                                           \
+        for (int v = 0; v < 2; v++)                                                              \
+            _mm256_storeu_ps(c + 8 * v, beta != 0 ? _mm256_add_ps(_mm256_loadu_ps(c + 8 * v),    \
+                                                                  out[v]) : out[v]);             \
+    } else {                                                                                     \
+        float o[16];                                                                             \
+        _mm256_storeu_ps(o, out[0]);                                                             \
+        _mm256_storeu_ps(o + 8, out[1]);                                                         \
+        for (ptrdiff_t j = 0; j < ncols; j++)                                                    \
+            c[j] = beta != 0 ? c[j] + o[j] : o[j];                                               \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* A tile: `rows` (<= 6, a constant where inlined) rows of q times one panel b (ncols of its     \
+ * columns in C), into C from beta C. */                                                         \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_i8_tile256_##ISA(          \
+    const int rows, const uint8_t *q, ptrdiff_t k4, const int8_t *b, const float *row_scale,      \
+    const float *col, const int32_t *sums, ptrdiff_t ncols, float beta, float *C, ptrdiff_t ldc) \
+{                                                                                                \
+    __m256i acc0[6], acc1[6];                                                                    \
+    _Pragma("GCC unroll 6")                                                                      \
+    for (int r = 0; r < rows; r++)                                                               \
+        acc0[r] = acc1[r] = _mm256_setzero_si256();                                              \
+    for (ptrdiff_t k = 0; k < k4; k += 4) {                                                      \
+        /* columns 0-7 and 8-15 x 4 k: sum_k (Q(A)[r][k] + 128) Q(B)[k][j] */                    \
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + k * LSTM_I8_NB));                  \
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + k * LSTM_I8_NB + 32));             \
+        _Pragma("GCC unroll 6")                                                                  \
+        for (int r = 0; r < rows; r++) {                                                         \
+            int32_t four;                                                                        \
+            memcpy(&four, q + k * LSTM_I8_MB + 4 * r, sizeof four);                              \
+            __m256i ar = _mm256_set1_epi32(four);                                                \
+            lstm_i8_dpbusd_##ISA(&acc0[r], ar, b0);                                              \
+            lstm_i8_dpbusd_##ISA(&acc1[r], ar, b1);                                              \
+        }                                                                                        \
+    }                                                                                            \
+    _Pragma("GCC unroll 6")                                                                      \
+    for (int r = 0; r < rows; r++)                                                               \
+        lstm_i8_store256_##ISA(acc0[r], acc1[r], row_scale[r], col, sums, ncols, beta,          \
+                               C + r * ldc);                                                     \
+}                                                                                                \
+                                                                                                 \
+/* A single row of q times np (1-4) panels b from column n0 of N, into C from beta C. */         \
+static inline __attribute__((always_inline, target(TARGET))) void lstm_i8_row256_##ISA(           \
+    const int np, const uint8_t *q, ptrdiff_t k4, ptrdiff_t depth, const int8_t *b,               \
+    float row_scale, const float *col, const int32_t *sums, ptrdiff_t n0, ptrdiff_t N,            \
+    float beta, float *C)                                                                        \
+{                                                                                                \
+    __m256i acc[4][2];                                                                           \
+    _Pragma("GCC unroll 4")                                                                      \
+    for (int p = 0; p < np; p++)                                                                 \
+        acc[p][0] = acc[p][1] = _mm256_setzero_si256();                                          \
+    for (ptrdiff_t k = 0; k < k4; k += 4) {                                                      \
+        int32_t four;                                                                            \
+        memcpy(&four, q + k * LSTM_I8_MB, sizeof four);                                          \
+        __m256i a = _mm256_set1_epi32(four);                                                     \
+        _Pragma("GCC unroll 4")                                                                  \
+        for (int p = 0; p < np; p++) {                                                           \
+            const int8_t *g = b + (p * depth + k) * LSTM_I8_NB;                                  \
+            lstm_i8_dpbusd_##ISA(&acc[p][0], a, _mm256_loadu_si256((const __m256i *)g));         \
+            lstm_i8_dpbusd_##ISA(&acc[p][1], a, _mm256_loadu_si256((const __m256i *)(g + 32)));  \
+        }                                                                                        \
+    }                                                                                            \
+    _Pragma("GCC unroll 4")                                                                      \
+    for (int p = 0; p < np; p++) {                                                               \
+        ptrdiff_t j = n0 + p * LSTM_I8_NB;                                                       \
+        lstm_i8_store256_##ISA(acc[p][0], acc[p][1], row_scale, col + j, sums + j, N - j, beta,  \
+                               C + j);                                                           \
+    }                                                                                            \
+}                                                                                                \
+                                                                                                 \
+/* lstm_gemm_i8_vnni's product (its arguments, its buffer) on 256-bit vectors. */                \
+__attribute__((target(TARGET))) static void lstm_gemm_i8_vnni256_##ISA(                          \
+    ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A0, ptrdiff_t lda, const void *packed,    \
+    ptrdiff_t N_all, ptrdiff_t c0, float beta, float *C0, ptrdiff_t ldc, void *buf)              \
+{                                                                                                \
+    ptrdiff_t depth = lstm_i8_depth(K), k4 = (K + 3) / 4 * 4;                                    \
+    const float *col = (const float *)packed + c0;                                               \
+    const int32_t *sums = lstm_i8_sums((void *)packed, N_all) + c0;                              \
+    const int8_t *quantized = lstm_i8_quantized((void *)packed, N_all) + c0 * depth;             \
+    float *row_scale = (float *)buf;                                                             \
+    uint8_t *q = (uint8_t *)(row_scale + LSTM_I8_MB);                                            \
+    for (ptrdiff_t m0 = 0; m0 < M; m0 += LSTM_I8_MB) {                                           \
+        ptrdiff_t rows = M - m0 < LSTM_I8_MB ? M - m0 : LSTM_I8_MB, tiles = LSTM_TILES(rows, 6); \
+        const float *A = A0 + m0 * lda;                                                          \
+        float *C = C0 + m0 * ldc;                                                                \
+        lstm_i8_rows_bytes(rows, K, A, lda, 128, 4, 4 * LSTM_I8_MB, (int8_t *)q, row_scale);     \
+        for (ptrdiff_t n0 = 0; rows == 1 && n0 < N; n0 += 4 * LSTM_I8_NB) {                      \
+            const int8_t *b = quantized + n0 * depth;                                            \
+            switch ((N - n0 + LSTM_I8_NB - 1) / LSTM_I8_NB) {                                    \
+                LSTM_I8_VNNI256_ROW_CASE(1, ISA) LSTM_I8_VNNI256_ROW_CASE(2, ISA)                \
+                LSTM_I8_VNNI256_ROW_CASE(3, ISA)                                                 \
+                default: LSTM_I8_VNNI256_ROW_CASE(4, ISA)                                        \
+            }                                                                                    \
+        }                                                                                        \
+        for (ptrdiff_t n0 = 0; rows > 1 && n0 < N; n0 += LSTM_I8_NB) {                           \
+            const int8_t *b = quantized + n0 * depth;                                            \
+            for (ptrdiff_t i = 0; i < tiles; i++) {                                              \
+                ptrdiff_t m = LSTM_TILE_ROW(rows, i, tiles);                                     \
+                ptrdiff_t mr = LSTM_TILE_ROW(rows, i + 1, tiles) - m;                            \
+                LSTM_FOR_HEIGHT(mr, LSTM_I8_VNNI256_TILE, ISA)                                   \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+}
+
+LSTM_DEFINE_I8_VNNI256(vex, "avx2,fma,avxvnni", "%{vex%} vpdpbusd")  /* braces escaped for asm */
+LSTM_DEFINE_I8_VNNI256(evex, "avx2,fma,avx512f,avx512vl,avx512vnni", "vpdpbusd")
+
 /* The int8 peak of one core with vpdpbusd (see LSTM_DOT_CHAINS): 16 lanes, each four
  * multiply-adds of u8 by s8. */
 LSTM_DOT_CHAINS(lstm_i8_chains_vnni, LSTM_VNNI_TARGET, __m512i, __m512i, _mm512_set1_epi32,
                 _mm512_dpbusd_epi32, _mm512_add_epi32, _mm512_reduce_add_epi32, 0x01020304,
                 0x01010101u, 16 * 4 * 2)
+
+/* The sum of the 8 lanes of a 256-bit vector of int32. */
+__attribute__((target("avx2"))) static inline int32_t lstm_i8_sum256(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
+}
+
+/* The 256-bit vpdpbusd's peak (8 lanes of four multiply-adds), in both encodings. */
+LSTM_DOT_CHAINS(lstm_i8_chains_vex256, "avx2,fma,avxvnni", __m256i, __m256i, _mm256_set1_epi32,
+                _mm256_dpbusd_avx_epi32, _mm256_add_epi32, lstm_i8_sum256, 0x01020304, 0x01010101u,
+                8 * 4 * 2)
+LSTM_DOT_CHAINS(lstm_i8_chains_evex256, "avx2,fma,avx512f,avx512vl,avx512vnni", __m256i, __m256i,
+                _mm256_set1_epi32, _mm256_dpbusd_epi32, _mm256_add_epi32, lstm_i8_sum256,
+                0x01020304, 0x01010101u, 8 * 4 * 2)
 
 /* The int8 peak of one core: tdpbssd back to back on four tiles (see lstm_bf16_chains_amx);
  * returns the operations done (a multiply-add is two). */
@@ -486,15 +661,49 @@ static int lstm_i8_vnni(void)
     return vnni;
 }
 
+/* Which 256-bit vpdpbusd this CPU runs, asked once: 1 AVX-VNNI's (VEX), where LSTM_FAST_KERNEL is
+ * unset, "amx" or "avx_vnni"; 2 the EVEX form, where "avx_vnni" forces it on a CPU with
+ * AVX512-VNNI and AVX512-VL but not AVX-VNNI; else 0. */
+static int lstm_i8_avx_vnni(void)
+{
+    static int isa = -1;
+    if (isa < 0) {
+        const char *want = getenv("LSTM_FAST_KERNEL");
+        int forced = want != NULL && strcmp(want, "avx_vnni") == 0;
+        isa = 0;
+#if LSTM_HAVE_PACKED
+        __builtin_cpu_init();
+        if ((want == NULL || strcmp(want, "amx") == 0 || forced)
+            && __builtin_cpu_supports("avxvnni") && __builtin_cpu_supports("avx2")
+            && __builtin_cpu_supports("fma"))
+            isa = 1;
+        else if (forced && __builtin_cpu_supports("avx512vnni")
+                 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")
+                 && __builtin_cpu_supports("fma"))
+            isa = 2;
+#else
+        (void)forced;
+#endif
+    }
+    return isa;
+}
+
+/* The route below the AMX tiles: vpdpbusd on 512-bit vectors, else 256-bit, else float32. */
+static int lstm_i8_dot_route(void)
+{
+    return lstm_i8_vnni() ? LSTM_I8_VNNI : lstm_i8_avx_vnni() ? LSTM_I8_AVX_VNNI : LSTM_I8_FLOAT32;
+}
+
 /* The int8 unit of this CPU, asked once: AMX-INT8 where the CPU has it and Linux grants it
- * (as for bf16), else AVX512-VNNI, else none (the float32 route); LSTM_FAST_KERNEL as for
- * bf16 ("avx512_vnni" as "avx512_bf16": the dot-product units, no AMX). */
+ * (as for bf16), else AVX512-VNNI, else AVX-VNNI, else none (the float32 route);
+ * LSTM_FAST_KERNEL as for bf16 ("avx512_vnni" as "avx512_bf16": the AVX-512 dot-product units,
+ * no AMX; "avx_vnni" the 256-bit vpdpbusd). */
 static int lstm_i8_unit(int *forced)
 {
     static int unit = 0;
     int bf16 = lstm_bf16_unit(forced);
     if (unit == 0) {
-        unit = lstm_i8_vnni() ? LSTM_I8_VNNI : LSTM_I8_FLOAT32;
+        unit = lstm_i8_dot_route();
 #if LSTM_HAVE_PACKED
         if (bf16 == LSTM_BF16_AMX && __builtin_cpu_supports("amx-int8"))
             unit = LSTM_I8_AMX;
@@ -505,9 +714,18 @@ static int lstm_i8_unit(int *forced)
     return unit;
 }
 
+/* Whether int8 route `route` runs on this CPU (and under LSTM_FAST_KERNEL). */
+static int lstm_i8_runs(int route)
+{
+    return route == LSTM_I8_FLOAT32 || (route == LSTM_I8_VNNI && lstm_i8_vnni())
+           || (route == LSTM_I8_AVX_VNNI && lstm_i8_avx_vnni())
+           || (route == LSTM_I8_AMX && lstm_i8_unit(NULL) == LSTM_I8_AMX);
+}
+
 static const char *lstm_i8_unit_name(int unit)
 {
-    return unit == LSTM_I8_AMX ? "amx" : unit == LSTM_I8_VNNI ? "avx512_vnni" : "float32";
+    return unit == LSTM_I8_AMX ? "amx" : unit == LSTM_I8_VNNI ? "avx512_vnni"
+           : unit == LSTM_I8_AVX_VNNI ? "avx_vnni" : "float32";
 }
 
 /* The int8 route of a product whose rows are a batch of `batch`: AMX tiles from
@@ -518,7 +736,7 @@ static int lstm_i8_route(ptrdiff_t batch)
     int forced, unit = lstm_i8_unit(&forced);
     if (unit == LSTM_I8_AMX && (forced || batch >= LSTM_AMX_MIN_BATCH))
         return LSTM_I8_AMX;
-    return lstm_i8_vnni() ? LSTM_I8_VNNI : LSTM_I8_FLOAT32;
+    return lstm_i8_dot_route();
 }
 
 /* C (M x N) = beta C + diag(a) Q(A) Q(B) diag(w) on `route` (AMX or VNNI): columns c0 ..
@@ -535,6 +753,10 @@ static void lstm_gemm_i8(int route, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const
         lstm_gemm_i8_amx(M, N, K, A, lda, packed, N_all, c0, beta, C, ldc, buf);
     else if (route == LSTM_I8_VNNI)
         lstm_gemm_i8_vnni(M, N, K, A, lda, packed, N_all, c0, beta, C, ldc, buf);
+    else if (route == LSTM_I8_AVX_VNNI && lstm_i8_avx_vnni() == 2)
+        lstm_gemm_i8_vnni256_evex(M, N, K, A, lda, packed, N_all, c0, beta, C, ldc, buf);
+    else if (route == LSTM_I8_AVX_VNNI)
+        lstm_gemm_i8_vnni256_vex(M, N, K, A, lda, packed, N_all, c0, beta, C, ldc, buf);
 #else
     (void)route; (void)K; (void)A; (void)lda; (void)packed; (void)N_all; (void)c0; (void)beta;
     (void)C; (void)ldc; (void)buf;
@@ -548,7 +770,9 @@ static double lstm_i8_chains_threads(long iters, int threads, double *sink)
 #if LSTM_HAVE_PACKED
     int unit = lstm_i8_unit(NULL);
     chains = unit == LSTM_I8_AMX ? lstm_i8_chains_amx
-             : unit == LSTM_I8_VNNI ? lstm_i8_chains_vnni : NULL;
+             : unit == LSTM_I8_VNNI ? lstm_i8_chains_vnni
+             : unit == LSTM_I8_AVX_VNNI && lstm_i8_avx_vnni() == 2 ? lstm_i8_chains_evex256
+             : unit == LSTM_I8_AVX_VNNI ? lstm_i8_chains_vex256 : NULL;
 #endif
     return lstm_chains_threads(chains, iters, threads, sink);
 }

@@ -24,7 +24,8 @@ VS_FLOAT32 = {"bfloat16": 1e-2, "int8": 3e-2}
 RNN_VS_FLOAT32 = {"bfloat16": 3e-2, "int8": 9e-2}
 PRECISIONS = ["bfloat16", "int8"]
 # The units of each precision, lesser first (build_info names the best this CPU allows).
-UNITS = {"bfloat16": ["float32", "avx512_bf16", "amx"], "int8": ["float32", "avx512_vnni", "amx"]}
+UNITS = {"bfloat16": ["float32", "avx512_bf16", "amx"],
+         "int8": ["float32", "avx_vnni", "avx512_vnni", "amx"]}
 
 CELLS = {"lstm": lstm_fast.LSTM, "gru": lstm_fast.GRU, "rnn_tanh": lstm_fast.RNN}
 
@@ -69,9 +70,15 @@ def test_quantisation_is_per_row_to_nearest_even():
 
 
 def _routes(precision):
-    """The routes of `precision` this CPU (and LSTM_FAST_KERNEL) can run."""
-    order = UNITS[precision]
-    return order[:order.index(build_info()[f"{precision}_kernel"]) + 1]
+    """The routes of `precision` this CPU (and LSTM_FAST_KERNEL) runs: at least every unit up to
+    the best in UNITS' order, the 256-bit int8 one aside (only where the CPU has it, or forced)."""
+    from lstm_fast._lstm import reduced_routes
+
+    best = build_info()[f"{precision}_kernel"]
+    order = [u for u in UNITS[precision] if u != "avx_vnni" or u == best]
+    runs = reduced_routes(precision)
+    assert set(order[:order.index(best) + 1]) <= set(runs), (best, runs)
+    return runs
 
 
 def _product_errors():
@@ -173,13 +180,34 @@ def _layer_errors(precision):
     return forced, vs_float32
 
 
+def _cpu_flags():
+    """This CPU's feature flags, as Linux names them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f
+                         if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
 def _expected_kernel(forced, precision):
     """The unit of `precision` that LSTM_FAST_KERNEL=forced should choose on this CPU."""
     best = build_info()[f"{precision}_kernel"]  # this process's: the best the CPU and OS allow
     order = UNITS[precision]
+    if forced == "avx_vnni":  # int8's 256-bit vpdpbusd: AVX-VNNI's, or AVX512-VNNI's EVEX form
+        flags = set(_cpu_flags())
+        has = "avx_vnni" in flags or {"avx512_vnni", "avx512vl"} <= flags
+        return "avx_vnni" if precision == "int8" and has and best != "float32" else "float32"
     # either AVX-512 dot-product kernel forced means both (no AMX); lesser kernels: float32
-    cap = {"auto": 2, "amx": 2, "avx512_bf16": 1, "avx512_vnni": 1}.get(forced, 0)
-    return order[min(order.index(best), cap)]
+    top = {"auto": "amx", "amx": "amx", "avx512_bf16": "avx512_bf16",
+           "avx512_vnni": "avx512_vnni"}.get(forced)
+    if top is None:
+        return "float32"
+    if top in ("avx512_bf16", "avx512_vnni"):
+        top = "avx512_bf16" if precision == "bfloat16" else "avx512_vnni"
+        if best not in (top, "amx"):  # no AVX-512 dot-product unit: not the 256-bit one either
+            return "float32"
+    return order[min(order.index(best), order.index(top))]
 
 
 def _run(call, kernel):
@@ -190,8 +218,8 @@ def _run(call, kernel):
         {} if kernel == "auto" else {"LSTM_FAST_KERNEL": kernel})
 
 
-@pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512_vnni", "avx512", "avx2",
-                                    "blas"])
+@pytest.mark.parametrize("kernel", ["auto", "amx", "avx512_bf16", "avx512_vnni", "avx_vnni",
+                                    "avx512", "avx2", "blas"])
 def test_every_kernel_matches_the_emulation(kernel):
     """Forced, a unit runs at every batch (B = 6 here, below where the tiles pay); lesser kernels
     take the float32 route on their own products (AVX2, BLAS)."""
